@@ -1,0 +1,268 @@
+//! `POST /generate-image`, `/edit-image`, `/compose-images` (contract §2): parse the
+//! wire shape, build one provider request, run the pipeline, answer.
+
+use axum::Extension;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer};
+
+use crate::api::AppState;
+use crate::api::context::RequestId;
+use crate::api::form::{Form, FormSpec};
+use crate::api::json::JsonBody;
+use crate::error::ApiError;
+use crate::generation::params::{Prompt, RawOptions, Strength};
+use crate::generation::{Outcome, prompts, requests};
+use crate::imaging::{self, InputImage};
+
+/// `response_modalities` as a list, or a single string for convenience.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateImageBody {
+    prompt: Option<String>,
+    model: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    response_modalities: Option<Vec<String>>,
+    temperature: Option<f64>,
+    aspect_ratio: Option<String>,
+    image_size: Option<String>,
+    seed: Option<i64>,
+    #[serde(rename = "async")]
+    run_async: Option<bool>,
+    webhook_url: Option<String>,
+    include_quality: Option<bool>,
+    min_quality_score: Option<f64>,
+}
+
+/// Fields of the contract this build does not serve yet are refused, never ignored:
+/// a silently dropped `async` or `webhook_url` would be worse than an error.
+fn refuse_unsupported(body: &GenerateImageBody) -> Result<(), ApiError> {
+    let unsupported = [
+        ("async", body.run_async == Some(true)),
+        ("webhook_url", body.webhook_url.is_some()),
+        ("include_quality", body.include_quality == Some(true)),
+        ("min_quality_score", body.min_quality_score.is_some()),
+    ];
+    match unsupported.iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(ApiError::invalid(
+            field,
+            format!("The field '{field}' is not supported by this server yet."),
+        )
+        .detail("reason", "not_supported")),
+        None => Ok(()),
+    }
+}
+
+pub async fn generate_image(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    JsonBody(body): JsonBody<GenerateImageBody>,
+) -> Result<Response, ApiError> {
+    refuse_unsupported(&body)?;
+    let prompt = Prompt::parse("prompt", body.prompt, state.limits.max_prompt_chars)?;
+    let options = RawOptions {
+        model: body.model,
+        response_modalities: body.response_modalities,
+        temperature: body.temperature,
+        aspect_ratio: body.aspect_ratio,
+        image_size: body.image_size,
+        seed: body.seed,
+    }
+    .parse(&state.models, &state.default_model)?;
+    let outcome = state
+        .generator
+        .run(&request_id.0, requests::text_to_image(prompt, options))
+        .await?;
+    Ok(respond(outcome))
+}
+
+const OPTION_FIELDS: [&str; 6] = [
+    "model",
+    "response_modalities",
+    "temperature",
+    "aspect_ratio",
+    "image_size",
+    "seed",
+];
+
+fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
+    Ok(RawOptions {
+        model: form.text("model")?,
+        response_modalities: form.list("response_modalities")?,
+        temperature: form.number("temperature")?,
+        aspect_ratio: form.text("aspect_ratio")?,
+        image_size: form.text("image_size")?,
+        seed: form.integer("seed")?,
+    })
+}
+
+const EDIT_FIELDS: &[&str] = &[
+    "prompt",
+    "preserve_subject",
+    "edit_strength",
+    OPTION_FIELDS[0],
+    OPTION_FIELDS[1],
+    OPTION_FIELDS[2],
+    OPTION_FIELDS[3],
+    OPTION_FIELDS[4],
+    OPTION_FIELDS[5],
+];
+
+pub async fn edit_image(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let spec = FormSpec {
+        text_fields: EDIT_FIELDS,
+        file_fields: &["image"],
+        max_file_bytes: state.limits.max_file_bytes,
+    };
+    let mut form = Form::read(multipart, &spec).await?;
+    let prompt = Prompt::parse(
+        "prompt",
+        form.text("prompt")?,
+        state.limits.max_prompt_chars,
+    )?;
+    let strength = form
+        .number("edit_strength")?
+        .map(|v| Strength::parse("edit_strength", v, 0.1))
+        .transpose()?;
+    let preserve_subject = form.bool("preserve_subject")?.unwrap_or(false);
+    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
+    let files = form.files("image");
+    if files.len() > 1 {
+        return Err(
+            ApiError::invalid("image", "Send exactly one image to edit.")
+                .detail("count", files.len()),
+        );
+    }
+    let image = intake(&state, "image", files).await?.pop().ok_or_else(|| {
+        ApiError::invalid("image", "The image is required.").detail("reason", "missing")
+    })?;
+    let request = requests::edit(prompt, image, strength, preserve_subject, options);
+    let outcome = state.generator.run(&request_id.0, request).await?;
+    Ok(respond(outcome))
+}
+
+const COMPOSE_FIELDS: &[&str] = &[
+    "prompt",
+    "composition_style",
+    OPTION_FIELDS[0],
+    OPTION_FIELDS[1],
+    OPTION_FIELDS[2],
+    OPTION_FIELDS[3],
+    OPTION_FIELDS[4],
+    OPTION_FIELDS[5],
+];
+
+pub async fn compose_images(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let spec = FormSpec {
+        text_fields: COMPOSE_FIELDS,
+        file_fields: &["images"],
+        max_file_bytes: state.limits.max_file_bytes,
+    };
+    let mut form = Form::read(multipart, &spec).await?;
+    let prompt = Prompt::parse(
+        "prompt",
+        form.text("prompt")?,
+        state.limits.max_prompt_chars,
+    )?;
+    let style = prompts::parse_composition_style(form.text("composition_style")?.as_deref())?;
+    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
+    let files = form.files("images");
+    requests::check_compose_count(files.len())?;
+    let images = intake(&state, "images", files).await?;
+    let request = requests::compose(prompt, images, style, options)?;
+    let outcome = state.generator.run(&request_id.0, request).await?;
+    Ok(respond(outcome))
+}
+
+/// Validates and downscales uploads off the async threads.
+pub async fn intake(
+    state: &AppState,
+    field: &'static str,
+    files: Vec<Bytes>,
+) -> Result<Vec<InputImage>, ApiError> {
+    let limits = state.intake_limits();
+    tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|bytes| imaging::accept_input(field, bytes, &limits))
+            .collect()
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// The generation response, with the model-substitution headers when a retired name
+/// was routed to its successor (RFC 9745 `Deprecation`, plus the model actually used).
+pub fn respond(outcome: Outcome) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&outcome.response.model) {
+        headers.insert("x-imagegate-model", v);
+    }
+    if let Some((requested, retirement)) = &outcome.substituted {
+        let deprecation = date_to_unix(&retirement.shut_down)
+            .map_or_else(|| "?1".to_owned(), |ts| format!("@{ts}"));
+        let pairs = [
+            ("deprecation", deprecation),
+            ("x-imagegate-requested-model", requested.clone()),
+            (
+                "x-imagegate-model-substituted",
+                format!("{requested} -> {}", retirement.successor),
+            ),
+        ];
+        for (name, value) in pairs {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    (headers, axum::Json(outcome.response)).into_response()
+}
+
+/// `YYYY-MM-DD` → seconds since the epoch (days-from-civil, proleptic Gregorian).
+fn date_to_unix(date: &str) -> Option<i64> {
+    let mut it = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_convert_to_unix_seconds() {
+        assert_eq!(super::date_to_unix("1970-01-01"), Some(0));
+        assert_eq!(super::date_to_unix("2026-01-15"), Some(1_768_435_200));
+        assert_eq!(super::date_to_unix("2026-13-01"), None);
+    }
+}

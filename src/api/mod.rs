@@ -1,0 +1,91 @@
+//! HTTP only: extractors, one file per group of routes, and the router on one screen.
+
+pub mod context;
+pub mod form;
+pub mod generate;
+pub mod images;
+pub mod json;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::LimitsConfig;
+use crate::error::{ApiError, ErrorKind};
+use crate::generation::Generator;
+use crate::imaging::IntakeLimits;
+use crate::models::ModelTable;
+use crate::store::ImageStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub generator: Generator,
+    pub models: Arc<ModelTable>,
+    pub images: Arc<dyn ImageStore>,
+    pub limits: LimitsConfig,
+    pub default_model: String,
+}
+
+impl AppState {
+    pub fn intake_limits(&self) -> IntakeLimits {
+        IntakeLimits {
+            max_file_bytes: self.limits.max_file_bytes,
+            max_pixels: self.limits.max_input_pixels,
+            max_edge: self.limits.max_input_edge,
+        }
+    }
+
+    /// The largest body any route accepts: three files at the limit plus the text fields.
+    fn max_body_bytes(&self) -> usize {
+        self.limits.max_file_bytes * 3 + 1024 * 1024
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes();
+    Router::new()
+        .route("/generate-image", post(generate::generate_image))
+        .route("/edit-image", post(generate::edit_image))
+        .route("/compose-images", post(generate::compose_images))
+        .route("/images/{image_id}", get(images::get_image))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            max_body,
+            refuse_declared_oversize,
+        ))
+        .layer(CatchPanicLayer::custom(context::panic_response))
+        .layer(middleware::from_fn(context::request_context))
+        .with_state(state)
+}
+
+/// A body that announces itself as over the limit is refused before a byte is read.
+async fn refuse_declared_oversize(
+    axum::extract::State(max): axum::extract::State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max as u64 => {
+            ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
+                .detail("max_bytes", max)
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}

@@ -1,0 +1,129 @@
+//! `App::build(config)` assembles the service and binds its listener (port 0 in tests);
+//! `App::run(shutdown)` serves until the shutdown future resolves, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, ProviderChoice};
+use crate::generation::Generator;
+use crate::models::ModelTable;
+use crate::provider::ImageProvider;
+use crate::provider::gemini::GeminiProvider;
+use crate::provider::offline::OfflineProvider;
+use crate::store::{FsImageStore, ImageStore};
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider; ring is the one we ship.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let models = ModelTable::with_overrides(&config.models).map_err(anyhow::Error::msg)?;
+        models
+            .resolve(&config.default_model)
+            .map_err(|e| anyhow::anyhow!("default_model: {}", e.message))?;
+        let images: Arc<dyn ImageStore> = Arc::new(
+            FsImageStore::open(&config.data_dir)
+                .await
+                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
+        );
+        let provider: Arc<dyn ImageProvider> =
+            match (config.effective_provider(), &config.google_api_key) {
+                (ProviderChoice::Gemini, Some(key)) => Arc::new(
+                    GeminiProvider::new(&config.gemini, key.clone())
+                        .context("building the Gemini client")?,
+                ),
+                (ProviderChoice::Gemini, None) => {
+                    anyhow::bail!("the gemini provider needs GOOGLE_API_KEY")
+                }
+                _ => Arc::new(OfflineProvider),
+            };
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        let addr = listener.local_addr()?;
+
+        tracing::info!(
+            address = %addr,
+            provider = provider.name(),
+            storage = %format!("embedded (files under {})", config.data_dir.display()),
+            default_model = %config.default_model,
+            models = %models.names().join(", "),
+            google_api_key = if config.google_api_key.is_some() { "configured (redacted)" } else { "not set" },
+            "imagegate starting"
+        );
+        if provider.name() == "offline" {
+            tracing::warn!(
+                "offline provider: no real model is called; images are rendered locally and labelled \"model\": \"offline\""
+            );
+        } else {
+            tracing::info!(base_url = %config.gemini.base_url, api_version = %config.gemini.api_version, deadline_secs = config.gemini.deadline_secs, "gemini upstream");
+        }
+
+        let state = AppState {
+            generator: Generator::new(provider, images.clone()),
+            models: Arc::new(models),
+            images,
+            limits: config.limits.clone(),
+            default_model: config.default_model.clone(),
+        };
+        Ok(Self {
+            listener,
+            router: api::router(state),
+            addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests are then allowed to finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

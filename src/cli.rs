@@ -1,0 +1,40 @@
+//! Subcommands of the `imagegate` binary.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigFlags, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imagegate",
+    version,
+    about = "A self-hosted image-generation gateway for Gemini image models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP API (port 8000 by default).
+    Serve(ConfigFlags),
+    /// Print the effective configuration, secrets redacted.
+    Config(ConfigFlags),
+}
+
+pub fn load_config(flags: &ConfigFlags) -> anyhow::Result<Config> {
+    // `.env` fills in variables that are not already set, as the guide describes.
+    let _ = dotenvy::dotenv();
+    Ok(Config::load(flags, &|name| std::env::var(name).ok())?)
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}

@@ -1,0 +1,413 @@
+//! One typed configuration, assembled in the contract's order (§1):
+//! embedded defaults → TOML file → environment (`IMAGEGATE_*`, `GOOGLE_API_KEY`, `.env`)
+//! → command-line flags. Secrets are redacted wherever the config is printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::models::ModelOverride;
+
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderChoice {
+    /// `gemini` when a Google key is configured, otherwise `offline`.
+    Auto,
+    Gemini,
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub provider: ProviderChoice,
+    pub data_dir: PathBuf,
+    pub google_api_key: Option<Secret>,
+    /// The model used when a request names none.
+    pub default_model: String,
+    pub log_format: LogFormat,
+    pub gemini: GeminiConfig,
+    pub limits: LimitsConfig,
+    /// Additions to and replacements of the embedded model table (contract §8).
+    pub models: Vec<ModelOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeminiConfig {
+    /// Scheme, host, port and optional path prefix; tests point this at a local fake.
+    pub base_url: String,
+    pub api_version: String,
+    /// Whole-request deadline, retries included.
+    pub deadline_secs: f64,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_prompt_chars: usize,
+    /// Per uploaded file (the guide's 20 MB).
+    pub max_file_bytes: usize,
+    /// Long side above which inputs are downscaled before going upstream.
+    pub max_input_edge: u32,
+    /// Pixel count above which an input is refused undecoded (decompression bombs).
+    pub max_input_pixels: u64,
+    /// JSON bodies carry no images; anything this large is a mistake or an attack.
+    pub max_json_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            provider: ProviderChoice::Auto,
+            data_dir: PathBuf::from("data"),
+            google_api_key: None,
+            default_model: "gemini-3.1-flash-image".into(),
+            log_format: LogFormat::Pretty,
+            gemini: GeminiConfig::default(),
+            limits: LimitsConfig::default(),
+            models: Vec::new(),
+        }
+    }
+}
+
+impl Default for GeminiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://generativelanguage.googleapis.com".into(),
+            api_version: "v1beta".into(),
+            // Image calls take 5–60 s upstream (gemini-upstream.md §11.6); 4K on Pro longer.
+            deadline_secs: 180.0,
+            max_attempts: 4,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_prompt_chars: 2_000,
+            max_file_bytes: 20 * 1024 * 1024,
+            max_input_edge: 1024,
+            max_input_pixels: 50_000_000,
+            max_json_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigFlags {
+    /// TOML configuration file (also IMAGEGATE_CONFIG).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderChoice>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub gemini_base_url: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The environment as a lookup function, so tests need not mutate the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Loads every layer. `.env` is read into the process environment first by the caller
+    /// (`dotenvy`), without overriding variables that are already set.
+    pub fn load(flags: &ConfigFlags, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| env("IMAGEGATE_CONFIG").map(PathBuf::from));
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(&path)?,
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        config.apply_flags(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(
+            env: EnvLookup<'_>,
+            name: &str,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            env(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                        name: name.into(),
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()
+        }
+        let key = env("GOOGLE_API_KEY")
+            .or_else(|| env("GEMINI_API_KEY"))
+            .filter(|k| !k.trim().is_empty());
+        if let Some(key) = key {
+            self.google_api_key = Some(Secret::new(key.trim()));
+        }
+        if let Some(v) = env("IMAGEGATE_HOST") {
+            self.host = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_PORT")? {
+            self.port = v;
+        }
+        if let Some(v) = env("IMAGEGATE_PROVIDER") {
+            self.provider = match v.trim().to_ascii_lowercase().as_str() {
+                "auto" => ProviderChoice::Auto,
+                "gemini" => ProviderChoice::Gemini,
+                "offline" => ProviderChoice::Offline,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "IMAGEGATE_PROVIDER".into(),
+                        message: format!("expected auto, gemini or offline, got {other:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env("IMAGEGATE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("IMAGEGATE_DEFAULT_MODEL") {
+            self.default_model = v;
+        }
+        if let Some(v) = env("IMAGEGATE_LOG_FORMAT") {
+            self.log_format = match v.trim() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "IMAGEGATE_LOG_FORMAT".into(),
+                        message: format!("expected json or pretty, got {other:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env("IMAGEGATE_GEMINI_BASE_URL") {
+            self.gemini.base_url = v;
+        }
+        if let Some(v) = env("IMAGEGATE_GEMINI_API_VERSION") {
+            self.gemini.api_version = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_UPSTREAM_DEADLINE_SECS")? {
+            self.gemini.deadline_secs = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_UPSTREAM_MAX_ATTEMPTS")? {
+            self.gemini.max_attempts = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_MAX_INPUT_EDGE")? {
+            self.limits.max_input_edge = v;
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &ConfigFlags) {
+        if let Some(v) = &flags.host {
+            self.host = v.clone();
+        }
+        if let Some(v) = flags.port {
+            self.port = v;
+        }
+        if let Some(v) = flags.provider {
+            self.provider = v;
+        }
+        if let Some(v) = &flags.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &flags.gemini_base_url {
+            self.gemini.base_url = v.clone();
+        }
+        if let Some(v) = flags.log_format {
+            self.log_format = v;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.gemini;
+        if !(g.deadline_secs.is_finite() && g.deadline_secs > 0.0) {
+            return Err(ConfigError::Invalid(
+                "gemini.deadline_secs must be positive".into(),
+            ));
+        }
+        if g.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "gemini.max_attempts must be at least 1".into(),
+            ));
+        }
+        if !(g.base_url.starts_with("http://") || g.base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "gemini.base_url must be an http(s) URL, got {:?}",
+                g.base_url
+            )));
+        }
+        if self.limits.max_input_edge < 64 {
+            return Err(ConfigError::Invalid(
+                "limits.max_input_edge must be at least 64".into(),
+            ));
+        }
+        if self.provider == ProviderChoice::Gemini && self.google_api_key.is_none() {
+            return Err(ConfigError::Invalid(
+                "provider = gemini needs GOOGLE_API_KEY (or google_api_key in the config file)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Which provider actually serves requests.
+    pub fn effective_provider(&self) -> ProviderChoice {
+        match (self.provider, &self.google_api_key) {
+            (ProviderChoice::Auto, Some(_)) => ProviderChoice::Gemini,
+            (ProviderChoice::Auto, None) => ProviderChoice::Offline,
+            (other, _) => other,
+        }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs_f64(self.gemini.deadline_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("imagegate.toml");
+        std::fs::write(
+            &file,
+            "port = 9001\nhost = \"127.0.0.1\"\n[gemini]\ndeadline_secs = 5.0\n",
+        )
+        .unwrap();
+        let env = env_of(&[
+            ("IMAGEGATE_PORT", "9002"),
+            ("GOOGLE_API_KEY", "AIza-secret"),
+        ]);
+        let flags = ConfigFlags {
+            config: Some(file),
+            port: Some(9003),
+            ..Default::default()
+        };
+        let config = Config::load(&flags, &|k| env.get(k).cloned()).unwrap();
+        assert_eq!(config.port, 9003, "flag beats env and file");
+        assert_eq!(config.host, "127.0.0.1", "file beats default");
+        assert_eq!(config.gemini.deadline_secs, 5.0);
+        assert_eq!(config.effective_provider(), ProviderChoice::Gemini);
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("AIza-secret"),
+            "secrets are redacted: {printed}"
+        );
+    }
+
+    #[test]
+    fn without_a_google_key_the_offline_provider_serves() {
+        let config = Config::load(&ConfigFlags::default(), &|_| None).unwrap();
+        assert_eq!(config.effective_provider(), ProviderChoice::Offline);
+        assert_eq!(config.port, 8000);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let err = Config::from_toml_file(&file).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_env_value_names_the_variable() {
+        let env = env_of(&[("IMAGEGATE_PORT", "eighty")]);
+        let err = Config::load(&ConfigFlags::default(), &|k| env.get(k).cloned()).unwrap_err();
+        assert!(err.to_string().contains("IMAGEGATE_PORT"), "{err}");
+    }
+}

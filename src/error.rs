@@ -1,0 +1,148 @@
+//! The one error table: every failure a client can see is an [`ApiError`] whose
+//! [`ErrorKind`] fixes the HTTP status and the contract's `error` string (contract §4).
+//!
+//! Handlers return `Result<_, ApiError>`. `into_response` does not render the body
+//! itself: it parks the error in the response extensions, and the request-context
+//! middleware (`api::context`) renders it with the request id and logs 5xx causes
+//! once, at the edge.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    FileTooLarge,
+    ContentBlocked,
+    NoImageGenerated,
+    RateLimited,
+    ServerError,
+    UpstreamError,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ContentBlocked | Self::NoImageGenerated => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::FileTooLarge => "file_too_large",
+            Self::ContentBlocked => "content_blocked",
+            Self::NoImageGenerated => "no_image_generated",
+            Self::RateLimited => "rate_limit_exceeded",
+            Self::ServerError => "server_error",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub details: Map<String, Value>,
+    /// Seconds for the `Retry-After` header (429 and some 503s).
+    pub retry_after: Option<u64>,
+    /// What went wrong internally; logged under the request id, never sent to the client.
+    pub cause: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message).detail("field", field)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorKind::NotFound, format!("{what} was not found."))
+    }
+
+    /// A fault of ours: the client gets a generic message, the log gets `cause`.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::ServerError,
+            "The server encountered an internal error. Please retry later.",
+        )
+        .caused_by(cause)
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self.details
+            .insert("retry_after_seconds".into(), json!(seconds));
+        self
+    }
+
+    /// The contract's error body (§4).
+    pub fn body(&self, request_id: &str) -> Value {
+        let mut body = json!({
+            "error": self.kind.code(),
+            "message": self.message,
+            "request_id": request_id,
+        });
+        if !self.details.is_empty() {
+            body["details"] = Value::Object(self.details.clone());
+        }
+        body
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.kind.status().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}

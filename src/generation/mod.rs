@@ -1,0 +1,196 @@
+//! The domain: validated requests, prompt building, and the one pipeline every
+//! generation endpoint goes through (provider call → stored images → response).
+
+pub mod params;
+pub mod prompts;
+pub mod requests;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::models::{Prices, Retirement};
+use crate::provider::{
+    Generated, ImageProvider, OutputImage, ProviderError, ProviderRequest, TokenUsage,
+};
+use crate::store::ImageStore;
+
+/// The generation response (contract §3).
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationResponse {
+    pub request_id: String,
+    pub model: String,
+    pub images: Vec<String>,
+    pub image_ids: Vec<String>,
+    pub mime_types: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub finish_reason: String,
+    pub usage: Usage,
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub image_tokens: u64,
+    pub thought_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    /// Prices upstream usage: image output at the image rate, other output (thoughts
+    /// included) at the text rate, input at the input rate (gemini-upstream.md §6.1).
+    pub fn priced(tokens: TokenUsage, prices: Prices) -> Self {
+        let text_output = tokens.output.saturating_sub(tokens.image_output) + tokens.thoughts;
+        let cost = (tokens.input as f64 * prices.input
+            + text_output as f64 * prices.text_output
+            + tokens.image_output as f64 * prices.image_output)
+            / 1_000_000.0;
+        Self {
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            image_tokens: tokens.image_output,
+            thought_tokens: tokens.thoughts,
+            // Micro-dollars: enough for any single call, free of float noise in JSON.
+            cost_usd: (cost * 1e6).round() / 1e6,
+        }
+    }
+}
+
+/// A finished generation and what the HTTP layer needs to describe it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub response: GenerationResponse,
+    /// Set when a retired model name was routed to its successor.
+    pub substituted: Option<(String, Retirement)>,
+    /// The model's turn as received, for conversation history.
+    pub generated: Generated,
+}
+
+#[derive(Clone)]
+pub struct Generator {
+    provider: Arc<dyn ImageProvider>,
+    images: Arc<dyn ImageStore>,
+}
+
+impl Generator {
+    pub fn new(provider: Arc<dyn ImageProvider>, images: Arc<dyn ImageStore>) -> Self {
+        Self { provider, images }
+    }
+
+    pub fn provider_name(&self) -> &'static str {
+        self.provider.name()
+    }
+
+    /// Runs one generation to the end. The work runs in its own task, so a client that
+    /// disconnects does not cancel an upstream call that is already being paid for.
+    pub async fn run(
+        &self,
+        request_id: &str,
+        request: ProviderRequest,
+    ) -> Result<Outcome, ApiError> {
+        let this = self.clone();
+        let request_id = request_id.to_owned();
+        tokio::spawn(async move { this.run_to_end(request_id, request).await })
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    async fn run_to_end(
+        &self,
+        request_id: String,
+        request: ProviderRequest,
+    ) -> Result<Outcome, ApiError> {
+        let modalities = request.modalities;
+        let prices = request.model.entry.prices;
+        let substituted = request.model.substituted.clone();
+        let generated = self.provider.generate(request).await?;
+        if modalities.image && generated.images.is_empty() {
+            return Err(ProviderError::NoImage {
+                finish_reason: generated.finish_reason.clone(),
+                text: generated.text.clone(),
+            }
+            .into());
+        }
+        let mut image_ids = Vec::with_capacity(generated.images.len());
+        let mut images = Vec::with_capacity(generated.images.len());
+        let mut mime_types = Vec::with_capacity(generated.images.len());
+        for image in &generated.images {
+            let id = ids::new_id("img");
+            self.images
+                .put(&id, image.bytes.clone())
+                .await
+                .map_err(|e| ApiError::internal(format!("storing image {id}: {e}")))?;
+            images.push(base64_of(image));
+            mime_types.push(image.format.mime());
+            image_ids.push(id);
+        }
+        // The offline provider reports no tokens, so it costs nothing.
+        let usage = Usage::priced(generated.usage, prices);
+        tracing::info!(
+            images = images.len(),
+            bytes = generated.images.iter().map(|i| i.bytes.len()).sum::<usize>(),
+            finish_reason = %generated.finish_reason,
+            cost_usd = usage.cost_usd,
+            "generation finished"
+        );
+        Ok(Outcome {
+            response: GenerationResponse {
+                request_id,
+                model: generated.model.clone(),
+                images,
+                image_ids,
+                mime_types,
+                text: generated.text.clone(),
+                finish_reason: generated.finish_reason.clone(),
+                usage,
+                cached: false,
+            },
+            substituted,
+            generated,
+        })
+    }
+}
+
+fn base64_of(image: &OutputImage) -> String {
+    image
+        .base64
+        .clone()
+        .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&image.bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tokens_are_priced_at_the_image_rate() {
+        // gemini-3.1-flash-image, 1K: 1120 image tokens at $60/M = $0.0672,
+        // 12 input tokens at $0.50/M, 9 text tokens at $3/M.
+        let prices = Prices {
+            input: 0.50,
+            text_output: 3.0,
+            image_output: 60.0,
+        };
+        let usage = Usage::priced(
+            TokenUsage {
+                input: 12,
+                output: 1129,
+                image_output: 1120,
+                thoughts: 0,
+            },
+            prices,
+        );
+        let expected = (12.0 * 0.50 + 9.0 * 3.0 + 1120.0 * 60.0) / 1e6;
+        assert!(
+            (usage.cost_usd - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            usage.cost_usd
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! Parsed request values. Each type is built only through `parse`, which produces the
+//! contract's error `details` on failure, so later code never re-checks a range.
+
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::models::{ModelTable, ResolvedModel};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt(String);
+
+impl Prompt {
+    pub fn parse(field: &str, value: Option<String>, max_chars: usize) -> Result<Self, ApiError> {
+        let value = value.ok_or_else(|| {
+            ApiError::invalid(field, format!("The {field} is required."))
+                .detail("reason", "missing")
+        })?;
+        if value.trim().is_empty() {
+            return Err(
+                ApiError::invalid(field, format!("The {field} must not be empty."))
+                    .detail("reason", "empty"),
+            );
+        }
+        let length = value.chars().count();
+        if length > max_chars {
+            return Err(ApiError::invalid(
+                field,
+                format!("The {field} is too long. Maximum length is {max_chars} characters."),
+            )
+            .detail("max_length", max_chars)
+            .detail("current_length", length));
+        }
+        Ok(Self(value))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn in_range(field: &str, value: f64, min: f64, max: f64) -> Result<f64, ApiError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("The {field} must be between {min} and {max}."),
+        )
+        .detail("min", min)
+        .detail("max", max)
+        .detail(
+            "value",
+            if value.is_finite() {
+                value.into()
+            } else {
+                serde_json::Value::Null
+            },
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Temperature(f64);
+
+impl Temperature {
+    pub fn parse(value: f64) -> Result<Self, ApiError> {
+        in_range("temperature", value, 0.0, 2.0).map(Self)
+    }
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// A 0.0–1.0 (or narrower) strength such as `edit_strength` or `style_strength`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Strength(f64);
+
+impl Strength {
+    pub fn parse(field: &str, value: f64, min: f64) -> Result<Self, ApiError> {
+        in_range(field, value, min, 1.0).map(Self)
+    }
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modalities {
+    pub text: bool,
+    pub image: bool,
+}
+
+impl Default for Modalities {
+    fn default() -> Self {
+        Self {
+            text: true,
+            image: true,
+        }
+    }
+}
+
+impl Modalities {
+    pub fn parse(values: &[String]) -> Result<Self, ApiError> {
+        let field = "response_modalities";
+        let mut out = Self {
+            text: false,
+            image: false,
+        };
+        for v in values {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "text" => out.text = true,
+                "image" => out.image = true,
+                _ => {
+                    return Err(ApiError::invalid(
+                        field,
+                        format!("Unknown response modality '{v}'. Use \"Text\" and/or \"Image\"."),
+                    )
+                    .detail("allowed", vec!["Text", "Image"]));
+                }
+            }
+        }
+        if !out.text && !out.image {
+            return Err(
+                ApiError::invalid(field, "At least one response modality is required.")
+                    .detail("allowed", vec!["Text", "Image"]),
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AspectRatio(String);
+
+impl AspectRatio {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+        let v = value.trim();
+        if model.entry.aspect_ratios.iter().any(|r| r == v) {
+            Ok(Self(v.to_owned()))
+        } else {
+            Err(ApiError::invalid(
+                "aspect_ratio",
+                format!(
+                    "Aspect ratio '{value}' is not supported by {}.",
+                    model.entry.name
+                ),
+            )
+            .detail("allowed", model.entry.aspect_ratios.clone()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// (width, height) as numbers, e.g. (16, 9).
+    pub fn parts(&self) -> (u32, u32) {
+        let mut it = self
+            .0
+            .split(':')
+            .map(|p| p.parse::<u32>().unwrap_or(1).max(1));
+        (it.next().unwrap_or(1), it.next().unwrap_or(1))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSize(String);
+
+impl ImageSize {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+        // Google insists on an uppercase K ("1k" is rejected upstream); we normalise.
+        let v = value.trim().to_ascii_uppercase();
+        if model.entry.image_sizes.contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(ApiError::invalid(
+                "image_size",
+                format!(
+                    "Image size '{value}' is not supported by {}.",
+                    model.entry.name
+                ),
+            )
+            .detail("allowed", model.entry.image_sizes.clone()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Options every generation endpoint shares, as sent (JSON or multipart).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawOptions {
+    pub model: Option<String>,
+    pub response_modalities: Option<Vec<String>>,
+    pub temperature: Option<f64>,
+    pub aspect_ratio: Option<String>,
+    pub image_size: Option<String>,
+    pub seed: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub model: ResolvedModel,
+    pub modalities: Modalities,
+    pub temperature: Option<Temperature>,
+    pub aspect_ratio: Option<AspectRatio>,
+    pub image_size: Option<ImageSize>,
+    pub seed: Option<i32>,
+}
+
+impl RawOptions {
+    pub fn parse(self, models: &ModelTable, default_model: &str) -> Result<Options, ApiError> {
+        let model = models.resolve(self.model.as_deref().unwrap_or(default_model))?;
+        let modalities = match &self.response_modalities {
+            Some(v) => Modalities::parse(v)?,
+            None => Modalities::default(),
+        };
+        let seed = self
+            .seed
+            .map(|s| {
+                i32::try_from(s).map_err(|_| {
+                    ApiError::invalid("seed", "The seed must fit in a signed 32-bit integer.")
+                        .detail("min", i32::MIN)
+                        .detail("max", i32::MAX)
+                })
+            })
+            .transpose()?;
+        Ok(Options {
+            temperature: self.temperature.map(Temperature::parse).transpose()?,
+            aspect_ratio: self
+                .aspect_ratio
+                .as_deref()
+                .map(|v| AspectRatio::parse(v, &model))
+                .transpose()?,
+            image_size: self
+                .image_size
+                .as_deref()
+                .map(|v| ImageSize::parse(v, &model))
+                .transpose()?,
+            model,
+            modalities,
+            seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_over_2000_characters_is_rejected_with_details() {
+        let err = Prompt::parse("prompt", Some("a".repeat(2150)), 2000).unwrap_err();
+        assert_eq!(
+            err.message,
+            "The prompt is too long. Maximum length is 2000 characters."
+        );
+        assert_eq!(err.details["field"], "prompt");
+        assert_eq!(err.details["max_length"], 2000);
+        assert_eq!(err.details["current_length"], 2150);
+    }
+
+    #[test]
+    fn prompt_length_counts_characters_not_bytes() {
+        assert!(Prompt::parse("prompt", Some("é".repeat(2000)), 2000).is_ok());
+    }
+
+    #[test]
+    fn temperature_outside_zero_to_two_is_rejected() {
+        assert!(Temperature::parse(2.0).is_ok());
+        assert!(Temperature::parse(2.01).is_err());
+        assert!(Temperature::parse(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn modalities_are_case_insensitive() {
+        let m = Modalities::parse(&["Text".into(), "IMAGE".into()]).unwrap();
+        assert!(m.text && m.image);
+        assert!(Modalities::parse(&["audio".into()]).is_err());
+        assert!(Modalities::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn aspect_ratio_and_size_are_checked_against_the_model() {
+        let models = ModelTable::embedded();
+        let lite = models.resolve("gemini-3.1-flash-lite-image").unwrap();
+        assert!(AspectRatio::parse("16:9", &lite).is_ok());
+        assert!(AspectRatio::parse("8:1", &lite).is_err());
+        assert_eq!(ImageSize::parse("1k", &lite).unwrap().as_str(), "1K");
+        assert!(ImageSize::parse("4K", &lite).is_err());
+    }
+}

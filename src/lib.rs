@@ -1,0 +1,23 @@
+//! imagegate: one stable HTTP API in front of Google's Gemini image models.
+//!
+//! - [`config`]: defaults → TOML → environment → flags.
+//! - [`app`]: builds the service and serves it.
+//! - [`api`]: HTTP only (extractors, routes, error rendering).
+//! - [`generation`]: validated requests, prompt building, the pipeline.
+//! - [`provider`]: where images come from (Gemini over HTTP, or offline).
+//! - [`imaging`]: image bytes at the edges (sniffing, limits, downscaling).
+//! - [`models`]: the model table, retired names and prices.
+//! - [`store`]: durable state (images).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod generation;
+pub mod ids;
+pub mod imaging;
+pub mod models;
+pub mod provider;
+pub mod store;

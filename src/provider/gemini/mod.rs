@@ -1,0 +1,246 @@
+//! The `gemini` provider: a client of Google's `generateContent` REST API.
+//!
+//! Retries 429, 500, 502, 503 and 504 (and connection failures) with exponential
+//! backoff and jitter, waiting at least the upstream's `RetryInfo.retryDelay`; never
+//! retries other 4xx (gemini-upstream.md §4.4). One deadline bounds the whole call,
+//! retries included.
+
+mod mapping;
+mod wire;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::Rng as _;
+use reqwest::StatusCode;
+
+use crate::config::{GeminiConfig, Secret};
+use crate::provider::{Generated, ImageProvider, ProviderError, ProviderRequest};
+
+pub use mapping::decode_base64;
+
+pub struct GeminiProvider {
+    http: reqwest::Client,
+    base_url: String,
+    api_version: String,
+    api_key: Secret,
+    deadline: Duration,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+/// A non-2xx answer, kept until we know whether it will be retried.
+struct Failure {
+    status: StatusCode,
+    google: Option<wire::GoogleError>,
+    raw: String,
+}
+
+impl Failure {
+    fn parse(status: StatusCode, body: &[u8]) -> Self {
+        let google = serde_json::from_slice::<wire::ErrorBody>(body)
+            .ok()
+            .map(wire::ErrorBody::into_error);
+        // Non-JSON bodies (HTML from a front end) are kept short, for the log only.
+        let raw: String = String::from_utf8_lossy(&body[..body.len().min(200)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        Self {
+            status,
+            google,
+            raw,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
+    }
+
+    fn retry_delay(&self) -> Option<Duration> {
+        self.google.as_ref().and_then(|g| g.retry_delay())
+    }
+
+    fn describe(&self) -> String {
+        match &self.google {
+            Some(g) => format!(
+                "HTTP {} {}: {}",
+                self.status.as_u16(),
+                g.status.as_deref().unwrap_or("-"),
+                g.message
+            ),
+            None => format!(
+                "HTTP {} (non-JSON body: {:?})",
+                self.status.as_u16(),
+                self.raw
+            ),
+        }
+    }
+
+    fn into_error(self) -> ProviderError {
+        let status = Some(self.status.as_u16());
+        let cause = self.describe();
+        let bad = |message: &str| ProviderError::BadResponse {
+            status,
+            message: message.into(),
+            cause: cause.clone(),
+        };
+        match self.status.as_u16() {
+            400 if self.google.as_ref().and_then(|g| g.reason()) == Some("API_KEY_INVALID") => {
+                bad("The upstream rejected the gateway's Google API key.")
+            }
+            400 => ProviderError::Rejected {
+                message: self.google.map(|g| g.message).unwrap_or_default(),
+            },
+            401 | 403 => bad("The upstream denied the gateway access to the model."),
+            402 => bad("The upstream account has no prepaid credits left."),
+            404 => bad("The upstream model is not available (retired or unknown upstream)."),
+            429 => ProviderError::RateLimited {
+                retry_after_secs: self
+                    .retry_delay()
+                    .map_or(30, |d| d.as_secs_f64().ceil() as u64)
+                    .max(1),
+            },
+            503 => ProviderError::Unavailable { status, cause },
+            504 => ProviderError::Timeout {
+                deadline_secs: None,
+            },
+            _ => bad("The upstream model failed to answer."),
+        }
+    }
+}
+
+impl GeminiProvider {
+    pub fn new(config: &GeminiConfig, api_key: Secret) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            api_version: config.api_version.trim_matches('/').to_owned(),
+            api_key,
+            deadline: Duration::from_secs_f64(config.deadline_secs),
+            max_attempts: config.max_attempts,
+            initial_backoff: Duration::from_millis(config.initial_backoff_ms),
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
+        })
+    }
+
+    fn url(&self, model: &str) -> String {
+        format!(
+            "{}/{}/models/{}:generateContent",
+            self.base_url, self.api_version, model
+        )
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let half = exp / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    async fn send_with_retries(
+        &self,
+        url: &str,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Bytes, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .http
+                .post(url)
+                .header("x-goog-api-key", self.api_key.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let (outcome, delay) = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Ok(bytes) if status.is_success() => return Ok(bytes),
+                        Ok(bytes) => {
+                            let failure = Failure::parse(status, &bytes);
+                            tracing::warn!(attempt, upstream = %failure.describe(), "upstream call failed");
+                            if !failure.retryable() {
+                                return Err(failure.into_error());
+                            }
+                            let delay = failure
+                                .retry_delay()
+                                .map(|d| {
+                                    d + Duration::from_millis(rand::rng().random_range(0..100))
+                                })
+                                .unwrap_or_else(|| self.backoff(attempt));
+                            (failure.into_error(), delay)
+                        }
+                        Err(e) => (unreachable_upstream(e), self.backoff(attempt)),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "upstream call did not complete");
+                    (unreachable_upstream(e), self.backoff(attempt))
+                }
+            };
+            // Give up now rather than sleep past the deadline or the attempt budget.
+            if attempt >= self.max_attempts || Instant::now() + delay >= deadline {
+                return Err(outcome);
+            }
+            tracing::info!(
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying upstream call"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn unreachable_upstream(e: reqwest::Error) -> ProviderError {
+    ProviderError::Unavailable {
+        status: None,
+        // reqwest errors carry the URL (never the key header); drop it all the same.
+        cause: e.without_url().to_string(),
+    }
+}
+
+#[async_trait]
+impl ImageProvider for GeminiProvider {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+
+    async fn generate(&self, request: ProviderRequest) -> Result<Generated, ProviderError> {
+        let model = request.model.entry.upstream_id.clone();
+        let body = mapping::request_body(&request).map_err(|e| ProviderError::BadResponse {
+            status: None,
+            message: "The request could not be encoded for the upstream.".into(),
+            cause: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let answer = tokio::time::timeout(
+            self.deadline,
+            self.send_with_retries(&self.url(&model), Bytes::from(body), deadline),
+        )
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            deadline_secs: Some(self.deadline.as_secs_f64()),
+        })??;
+        tracing::debug!(
+            bytes = answer.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "upstream answered"
+        );
+        mapping::interpret(&answer, &model)
+    }
+}

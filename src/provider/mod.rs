@@ -1,0 +1,247 @@
+//! Where images come from. The pipeline holds one `Arc<dyn ImageProvider>`, chosen at
+//! start-up: the real Gemini client or the offline renderer.
+
+pub mod gemini;
+pub mod offline;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::generation::params::{AspectRatio, ImageSize, Modalities, Temperature};
+use crate::imaging::ImageFormat;
+use crate::models::ResolvedModel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Model,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartData {
+    Text(String),
+    Image { format: ImageFormat, bytes: Bytes },
+}
+
+/// One part of a turn. Model parts keep their `thought` flag and `thought_signature`
+/// exactly as received so that a conversation can be sent back byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub data: PartData,
+    pub thought: bool,
+    pub thought_signature: Option<Bytes>,
+}
+
+impl Part {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            data: PartData::Text(text.into()),
+            thought: false,
+            thought_signature: None,
+        }
+    }
+    pub fn image(format: ImageFormat, bytes: Bytes) -> Self {
+        Self {
+            data: PartData::Image { format, bytes },
+            thought: false,
+            thought_signature: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+/// What kind of work a request is. The Gemini provider needs only the prompt text (the
+/// instructions are already in it); the offline provider renders from this.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    Generate,
+    Edit {
+        strength: Option<f64>,
+        preserve_subject: bool,
+    },
+    Compose {
+        style: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    pub model: ResolvedModel,
+    pub task: Task,
+    pub system_instruction: Option<String>,
+    /// The conversation; the last turn is the user's new one.
+    pub contents: Vec<Turn>,
+    pub modalities: Modalities,
+    pub temperature: Option<Temperature>,
+    pub aspect_ratio: Option<AspectRatio>,
+    pub image_size: Option<ImageSize>,
+    pub seed: Option<i32>,
+}
+
+impl ProviderRequest {
+    /// Images of the newest user turn, in order.
+    pub fn input_images(&self) -> impl Iterator<Item = (ImageFormat, &Bytes)> {
+        self.contents
+            .last()
+            .into_iter()
+            .flat_map(|t| t.parts.iter())
+            .filter_map(|p| match &p.data {
+                PartData::Image { format, bytes } => Some((*format, bytes)),
+                PartData::Text(_) => None,
+            })
+    }
+
+    /// Text of the newest user turn.
+    pub fn prompt_text(&self) -> String {
+        let mut text = String::new();
+        for part in self.contents.last().into_iter().flat_map(|t| &t.parts) {
+            if let PartData::Text(t) = &part.data {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(t);
+            }
+        }
+        text
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputImage {
+    pub format: ImageFormat,
+    pub bytes: Bytes,
+    /// The upstream's own standard base64 of `bytes`, kept to avoid re-encoding.
+    pub base64: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input: u64,
+    /// Candidate (non-thought) output tokens, images included.
+    pub output: u64,
+    pub image_output: u64,
+    pub thoughts: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The model that produced the result ("offline" for the offline provider).
+    pub model: String,
+    pub images: Vec<OutputImage>,
+    pub text: Option<String>,
+    pub finish_reason: String,
+    pub usage: TokenUsage,
+    /// The model's turn as received (thought parts and signatures included), for history.
+    pub model_turn: Turn,
+}
+
+/// Failures a provider reports, each mapped once onto the contract's error table.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The model refused: a safety/policy finish reason or a blocked prompt.
+    #[error("content blocked: {reason}")]
+    Blocked {
+        reason: String,
+        prompt_blocked: bool,
+        message: Option<String>,
+    },
+    /// The model answered without an image.
+    #[error("no image generated ({finish_reason})")]
+    NoImage {
+        finish_reason: String,
+        text: Option<String>,
+    },
+    /// The model rejected the request as invalid (upstream 400).
+    #[error("upstream rejected the request: {message}")]
+    Rejected { message: String },
+    /// Upstream quota, after retries.
+    #[error("upstream rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("upstream unavailable: {cause}")]
+    Unavailable { status: Option<u16>, cause: String },
+    #[error("upstream deadline exceeded")]
+    Timeout { deadline_secs: Option<f64> },
+    /// Upstream answered with something unusable.
+    #[error("unusable upstream answer: {cause}")]
+    BadResponse {
+        status: Option<u16>,
+        message: String,
+        cause: String,
+    },
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(err: ProviderError) -> Self {
+        match err {
+            ProviderError::Blocked {
+                reason,
+                prompt_blocked,
+                message,
+            } => {
+                let what = if prompt_blocked {
+                    "The prompt was blocked by the model's safety policy."
+                } else {
+                    "The model refused to generate this content."
+                };
+                let mut e = ApiError::new(ErrorKind::ContentBlocked, what)
+                    .detail("reason", reason)
+                    .detail("prompt_blocked", prompt_blocked);
+                if let Some(m) = message {
+                    e = e.detail("upstream_message", m);
+                }
+                e
+            }
+            ProviderError::NoImage {
+                finish_reason,
+                text,
+            } => ApiError::new(
+                ErrorKind::NoImageGenerated,
+                "The model answered without an image.",
+            )
+            .detail("finish_reason", finish_reason)
+            .detail("text", text.map_or(serde_json::Value::Null, Into::into)),
+            ProviderError::Rejected { message } => ApiError::new(
+                ErrorKind::InvalidRequest,
+                "The model rejected the request as invalid.",
+            )
+            .detail("upstream_message", message),
+            ProviderError::RateLimited { retry_after_secs } => ApiError::new(
+                ErrorKind::RateLimited,
+                "The upstream model's quota is exhausted. Retry later.",
+            )
+            .detail("limit", "upstream_quota")
+            .retry_after(retry_after_secs),
+            ProviderError::Unavailable { status, cause } => ApiError::new(
+                ErrorKind::UpstreamUnavailable,
+                "The upstream model is unavailable or overloaded. Retry later.",
+            )
+            .detail("upstream_status", status)
+            .caused_by(cause),
+            ProviderError::Timeout { deadline_secs } => ApiError::new(
+                ErrorKind::UpstreamTimeout,
+                "The upstream model did not answer within the deadline.",
+            )
+            .detail("deadline_seconds", deadline_secs),
+            ProviderError::BadResponse {
+                status,
+                message,
+                cause,
+            } => ApiError::new(ErrorKind::UpstreamError, message)
+                .detail("upstream_status", status)
+                .caused_by(cause),
+        }
+    }
+}
+
+#[async_trait]
+pub trait ImageProvider: Send + Sync + 'static {
+    /// A short name for logs and the start-up summary.
+    fn name(&self) -> &'static str;
+    async fn generate(&self, request: ProviderRequest) -> Result<Generated, ProviderError>;
+}
