@@ -20,4 +20,5 @@ pub mod ids;
 pub mod imaging;
 pub mod models;
 pub mod provider;
+pub mod quality;
 pub mod store;

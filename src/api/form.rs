@@ -39,6 +39,16 @@ fn multipart_error(e: MultipartError) -> ApiError {
 impl Form {
     pub async fn read(mut multipart: Multipart, spec: &FormSpec) -> Result<Self, ApiError> {
         let mut form = Self::default();
+        let outcome = form.read_fields(&mut multipart, spec).await;
+        if let Err(e) = &outcome {
+            if e.kind == ErrorKind::FileTooLarge {
+                discard_rest(multipart);
+            }
+        }
+        outcome.map(|()| form)
+    }
+
+    async fn read_fields(&mut self, multipart: &mut Multipart, spec: &FormSpec) -> Result<(), ApiError> {
         while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or_default().to_owned();
             let is_file = spec.file_fields.contains(&name.as_str());
@@ -49,38 +59,31 @@ impl Form {
                     .detail("reason", "unknown_field")
                     .detail("allowed", allowed));
             }
-            let limit = if is_file {
-                spec.max_file_bytes
-            } else {
-                MAX_TEXT_FIELD_BYTES
-            };
+            let limit = if is_file { spec.max_file_bytes } else { MAX_TEXT_FIELD_BYTES };
             let mut buf = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if buf.len() + chunk.len() > limit {
-                    // Stop here: the rest of the body is never read.
+                    // Stop here: nothing past the limit is kept.
                     return Err(if is_file {
                         imaging::file_too_large(&name, limit)
                     } else {
-                        ApiError::new(
-                            ErrorKind::FileTooLarge,
-                            format!("The field '{name}' is too large."),
-                        )
-                        .detail("field", name.as_str())
-                        .detail("max_bytes", limit)
+                        ApiError::new(ErrorKind::FileTooLarge, format!("The field '{name}' is too large."))
+                            .detail("field", name.as_str())
+                            .detail("max_bytes", limit)
                     });
                 }
                 buf.extend_from_slice(&chunk);
             }
             if is_file {
-                form.files.push((name, buf.freeze()));
+                self.files.push((name, buf.freeze()));
             } else {
                 let text = String::from_utf8(buf.to_vec()).map_err(|_| {
                     ApiError::invalid(&name, format!("The field '{name}' is not valid UTF-8."))
                 })?;
-                form.texts.push((name, text));
+                self.texts.push((name, text));
             }
         }
-        Ok(form)
+        Ok(())
     }
 
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -177,4 +180,20 @@ impl Form {
         self.files = kept;
         taken.into_iter().map(|(_, b)| b).collect()
     }
+}
+
+/// After an early 413 the answer goes out at once, but a client that writes its whole
+/// body before reading (Python `requests`) would see a connection reset instead if we
+/// closed with unread data. So the rest is read and thrown away in the background —
+/// never buffered — bounded by the route's body limit and by time ("lingering close").
+fn discard_rest(mut multipart: Multipart) {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+    tokio::spawn(async move {
+        let drain = async {
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
 }

@@ -4,6 +4,8 @@
 pub mod params;
 pub mod prompts;
 pub mod requests;
+pub mod canvas;
+pub mod styles;
 
 use std::sync::Arc;
 

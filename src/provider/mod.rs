@@ -2,6 +2,7 @@
 //! start-up: the real Gemini client or the offline renderer.
 
 pub mod gemini;
+pub mod effects;
 pub mod offline;
 
 use async_trait::async_trait;

@@ -1,0 +1,6 @@
+//! One integration-test binary: the real server, over HTTP.
+
+mod support;
+
+mod endpoints_offline;
+mod intake_limits;

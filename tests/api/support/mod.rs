@@ -1,0 +1,153 @@
+//! Test support: the real server on a random port, with a temp data directory, and a
+//! local fake of Google's API.
+
+pub mod fake_gemini;
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use imagegate::app::App;
+use imagegate::config::{Config, ProviderChoice, Secret};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(configure: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            data_dir: data_dir.path().to_owned(),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let app = App::build(config).await.expect("the app builds");
+        let addr = app.local_addr();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            data_dir,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub async fn offline() -> Self {
+        Self::spawn(|c| c.provider = ProviderChoice::Offline).await
+    }
+
+    /// The Gemini provider pointed at `fake`, with short backoffs and deadline so that
+    /// retry and timeout paths run in milliseconds.
+    pub async fn gemini(fake: &fake_gemini::FakeGemini) -> Self {
+        let base_url = fake.base_url();
+        Self::spawn(move |c| {
+            c.provider = ProviderChoice::Gemini;
+            c.google_api_key = Some(Secret::new(fake_gemini::FAKE_API_KEY));
+            c.gemini.base_url = base_url;
+            c.gemini.deadline_secs = 2.0;
+            c.gemini.initial_backoff_ms = 10;
+            c.gemini.max_backoff_ms = 40;
+        })
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+}
+
+/// Status, request-id header and JSON body of a response.
+pub async fn json_of(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.json::<Value>().await.expect("a JSON body");
+    (status, request_id, body)
+}
+
+/// Asserts the contract's error shape and returns the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let (got, request_id, body) = json_of(response).await;
+    assert_eq!(got, status, "status for {body}");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert_eq!(body["request_id"], request_id.as_str(), "X-Request-Id equals request_id");
+    assert!(request_id.starts_with("req_"));
+    body
+}
+
+pub fn decode_image(b64: &Value) -> image::DynamicImage {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_str().expect("base64 string"))
+        .expect("standard base64");
+    image::load_from_memory(&bytes).expect("a decodable image")
+}
+
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 255 / width.max(1)) as u8, (y * 255 / height.max(1)) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("png encodes");
+    out.into_inner()
+}
+
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 200])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).expect("jpeg encodes");
+    out.into_inner()
+}
+
+pub fn file_part(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
+}
