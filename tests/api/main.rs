@@ -3,4 +3,5 @@
 mod support;
 
 mod endpoints_offline;
+mod guide_samples;
 mod intake_limits;
