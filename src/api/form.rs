@@ -40,15 +40,19 @@ impl Form {
     pub async fn read(mut multipart: Multipart, spec: &FormSpec) -> Result<Self, ApiError> {
         let mut form = Self::default();
         let outcome = form.read_fields(&mut multipart, spec).await;
-        if let Err(e) = &outcome {
-            if e.kind == ErrorKind::FileTooLarge {
-                discard_rest(multipart);
-            }
+        if let Err(e) = &outcome
+            && e.kind == ErrorKind::FileTooLarge
+        {
+            discard_rest(multipart);
         }
         outcome.map(|()| form)
     }
 
-    async fn read_fields(&mut self, multipart: &mut Multipart, spec: &FormSpec) -> Result<(), ApiError> {
+    async fn read_fields(
+        &mut self,
+        multipart: &mut Multipart,
+        spec: &FormSpec,
+    ) -> Result<(), ApiError> {
         while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or_default().to_owned();
             let is_file = spec.file_fields.contains(&name.as_str());
@@ -59,7 +63,11 @@ impl Form {
                     .detail("reason", "unknown_field")
                     .detail("allowed", allowed));
             }
-            let limit = if is_file { spec.max_file_bytes } else { MAX_TEXT_FIELD_BYTES };
+            let limit = if is_file {
+                spec.max_file_bytes
+            } else {
+                MAX_TEXT_FIELD_BYTES
+            };
             let mut buf = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if buf.len() + chunk.len() > limit {
@@ -67,9 +75,12 @@ impl Form {
                     return Err(if is_file {
                         imaging::file_too_large(&name, limit)
                     } else {
-                        ApiError::new(ErrorKind::FileTooLarge, format!("The field '{name}' is too large."))
-                            .detail("field", name.as_str())
-                            .detail("max_bytes", limit)
+                        ApiError::new(
+                            ErrorKind::FileTooLarge,
+                            format!("The field '{name}' is too large."),
+                        )
+                        .detail("field", name.as_str())
+                        .detail("max_bytes", limit)
                     });
                 }
                 buf.extend_from_slice(&chunk);

@@ -8,7 +8,10 @@ use crate::support::{TestApp, decode_image, expect_error, file_part, json_of, pn
 async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
     let app = TestApp::offline().await;
     let response = app
-        .post_json("/generate-image", json!({"prompt": "A golden retriever in a park", "model": "gemini-3.1-flash-image"}))
+        .post_json(
+            "/generate-image",
+            json!({"prompt": "A golden retriever in a park", "model": "gemini-3.1-flash-image"}),
+        )
         .await;
     let (status, request_id, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
@@ -18,7 +21,12 @@ async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
     assert_eq!(body["mime_types"], json!(["image/png"]));
     assert_eq!(body["cached"], false);
     assert_eq!(body["usage"]["cost_usd"], 0.0);
-    assert!(body["text"].as_str().unwrap().contains("No model was called"));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("No model was called")
+    );
     let image = decode_image(&body["images"][0]);
     assert_eq!((image.width(), image.height()), (1024, 1024));
 
@@ -28,8 +36,16 @@ async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
     assert_eq!(stored.headers()["content-type"], "image/png");
     assert!(stored.headers().contains_key("x-request-id"));
     let bytes = stored.bytes().await.unwrap();
-    let returned = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body["images"][0].as_str().unwrap()).unwrap();
-    assert_eq!(bytes.as_ref(), returned.as_slice(), "stored bytes are the returned bytes");
+    let returned = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        body["images"][0].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        bytes.as_ref(),
+        returned.as_slice(),
+        "stored bytes are the returned bytes"
+    );
 }
 
 #[tokio::test]
@@ -45,9 +61,16 @@ async fn the_same_prompt_renders_the_same_image_offline() {
 #[tokio::test]
 async fn aspect_ratio_and_image_size_are_obeyed() {
     let app = TestApp::offline().await;
-    for (ratio, size, expected) in [("16:9", "512", (688, 384)), ("9:16", "512", (384, 688)), ("4:3", "1K", (1200, 896))] {
+    for (ratio, size, expected) in [
+        ("16:9", "512", (688, 384)),
+        ("9:16", "512", (384, 688)),
+        ("4:3", "1K", (1200, 896)),
+    ] {
         let response = app
-            .post_json("/generate-image", json!({"prompt": "a fox", "aspect_ratio": ratio, "image_size": size}))
+            .post_json(
+                "/generate-image",
+                json!({"prompt": "a fox", "aspect_ratio": ratio, "image_size": size}),
+            )
             .await;
         let (status, _, body) = json_of(response).await;
         assert_eq!(status, 200, "{body}");
@@ -60,7 +83,11 @@ async fn aspect_ratio_and_image_size_are_obeyed() {
 async fn image_only_modality_returns_no_text() {
     let app = TestApp::offline().await;
     let (status, _, body) = json_of(
-        app.post_json("/generate-image", json!({"prompt": "a fox", "response_modalities": ["IMAGE"], "image_size": "512"})).await,
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a fox", "response_modalities": ["IMAGE"], "image_size": "512"}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200);
@@ -71,13 +98,20 @@ async fn image_only_modality_returns_no_text() {
 async fn the_guides_2150_character_prompt_gets_400_with_details() {
     let app = TestApp::offline().await;
     let body = expect_error(
-        app.post_json("/generate-image", json!({"prompt": "x".repeat(2150)})).await,
+        app.post_json("/generate-image", json!({"prompt": "x".repeat(2150)}))
+            .await,
         400,
         "invalid_request",
     )
     .await;
-    assert_eq!(body["message"], "The prompt is too long. Maximum length is 2000 characters.");
-    assert_eq!(body["details"], json!({"field": "prompt", "max_length": 2000, "current_length": 2150}));
+    assert_eq!(
+        body["message"],
+        "The prompt is too long. Maximum length is 2000 characters."
+    );
+    assert_eq!(
+        body["details"],
+        json!({"field": "prompt", "max_length": 2000, "current_length": 2150})
+    );
 }
 
 #[tokio::test]
@@ -91,15 +125,32 @@ async fn bad_json_bodies_get_400_naming_the_field() {
         (json!({"prompt": "a", "temperature": 2.5}), "temperature"),
         (json!({"prompt": "a", "promt": "typo"}), "promt"),
         (json!({"prompt": "a", "model": "dall-e-3"}), "model"),
-        (json!({"prompt": "a", "response_modalities": ["audio"]}), "response_modalities"),
-        (json!({"prompt": "a", "aspect_ratio": "7:3"}), "aspect_ratio"),
-        (json!({"prompt": "a", "model": "gemini-3-pro-image", "image_size": "512"}), "image_size"),
+        (
+            json!({"prompt": "a", "response_modalities": ["audio"]}),
+            "response_modalities",
+        ),
+        (
+            json!({"prompt": "a", "aspect_ratio": "7:3"}),
+            "aspect_ratio",
+        ),
+        (
+            json!({"prompt": "a", "model": "gemini-3-pro-image", "image_size": "512"}),
+            "image_size",
+        ),
         (json!({"prompt": "a", "seed": 1u64 << 40}), "seed"),
         (json!({"prompt": "a", "async": true}), "async"),
-        (json!({"prompt": "a", "webhook_url": "https://example.com/hook"}), "webhook_url"),
+        (
+            json!({"prompt": "a", "webhook_url": "https://example.com/hook"}),
+            "webhook_url",
+        ),
     ];
     for (request, field) in cases {
-        let body = expect_error(app.post_json("/generate-image", request.clone()).await, 400, "invalid_request").await;
+        let body = expect_error(
+            app.post_json("/generate-image", request.clone()).await,
+            400,
+            "invalid_request",
+        )
+        .await;
         assert_eq!(body["details"]["field"], field, "for {request}: {body}");
     }
 }
@@ -108,7 +159,11 @@ async fn bad_json_bodies_get_400_naming_the_field() {
 async fn unknown_model_errors_list_the_known_models() {
     let app = TestApp::offline().await;
     let body = expect_error(
-        app.post_json("/generate-image", json!({"prompt": "a", "model": "dall-e-3"})).await,
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a", "model": "dall-e-3"}),
+        )
+        .await,
         400,
         "invalid_request",
     )
@@ -142,7 +197,10 @@ async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
         .client
         .post(app.url("/generate-image"))
         .header("content-type", "application/json")
-        .body(format!("{{\"prompt\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
+        .body(format!(
+            "{{\"prompt\": \"{}\"}}",
+            "a".repeat(2 * 1024 * 1024)
+        ))
         .send()
         .await
         .unwrap();
@@ -157,8 +215,14 @@ async fn retired_models_are_routed_with_a_deprecation_header() {
         .await;
     assert_eq!(response.status(), 200);
     let headers = response.headers();
-    assert_eq!(headers["deprecation"], "@1768435200", "RFC 9745 date of the shutdown");
-    assert_eq!(headers["x-imagegate-requested-model"], "gemini-2.5-flash-image-preview");
+    assert_eq!(
+        headers["deprecation"], "@1768435200",
+        "RFC 9745 date of the shutdown"
+    );
+    assert_eq!(
+        headers["x-imagegate-requested-model"],
+        "gemini-2.5-flash-image-preview"
+    );
     assert_eq!(
         headers["x-imagegate-model-substituted"],
         "gemini-2.5-flash-image-preview -> gemini-3.1-flash-image"
@@ -176,7 +240,11 @@ async fn edit_image_returns_an_image_derived_from_the_input() {
     let (status, _, body) = json_of(app.post_form("/edit-image", form).await).await;
     assert_eq!(status, 200, "{body}");
     let out = decode_image(&body["images"][0]).to_rgb8();
-    assert_eq!(out.dimensions(), (320, 200), "an edit keeps the input's size");
+    assert_eq!(
+        out.dimensions(),
+        (320, 200),
+        "an edit keeps the input's size"
+    );
     // The input is a left-to-right red ramp: the edit keeps it visible.
     assert!(out.get_pixel(310, 100)[0] > out.get_pixel(5, 100)[0]);
 }
@@ -186,7 +254,10 @@ async fn edit_image_validates_its_fields() {
     let app = TestApp::offline().await;
     let cases: Vec<(reqwest::multipart::Form, &str)> = vec![
         (reqwest::multipart::Form::new().text("prompt", "x"), "image"),
-        (reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png")), "prompt"),
+        (
+            reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png")),
+            "prompt",
+        ),
         (
             reqwest::multipart::Form::new()
                 .part("image", file_part(png(8, 8), "a.png"))
@@ -217,7 +288,12 @@ async fn edit_image_validates_its_fields() {
         ),
     ];
     for (form, field) in cases {
-        let body = expect_error(app.post_form("/edit-image", form).await, 400, "invalid_request").await;
+        let body = expect_error(
+            app.post_form("/edit-image", form).await,
+            400,
+            "invalid_request",
+        )
+        .await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
     let not_multipart = app.post_json("/edit-image", json!({"prompt": "x"})).await;
@@ -255,7 +331,12 @@ async fn compose_images_takes_two_or_three_images() {
         for i in 0..count {
             form = form.part("images", file_part(png(16, 16), &format!("{i}.png")));
         }
-        let body = expect_error(app.post_form("/compose-images", form).await, 400, "invalid_request").await;
+        let body = expect_error(
+            app.post_form("/compose-images", form).await,
+            400,
+            "invalid_request",
+        )
+        .await;
         assert_eq!(body["details"]["field"], "images");
         assert_eq!(body["details"]["count"], count);
     }
@@ -264,15 +345,30 @@ async fn compose_images_takes_two_or_three_images() {
         .part("images", file_part(png(16, 16), "b.png"))
         .text("prompt", "compose")
         .text("composition_style", "mosaic");
-    let body = expect_error(app.post_form("/compose-images", form).await, 400, "invalid_request").await;
+    let body = expect_error(
+        app.post_form("/compose-images", form).await,
+        400,
+        "invalid_request",
+    )
+    .await;
     assert_eq!(body["details"]["field"], "composition_style");
 }
 
 #[tokio::test]
 async fn unknown_images_routes_and_methods_answer_in_the_contract_shape() {
     let app = TestApp::offline().await;
-    expect_error(app.get("/images/img_01JF0000000000000000000000").await, 404, "not_found").await;
-    expect_error(app.get("/images/..%2F..%2Fetc%2Fpasswd").await, 404, "not_found").await;
+    expect_error(
+        app.get("/images/img_01JF0000000000000000000000").await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.get("/images/..%2F..%2Fetc%2Fpasswd").await,
+        404,
+        "not_found",
+    )
+    .await;
     expect_error(app.get("/nope").await, 404, "not_found").await;
     expect_error(app.get("/generate-image").await, 405, "method_not_allowed").await;
 }

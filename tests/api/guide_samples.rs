@@ -9,14 +9,23 @@ use crate::support::TestApp;
 /// `requests` is missing outside CI (the test then reports itself skipped); in CI
 /// (`CI` set) a missing interpreter is a failure, since `.ci/run` installs it.
 pub fn run_sample(app: &TestApp, sample: &str, api_key: &str, workdir: &Path) -> bool {
-    let probe = Command::new("python3").args(["-c", "import requests"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import requests"])
+        .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(std::env::var_os("CI").is_none(), "CI must install python3 and requests");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install python3 and requests"
+        );
         eprintln!("skipped: python3 with `requests` is not installed");
         return false;
     }
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guide").join(sample))
-        .expect("sample exists");
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/guide")
+            .join(sample),
+    )
+    .expect("sample exists");
     let script = format!(
         "your_api_key = {api_key:?}\n{}",
         source.replace("http://localhost:8000", &app.base)
@@ -46,7 +55,8 @@ async fn the_quick_start_sample_writes_a_decodable_image() {
     if !ran {
         return;
     }
-    let written = std::fs::read(workdir.path().join("generated_image.png")).expect("the sample wrote generated_image.png");
+    let written = std::fs::read(workdir.path().join("generated_image.png"))
+        .expect("the sample wrote generated_image.png");
     let image = image::load_from_memory(&written).expect("a decodable image");
     assert_eq!((image.width(), image.height()), (1024, 1024));
 }

@@ -18,7 +18,13 @@ fn edit_form(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Form {
 async fn a_gif_named_png_is_refused_by_its_bytes() {
     let app = TestApp::offline().await;
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
-    let body = expect_error(app.post_form("/edit-image", edit_form(gif, "photo.png")).await, 400, "invalid_request").await;
+    let body = expect_error(
+        app.post_form("/edit-image", edit_form(gif, "photo.png"))
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
     assert_eq!(body["details"]["field"], "image");
     assert_eq!(body["details"]["detected"], "gif");
 }
@@ -26,7 +32,11 @@ async fn a_gif_named_png_is_refused_by_its_bytes() {
 #[tokio::test]
 async fn a_jpeg_named_png_is_accepted_by_its_bytes() {
     let app = TestApp::offline().await;
-    let (status, _, body) = json_of(app.post_form("/edit-image", edit_form(jpeg(64, 48), "photo.png")).await).await;
+    let (status, _, body) = json_of(
+        app.post_form("/edit-image", edit_form(jpeg(64, 48), "photo.png"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -35,8 +45,17 @@ async fn a_corrupted_image_is_refused() {
     let app = TestApp::offline().await;
     let mut bytes = png(200, 200);
     bytes.truncate(bytes.len() / 3);
-    let body = expect_error(app.post_form("/edit-image", edit_form(bytes, "cut.png")).await, 400, "invalid_request").await;
-    assert!(body["message"].as_str().unwrap().contains("corrupted"), "{body}");
+    let body = expect_error(
+        app.post_form("/edit-image", edit_form(bytes, "cut.png"))
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("corrupted"),
+        "{body}"
+    );
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -44,7 +63,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -59,7 +82,13 @@ async fn a_decompression_bomb_is_refused_without_decoding() {
     bytes[20..24].copy_from_slice(&60_000u32.to_be_bytes());
     let crc = crc32(&bytes[12..29]);
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    let body = expect_error(app.post_form("/edit-image", edit_form(bytes, "bomb.png")).await, 400, "invalid_request").await;
+    let body = expect_error(
+        app.post_form("/edit-image", edit_form(bytes, "bomb.png"))
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
     assert_eq!(body["details"]["width"], 60_000);
 }
 
@@ -67,7 +96,11 @@ async fn a_decompression_bomb_is_refused_without_decoding() {
 async fn inputs_over_1024_pixels_are_downscaled_before_the_provider() {
     let app = TestApp::offline().await;
     // The offline edit keeps the size it receives, so the output shows what went upstream.
-    let (status, _, body) = json_of(app.post_form("/edit-image", edit_form(jpeg(2048, 1536), "big.jpg")).await).await;
+    let (status, _, body) = json_of(
+        app.post_form("/edit-image", edit_form(jpeg(2048, 1536), "big.jpg"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let out = decode_image(&body["images"][0]);
     assert_eq!((out.width(), out.height()), (1024, 768));
@@ -78,7 +111,13 @@ async fn a_file_over_20_mb_gets_413() {
     let app = TestApp::offline().await;
     let mut bytes = png(4, 4);
     bytes.resize(20 * 1024 * 1024 + 1, 0);
-    let body = expect_error(app.post_form("/edit-image", edit_form(bytes, "huge.png")).await, 413, "file_too_large").await;
+    let body = expect_error(
+        app.post_form("/edit-image", edit_form(bytes, "huge.png"))
+            .await,
+        413,
+        "file_too_large",
+    )
+    .await;
     assert_eq!(body["details"]["field"], "image");
     assert_eq!(body["details"]["max_bytes"], 20 * 1024 * 1024);
 }
@@ -91,7 +130,9 @@ async fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
         .post(app.url("/edit-image"))
         .header("content-type", "multipart/form-data; boundary=x")
         .header("content-length", (500u64 * 1024 * 1024).to_string())
-        .body(reqwest::Body::wrap_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>()))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::pending::<
+            Result<Bytes, std::io::Error>,
+        >()))
         .send();
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await

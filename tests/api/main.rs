@@ -3,5 +3,7 @@
 mod support;
 
 mod endpoints_offline;
+mod fake_gemini_selftest;
+mod gemini_upstream;
 mod guide_samples;
 mod intake_limits;

@@ -95,7 +95,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 }
 
@@ -117,8 +121,15 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     let (got, request_id, body) = json_of(response).await;
     assert_eq!(got, status, "status for {body}");
     assert_eq!(body["error"], code, "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
-    assert_eq!(body["request_id"], request_id.as_str(), "X-Request-Id equals request_id");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "X-Request-Id equals request_id"
+    );
     assert!(request_id.starts_with("req_"));
     body
 }
@@ -132,10 +143,15 @@ pub fn decode_image(b64: &Value) -> image::DynamicImage {
 
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x * 255 / width.max(1)) as u8, (y * 255 / height.max(1)) as u8, 128])
+        image::Rgb([
+            (x * 255 / width.max(1)) as u8,
+            (y * 255 / height.max(1)) as u8,
+            128,
+        ])
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png encodes");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png encodes");
     out.into_inner()
 }
 
@@ -144,7 +160,8 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 200])
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg).expect("jpeg encodes");
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg encodes");
     out.into_inner()
 }
 
