@@ -9,13 +9,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
 use crate::models::ModelTable;
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
-use crate::store::{FsImageStore, ImageStore};
+use crate::store::{Db, FsImageStore, ImageStore};
 
 pub struct App {
     listener: TcpListener,
@@ -25,6 +26,11 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`App::build`], with time injected (tests move a manual clock).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         // reqwest is built without a default TLS provider; ring is the one we ship.
         let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -32,8 +38,12 @@ impl App {
         models
             .resolve(&config.default_model)
             .map_err(|e| anyhow::anyhow!("default_model: {}", e.message))?;
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let db = Db::open(&config.data_dir).await.context("opening the database")?;
         let images: Arc<dyn ImageStore> = Arc::new(
-            FsImageStore::open(&config.data_dir)
+            FsImageStore::open(&config.data_dir, db.clone())
                 .await
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
         );
@@ -76,6 +86,7 @@ impl App {
             images,
             limits: config.limits.clone(),
             default_model: config.default_model.clone(),
+            clock,
         };
         Ok(Self {
             listener,

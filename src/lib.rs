@@ -12,7 +12,9 @@
 
 pub mod api;
 pub mod app;
+pub mod caller;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod generation;

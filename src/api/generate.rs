@@ -1,7 +1,6 @@
 //! `POST /generate-image`, `/edit-image`, `/compose-images` (contract §2): parse the
 //! wire shape, build one provider request, run the pipeline, answer.
 
-use axum::Extension;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
-use crate::api::context::RequestId;
+use crate::caller::RequestContext;
 use crate::api::form::{Form, FormSpec};
 use crate::api::json::JsonBody;
 use crate::error::ApiError;
@@ -70,7 +69,7 @@ fn refuse_unsupported(body: &GenerateImageBody) -> Result<(), ApiError> {
 
 pub async fn generate_image(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
+    ctx: RequestContext,
     JsonBody(body): JsonBody<GenerateImageBody>,
 ) -> Result<Response, ApiError> {
     refuse_unsupported(&body)?;
@@ -86,7 +85,7 @@ pub async fn generate_image(
     .parse(&state.models, &state.default_model)?;
     let outcome = state
         .generator
-        .run(&request_id.0, requests::text_to_image(prompt, options))
+        .run(&ctx, requests::text_to_image(prompt, options))
         .await?;
     Ok(respond(outcome))
 }
@@ -125,7 +124,7 @@ const EDIT_FIELDS: &[&str] = &[
 
 pub async fn edit_image(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
+    ctx: RequestContext,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let spec = FormSpec {
@@ -156,7 +155,7 @@ pub async fn edit_image(
         ApiError::invalid("image", "The image is required.").detail("reason", "missing")
     })?;
     let request = requests::edit(prompt, image, strength, preserve_subject, options);
-    let outcome = state.generator.run(&request_id.0, request).await?;
+    let outcome = state.generator.run(&ctx, request).await?;
     Ok(respond(outcome))
 }
 
@@ -173,7 +172,7 @@ const COMPOSE_FIELDS: &[&str] = &[
 
 pub async fn compose_images(
     State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
+    ctx: RequestContext,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let spec = FormSpec {
@@ -193,7 +192,7 @@ pub async fn compose_images(
     requests::check_compose_count(files.len())?;
     let images = intake(&state, "images", files).await?;
     let request = requests::compose(prompt, images, style, options)?;
-    let outcome = state.generator.run(&request_id.0, request).await?;
+    let outcome = state.generator.run(&ctx, request).await?;
     Ok(respond(outcome))
 }
 

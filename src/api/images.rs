@@ -5,18 +5,19 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::imaging::ImageFormat;
 
 pub async fn get_image(
     State(state): State<AppState>,
+    caller: Caller,
     Path(image_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let bytes = state
         .images
-        .get(&image_id)
-        .await
-        .map_err(|e| ApiError::internal(format!("reading image: {e}")))?
+        .get(&image_id, &caller.key_id)
+        .await?
         .ok_or_else(|| ApiError::not_found("The image"))?;
     let mime = ImageFormat::sniff(&bytes).map_or("application/octet-stream", ImageFormat::mime);
     Ok((

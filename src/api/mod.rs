@@ -1,5 +1,6 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
+pub mod caller;
 pub mod context;
 pub mod form;
 pub mod generate;
@@ -16,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::clock::Clock;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Generator;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub images: Arc<dyn ImageStore>,
     pub limits: LimitsConfig,
     pub default_model: String,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {

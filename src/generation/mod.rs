@@ -1,10 +1,10 @@
 //! The domain: validated requests, prompt building, and the one pipeline every
 //! generation endpoint goes through (provider call → stored images → response).
 
+pub mod canvas;
 pub mod params;
 pub mod prompts;
 pub mod requests;
-pub mod canvas;
 pub mod styles;
 
 use std::sync::Arc;
@@ -12,13 +12,25 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::ids;
 use crate::models::{Prices, Retirement};
 use crate::provider::{
     Generated, ImageProvider, OutputImage, ProviderError, ProviderRequest, TokenUsage,
 };
-use crate::store::ImageStore;
+use crate::store::{ImageStore, StoreError};
+
+/// Where priced usage goes (per key, per day and model). Recorded once per upstream
+/// result that is returned to the client.
+#[async_trait::async_trait]
+pub trait UsageSink: Send + Sync + 'static {
+    async fn record(&self, ctx: &RequestContext, model: &str, usage: &Usage, images: usize) -> Result<(), StoreError>;
+}
+
+/// Work on the provider's images before they are stored and returned (mask
+/// compositing, outpaint canvas restoration). Runs on a blocking thread.
+pub type PostProcess = Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, ApiError> + Send>;
 
 /// The generation response (contract §3).
 #[derive(Debug, Clone, Serialize)]
@@ -78,11 +90,21 @@ pub struct Outcome {
 pub struct Generator {
     provider: Arc<dyn ImageProvider>,
     images: Arc<dyn ImageStore>,
+    usage: Option<Arc<dyn UsageSink>>,
 }
 
 impl Generator {
     pub fn new(provider: Arc<dyn ImageProvider>, images: Arc<dyn ImageStore>) -> Self {
-        Self { provider, images }
+        Self {
+            provider,
+            images,
+            usage: None,
+        }
+    }
+
+    pub fn with_usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.usage = Some(sink);
+        self
     }
 
     pub fn provider_name(&self) -> &'static str {
@@ -91,27 +113,34 @@ impl Generator {
 
     /// Runs one generation to the end. The work runs in its own task, so a client that
     /// disconnects does not cancel an upstream call that is already being paid for.
-    pub async fn run(
+    pub async fn run(&self, ctx: &RequestContext, request: ProviderRequest) -> Result<Outcome, ApiError> {
+        self.run_with(ctx, request, None).await
+    }
+
+    /// Like [`Generator::run`], with `post` applied to the images before they are stored.
+    pub async fn run_with(
         &self,
-        request_id: &str,
+        ctx: &RequestContext,
         request: ProviderRequest,
+        post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
         let this = self.clone();
-        let request_id = request_id.to_owned();
-        tokio::spawn(async move { this.run_to_end(request_id, request).await })
+        let ctx = ctx.clone();
+        tokio::spawn(async move { this.run_to_end(ctx, request, post).await })
             .await
             .map_err(ApiError::internal)?
     }
 
     async fn run_to_end(
         &self,
-        request_id: String,
+        ctx: RequestContext,
         request: ProviderRequest,
+        post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
         let modalities = request.modalities;
         let prices = request.model.entry.prices;
         let substituted = request.model.substituted.clone();
-        let generated = self.provider.generate(request).await?;
+        let mut generated = self.provider.generate(request).await?;
         if modalities.image && generated.images.is_empty() {
             return Err(ProviderError::NoImage {
                 finish_reason: generated.finish_reason.clone(),
@@ -119,21 +148,29 @@ impl Generator {
             }
             .into());
         }
+        if let Some(post) = post {
+            let images = std::mem::take(&mut generated.images);
+            generated.images = tokio::task::spawn_blocking(move || post(images))
+                .await
+                .map_err(ApiError::internal)??;
+        }
         let mut image_ids = Vec::with_capacity(generated.images.len());
         let mut images = Vec::with_capacity(generated.images.len());
         let mut mime_types = Vec::with_capacity(generated.images.len());
         for image in &generated.images {
             let id = ids::new_id("img");
             self.images
-                .put(&id, image.bytes.clone())
-                .await
-                .map_err(|e| ApiError::internal(format!("storing image {id}: {e}")))?;
+                .put(&id, &ctx.caller.key_id, image.format, image.bytes.clone())
+                .await?;
             images.push(base64_of(image));
             mime_types.push(image.format.mime());
             image_ids.push(id);
         }
         // The offline provider reports no tokens, so it costs nothing.
         let usage = Usage::priced(generated.usage, prices);
+        if let Some(sink) = &self.usage {
+            sink.record(&ctx, &generated.model, &usage, images.len()).await?;
+        }
         tracing::info!(
             images = images.len(),
             bytes = generated.images.iter().map(|i| i.bytes.len()).sum::<usize>(),
@@ -143,7 +180,7 @@ impl Generator {
         );
         Ok(Outcome {
             response: GenerationResponse {
-                request_id,
+                request_id: ctx.request_id.clone(),
                 model: generated.model.clone(),
                 images,
                 image_ids,

@@ -1,8 +1,8 @@
 //! Where images come from. The pipeline holds one `Arc<dyn ImageProvider>`, chosen at
 //! start-up: the real Gemini client or the offline renderer.
 
-pub mod gemini;
 pub mod effects;
+pub mod gemini;
 pub mod offline;
 
 use async_trait::async_trait;

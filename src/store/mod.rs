@@ -1,5 +1,9 @@
 //! Durable state. Small traits per aggregate, chosen once at start-up.
 
+pub mod db;
 pub mod images;
+pub mod sessions;
 
+pub use db::{Db, StoreError};
 pub use images::{FsImageStore, ImageStore};
+pub use sessions::{SessionStore, SqlSessionStore};
