@@ -12,17 +12,22 @@ use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
+use crate::generation::chat::ChatService;
 use crate::models::ModelTable;
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
-use crate::store::{Db, FsImageStore, ImageStore};
+use crate::store::{Db, FsImageStore, ImageStore, SqlSessionStore};
 
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    chat: Arc<ChatService>,
 }
+
+/// How often expired chat sessions are deleted (they are already invisible once expired).
+const SESSION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -41,7 +46,9 @@ impl App {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let db = Db::open(&config.data_dir).await.context("opening the database")?;
+        let db = Db::open(&config.data_dir)
+            .await
+            .context("opening the database")?;
         let images: Arc<dyn ImageStore> = Arc::new(
             FsImageStore::open(&config.data_dir, db.clone())
                 .await
@@ -80,9 +87,21 @@ impl App {
             tracing::info!(base_url = %config.gemini.base_url, api_version = %config.gemini.api_version, deadline_secs = config.gemini.deadline_secs, "gemini upstream");
         }
 
+        let generator = Generator::new(provider, images.clone());
+        let models = Arc::new(models);
+        let chat = Arc::new(ChatService::new(
+            Arc::new(SqlSessionStore::new(db.clone())),
+            images.clone(),
+            generator.clone(),
+            models.clone(),
+            clock.clone(),
+            config.sessions.clone(),
+            config.default_model.clone(),
+        ));
         let state = AppState {
-            generator: Generator::new(provider, images.clone()),
-            models: Arc::new(models),
+            generator,
+            models,
+            chat: chat.clone(),
             images,
             limits: config.limits.clone(),
             default_model: config.default_model.clone(),
@@ -92,6 +111,7 @@ impl App {
             listener,
             router: api::router(state),
             addr,
+            chat,
         })
     }
 

@@ -58,6 +58,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub gemini: GeminiConfig,
     pub limits: LimitsConfig,
+    pub sessions: SessionsConfig,
     /// Additions to and replacements of the embedded model table (contract §8).
     pub models: Vec<ModelOverride>,
 }
@@ -102,7 +103,33 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             gemini: GeminiConfig::default(),
             limits: LimitsConfig::default(),
+            sessions: SessionsConfig::default(),
             models: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A chat session unused this long is gone (each message renews it).
+    pub idle_ttl_secs: u64,
+    /// User messages per session.
+    pub max_turns: u32,
+    /// Bytes of images kept in a session's history. Every turn re-sends the whole
+    /// history upstream, base64-encoded (4/3 larger), and the upstream request must stay
+    /// under 20 MB; 12 MiB of images leaves room for that and for the new message.
+    pub max_image_bytes: u64,
+    pub max_system_prompt_chars: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_ttl_secs: 24 * 60 * 60,
+            max_turns: 30,
+            max_image_bytes: 12 * 1024 * 1024,
+            max_system_prompt_chars: 8_000,
         }
     }
 }
@@ -272,6 +299,9 @@ impl Config {
         }
         if let Some(v) = parsed(env, "IMAGEGATE_UPSTREAM_MAX_ATTEMPTS")? {
             self.gemini.max_attempts = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_SESSION_IDLE_TTL_SECS")? {
+            self.sessions.idle_ttl_secs = v;
         }
         if let Some(v) = parsed(env, "IMAGEGATE_MAX_INPUT_EDGE")? {
             self.limits.max_input_edge = v;

@@ -17,6 +17,10 @@ pub enum ErrorKind {
     NotFound,
     MethodNotAllowed,
     FileTooLarge,
+    /// A chat session has reached its turn or byte bound.
+    SessionFull,
+    /// A concurrent change won (for example two messages to one session at once).
+    Conflict,
     ContentBlocked,
     NoImageGenerated,
     RateLimited,
@@ -34,6 +38,7 @@ impl ErrorKind {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SessionFull | Self::Conflict => StatusCode::CONFLICT,
             Self::ContentBlocked | Self::NoImageGenerated => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -50,6 +55,8 @@ impl ErrorKind {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::FileTooLarge => "file_too_large",
+            Self::SessionFull => "session_full",
+            Self::Conflict => "conflict",
             Self::ContentBlocked => "content_blocked",
             Self::NoImageGenerated => "no_image_generated",
             Self::RateLimited => "rate_limit_exceeded",

@@ -14,7 +14,10 @@ use crate::error::ApiError;
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -25,7 +28,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             return Ok(caller.clone());
         }
         let key_id = match bearer(parts) {
-            Some(token) => format!("tok_{}", &hex::encode(Sha256::digest(token.as_bytes()))[..16]),
+            Some(token) => format!(
+                "tok_{}",
+                &hex::encode(Sha256::digest(token.as_bytes()))[..16]
+            ),
             None => "anonymous".to_owned(),
         };
         Ok(Caller {

@@ -8,16 +8,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
-use crate::caller::RequestContext;
 use crate::api::form::{Form, FormSpec};
 use crate::api::json::JsonBody;
+use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::params::{Prompt, RawOptions, Strength};
 use crate::generation::{Outcome, prompts, requests};
 use crate::imaging::{self, InputImage};
 
 /// `response_modalities` as a list, or a single string for convenience.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -90,7 +90,7 @@ pub async fn generate_image(
     Ok(respond(outcome))
 }
 
-const OPTION_FIELDS: [&str; 6] = [
+pub const OPTION_FIELDS: [&str; 6] = [
     "model",
     "response_modalities",
     "temperature",
@@ -99,7 +99,7 @@ const OPTION_FIELDS: [&str; 6] = [
     "seed",
 ];
 
-fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
+pub fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
     Ok(RawOptions {
         model: form.text("model")?,
         response_modalities: form.list("response_modalities")?,
@@ -216,6 +216,11 @@ pub async fn intake(
 /// The generation response, with the model-substitution headers when a retired name
 /// was routed to its successor (RFC 9745 `Deprecation`, plus the model actually used).
 pub fn respond(outcome: Outcome) -> Response {
+    let headers = model_headers(&outcome);
+    (headers, axum::Json(outcome.response)).into_response()
+}
+
+pub fn model_headers(outcome: &Outcome) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&outcome.response.model) {
         headers.insert("x-imagegate-model", v);
@@ -237,7 +242,7 @@ pub fn respond(outcome: Outcome) -> Response {
             }
         }
     }
-    (headers, axum::Json(outcome.response)).into_response()
+    headers
 }
 
 /// `YYYY-MM-DD` → seconds since the epoch (days-from-civil, proleptic Gregorian).

@@ -1,6 +1,7 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
 pub mod caller;
+pub mod chat;
 pub mod context;
 pub mod form;
 pub mod generate;
@@ -21,6 +22,7 @@ use crate::clock::Clock;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Generator;
+use crate::generation::chat::ChatService;
 use crate::imaging::IntakeLimits;
 use crate::models::ModelTable;
 use crate::store::ImageStore;
@@ -33,6 +35,7 @@ pub struct AppState {
     pub limits: LimitsConfig,
     pub default_model: String,
     pub clock: Arc<dyn Clock>,
+    pub chat: Arc<ChatService>,
 }
 
 impl AppState {
@@ -56,6 +59,12 @@ pub fn router(state: AppState) -> Router {
         .route("/generate-image", post(generate::generate_image))
         .route("/edit-image", post(generate::edit_image))
         .route("/compose-images", post(generate::compose_images))
+        .route("/chat/create", post(chat::create))
+        .route("/chat/{session_id}/message", post(chat::message))
+        .route(
+            "/chat/{session_id}",
+            get(chat::history).delete(chat::delete),
+        )
         .route("/images/{image_id}", get(images::get_image))
         .route(
             "/health",

@@ -2,6 +2,7 @@
 //! generation endpoint goes through (provider call → stored images → response).
 
 pub mod canvas;
+pub mod chat;
 pub mod params;
 pub mod prompts;
 pub mod requests;
@@ -25,12 +26,19 @@ use crate::store::{ImageStore, StoreError};
 /// result that is returned to the client.
 #[async_trait::async_trait]
 pub trait UsageSink: Send + Sync + 'static {
-    async fn record(&self, ctx: &RequestContext, model: &str, usage: &Usage, images: usize) -> Result<(), StoreError>;
+    async fn record(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+        usage: &Usage,
+        images: usize,
+    ) -> Result<(), StoreError>;
 }
 
 /// Work on the provider's images before they are stored and returned (mask
 /// compositing, outpaint canvas restoration). Runs on a blocking thread.
-pub type PostProcess = Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, ApiError> + Send>;
+pub type PostProcess =
+    Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, ApiError> + Send>;
 
 /// The generation response (contract §3).
 #[derive(Debug, Clone, Serialize)]
@@ -113,7 +121,11 @@ impl Generator {
 
     /// Runs one generation to the end. The work runs in its own task, so a client that
     /// disconnects does not cancel an upstream call that is already being paid for.
-    pub async fn run(&self, ctx: &RequestContext, request: ProviderRequest) -> Result<Outcome, ApiError> {
+    pub async fn run(
+        &self,
+        ctx: &RequestContext,
+        request: ProviderRequest,
+    ) -> Result<Outcome, ApiError> {
         self.run_with(ctx, request, None).await
     }
 
@@ -169,7 +181,8 @@ impl Generator {
         // The offline provider reports no tokens, so it costs nothing.
         let usage = Usage::priced(generated.usage, prices);
         if let Some(sink) = &self.usage {
-            sink.record(&ctx, &generated.model, &usage, images.len()).await?;
+            sink.record(&ctx, &generated.model, &usage, images.len())
+                .await?;
         }
         tracing::info!(
             images = images.len(),

@@ -69,6 +69,8 @@ pub enum Task {
     Compose {
         style: String,
     },
+    /// A chat turn: refine the conversation's latest image, if there is one.
+    Chat,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,18 @@ impl ProviderRequest {
             .filter_map(|p| match &p.data {
                 PartData::Image { format, bytes } => Some((*format, bytes)),
                 PartData::Text(_) => None,
+            })
+    }
+
+    /// The most recent image anywhere in the conversation (newest turn first).
+    pub fn latest_image(&self) -> Option<(ImageFormat, &Bytes)> {
+        self.contents
+            .iter()
+            .rev()
+            .flat_map(|t| t.parts.iter().rev())
+            .find_map(|p| match &p.data {
+                PartData::Image { format, bytes } if !p.thought => Some((*format, bytes)),
+                _ => None,
             })
     }
 

@@ -189,10 +189,16 @@ fn render(request: &ProviderRequest) -> Result<DynamicImage, String> {
     let prompt = request.prompt_text();
     let mut seed = prompt.as_bytes().to_vec();
     seed.extend_from_slice(&request.seed.unwrap_or(0).to_le_bytes());
-    let inputs = request
+    let mut inputs = request
         .input_images()
         .map(|(_, bytes)| imaging::decode(bytes).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    // A chat turn without a new image refines the conversation's latest one.
+    if inputs.is_empty() && request.task == Task::Chat {
+        if let Some((_, bytes)) = request.latest_image() {
+            inputs.push(imaging::decode(bytes).map_err(|e| e.to_string())?);
+        }
+    }
     let target = request.aspect_ratio.as_ref().map(|a| {
         output_size(
             Some(a.parts()),

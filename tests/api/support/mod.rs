@@ -4,9 +4,11 @@
 pub mod fake_gemini;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use imagegate::app::App;
+use imagegate::clock::{Clock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -16,8 +18,10 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
-    pub data_dir: TempDir,
+    pub data_dir: Option<TempDir>,
+    pub clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -31,6 +35,30 @@ impl Drop for TestApp {
 impl TestApp {
     pub async fn spawn(configure: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_full(data_dir, Arc::new(SystemClock), configure).await
+    }
+
+    /// Stops this server (draining in-flight requests) and starts a new one on the
+    /// same data directory and clock, as a restart of the process would.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        let data_dir = self.data_dir.take().expect("data dir");
+        Self::spawn_full(data_dir, self.clock.clone(), configure).await
+    }
+
+    pub async fn spawn_full(
+        data_dir: TempDir,
+        clock: Arc<dyn Clock>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             host: "127.0.0.1".into(),
             port: 0,
@@ -38,18 +66,22 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
-        let app = App::build(config).await.expect("the app builds");
+        let app = App::build_with_clock(config, clock.clone())
+            .await
+            .expect("the app builds");
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(app.run(async {
+        let server = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
         Self {
             addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
-            data_dir,
+            data_dir: Some(data_dir),
+            clock,
             shutdown: Some(tx),
+            server: Some(server),
         }
     }
 
