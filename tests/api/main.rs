@@ -2,6 +2,7 @@
 
 mod support;
 
+mod chat;
 mod endpoints_offline;
 mod fake_gemini_selftest;
 mod gemini_upstream;
