@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::generation::params::{Prompt, RawOptions, Strength};
 use crate::generation::{Outcome, prompts, requests};
 use crate::imaging::{self, InputImage};
+use crate::models::Retirement;
 
 /// `response_modalities` as a list, or a single string for convenience.
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -221,11 +222,15 @@ pub fn respond(outcome: Outcome) -> Response {
 }
 
 pub fn model_headers(outcome: &Outcome) -> HeaderMap {
+    substitution_headers(&outcome.response.model, outcome.substituted.as_ref())
+}
+
+pub fn substitution_headers(model: &str, substituted: Option<&(String, Retirement)>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&outcome.response.model) {
+    if let Ok(v) = HeaderValue::from_str(model) {
         headers.insert("x-imagegate-model", v);
     }
-    if let Some((requested, retirement)) = &outcome.substituted {
+    if let Some((requested, retirement)) = substituted {
         let deprecation = date_to_unix(&retirement.shut_down)
             .map_or_else(|| "?1".to_owned(), |ts| format!("@{ts}"));
         let pairs = [

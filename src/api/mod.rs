@@ -7,6 +7,7 @@ pub mod form;
 pub mod generate;
 pub mod images;
 pub mod json;
+pub mod story;
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             "/chat/{session_id}",
             get(chat::history).delete(chat::delete),
         )
+        .route("/story/generate", post(story::generate))
         .route("/images/{image_id}", get(images::get_image))
         .route(
             "/health",

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod params;
 pub mod prompts;
 pub mod requests;
+pub mod story;
 pub mod styles;
 
 use std::sync::Arc;

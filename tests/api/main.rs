@@ -8,3 +8,4 @@ mod fake_gemini_selftest;
 mod gemini_upstream;
 mod guide_samples;
 mod intake_limits;
+mod story;

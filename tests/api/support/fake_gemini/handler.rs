@@ -162,7 +162,8 @@ impl Ctx<'_> {
         stream: bool,
     ) -> Result<(Reply, Option<Duration>), Reply> {
         let opts = &self.shared.opts;
-        let text = scenarios::last_user_text(&body);
+        let mut text = scenarios::last_user_text(&body);
+        text.push_str(&scenarios::turn_markers(&body));
         let req: GenerateContentRequest =
             wire::parse(body, opts.lenient_unknown_fields).map_err(errors::parse_error)?;
         let plan = if opts.strict_signatures {

@@ -53,6 +53,10 @@ pub fn parse_markers(text: &str) -> Vec<Marker> {
         let Some(end) = rest.find("]]") else { break };
         let inner = &rest[..end];
         rest = &rest[end + 2..];
+        // `NAME@K` markers are turn markers, read by `turn_markers`.
+        if inner.contains('@') {
+            continue;
+        }
         let (name, limit) = match inner.rsplit_once(':') {
             Some((name, n)) => match n.parse() {
                 Ok(n) => (name, Some(n)),
@@ -185,6 +189,39 @@ pub fn scripted_block(name: &str, usage: Value) -> Option<Value> {
 
 /// Text of the last non-model turn, parts joined by newlines. Works on the raw body so it is
 /// also available for requests that failed to parse.
+/// `[[fake:NAME@K]]` anywhere in a user turn applies `NAME` only to a request whose
+/// conversation has exactly K user turns (for example the second step of a story).
+/// Returned as plain `[[fake:NAME]]` markers to add to the scripted text.
+pub fn turn_markers(body: &Value) -> String {
+    let users: Vec<&Value> = body
+        .get("contents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("role").and_then(Value::as_str) != Some("model"))
+        .collect();
+    let mut out = String::new();
+    for text in users
+        .iter()
+        .filter_map(|c| c.get("parts").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+    {
+        let mut rest = text;
+        while let Some(start) = rest.find("[[fake:") {
+            rest = &rest[start + "[[fake:".len()..];
+            let Some(end) = rest.find("]]") else { break };
+            if let Some((name, turn)) = rest[..end].split_once('@')
+                && turn.parse::<usize>() == Ok(users.len())
+            {
+                out.push_str(&format!("[[fake:{name}]]"));
+            }
+            rest = &rest[end + 2..];
+        }
+    }
+    out
+}
+
 pub fn last_user_text(body: &Value) -> String {
     let Some(contents) = body.get("contents").and_then(Value::as_array) else {
         return String::new();
