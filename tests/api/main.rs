@@ -8,4 +8,5 @@ mod fake_gemini_selftest;
 mod gemini_upstream;
 mod guide_samples;
 mod intake_limits;
+mod process;
 mod story;
