@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::api::access::Access;
 use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
@@ -87,7 +88,8 @@ impl App {
             tracing::info!(base_url = %config.gemini.base_url, api_version = %config.gemini.api_version, deadline_secs = config.gemini.deadline_secs, "gemini upstream");
         }
 
-        let generator = Generator::new(provider, images.clone());
+        let access = Access::embedded(&config, &db, clock.clone());
+        let generator = Generator::new(provider, images.clone()).with_usage_sink(access.usage_sink());
         let models = Arc::new(models);
         let chat = Arc::new(ChatService::new(
             Arc::new(SqlSessionStore::new(db.clone())),
@@ -106,6 +108,7 @@ impl App {
             limits: config.limits.clone(),
             default_model: config.default_model.clone(),
             clock,
+            access,
         };
         Ok(Self {
             listener,

@@ -21,6 +21,11 @@ pub enum Command {
     Serve(ConfigFlags),
     /// Print the effective configuration, secrets redacted.
     Config(ConfigFlags),
+    /// Issue, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys_cli::KeysCommand,
+    },
 }
 
 pub fn load_config(flags: &ConfigFlags) -> anyhow::Result<Config> {

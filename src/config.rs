@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::Tiers;
 use crate::models::ModelOverride;
 
 /// A secret string whose `Debug` never shows the value.
@@ -59,8 +60,29 @@ pub struct Config {
     pub gemini: GeminiConfig,
     pub limits: LimitsConfig,
     pub sessions: SessionsConfig,
+    /// Per-key limits by tier (`[tiers.free]`, `[tiers.paid]`, or new tiers).
+    pub tiers: Tiers,
+    pub auth: AuthConfig,
     /// Additions to and replacements of the embedded model table (contract §8).
     pub models: Vec<ModelOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Issue a first paid key, shown on the terminal, when no key was ever issued.
+    pub create_first_key: bool,
+    /// Accept the server's own `GOOGLE_API_KEY` as a paid caller's bearer (the guide's samples).
+    pub accept_google_key: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            create_first_key: true,
+            accept_google_key: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +126,8 @@ impl Default for Config {
             gemini: GeminiConfig::default(),
             limits: LimitsConfig::default(),
             sessions: SessionsConfig::default(),
+            tiers: Tiers::default(),
+            auth: AuthConfig::default(),
             models: Vec::new(),
         }
     }

@@ -7,11 +7,15 @@
 //! - [`provider`]: where images come from (Gemini over HTTP, or offline).
 //! - [`imaging`]: image bytes at the edges (sniffing, limits, downscaling).
 //! - [`models`]: the model table, retired names and prices.
-//! - [`store`]: durable state (images).
+//! - [`store`]: durable state (images, sessions, keys, usage, idempotent results).
+//! - [`auth`]: API keys and who a bearer token stands for.
+//! - [`limits`]: per-key rate and concurrency limits by tier.
+//! - [`keys_cli`]: `imagegate keys create|list|revoke`.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod caller;
 pub mod cli;
 pub mod clock;
@@ -20,6 +24,8 @@ pub mod error;
 pub mod generation;
 pub mod ids;
 pub mod imaging;
+pub mod keys_cli;
+pub mod limits;
 pub mod models;
 pub mod provider;
 pub mod quality;

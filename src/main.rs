@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(flags) => {
             let config = load_config(&flags)?;
             init_tracing(config.log_format);
+            imagegate::keys_cli::ensure_first_key(&config).await?;
             let app = App::build(config).await?;
             app.run(shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -22,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             );
             std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
         }
+        Command::Keys { command } => imagegate::keys_cli::run(command).await?,
     }
     Ok(())
 }

@@ -1,42 +1,21 @@
-//! The `Caller` extractor. The authentication layer puts the caller in the request
-//! extensions; without it (no key configured), the caller is identified by a hash of
-//! its bearer token, so that what one token creates stays invisible to another.
+//! The `Caller` extractor: the caller the authentication layer (`api::auth`) put in
+//! the request extensions after checking its key.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
 
 use crate::api::context::RequestId;
 use crate::caller::{Caller, RequestContext};
-use crate::error::ApiError;
-
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
+use crate::error::{ApiError, ErrorKind};
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let key_id = match bearer(parts) {
-            Some(token) => format!(
-                "tok_{}",
-                &hex::encode(Sha256::digest(token.as_bytes()))[..16]
-            ),
-            None => "anonymous".to_owned(),
-        };
-        Ok(Caller {
-            key_id,
-            tier: "paid".to_owned(),
+        // Absent only on a public route, which must not act for anyone: fail closed.
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(ErrorKind::Unauthorized, "This endpoint needs an API key.")
+                .caused_by("a public route asked for a caller")
         })
     }
 }

@@ -11,9 +11,9 @@ use crate::imaging;
 /// Text fields are short (the longest is a 2000-character prompt); this only bounds memory.
 const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 
-pub struct FormSpec {
-    pub text_fields: &'static [&'static str],
-    pub file_fields: &'static [&'static str],
+pub struct FormSpec<'a> {
+    pub text_fields: &'a [&'a str],
+    pub file_fields: &'a [&'a str],
     pub max_file_bytes: usize,
 }
 
@@ -37,7 +37,7 @@ fn multipart_error(e: MultipartError) -> ApiError {
 }
 
 impl Form {
-    pub async fn read(mut multipart: Multipart, spec: &FormSpec) -> Result<Self, ApiError> {
+    pub async fn read(mut multipart: Multipart, spec: &FormSpec<'_>) -> Result<Self, ApiError> {
         let mut form = Self::default();
         let outcome = form.read_fields(&mut multipart, spec).await;
         if let Err(e) = &outcome
@@ -51,7 +51,7 @@ impl Form {
     async fn read_fields(
         &mut self,
         multipart: &mut Multipart,
-        spec: &FormSpec,
+        spec: &FormSpec<'_>,
     ) -> Result<(), ApiError> {
         while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or_default().to_owned();

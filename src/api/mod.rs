@@ -1,13 +1,19 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
+pub mod access;
+pub mod auth;
+pub mod advanced;
 pub mod caller;
 pub mod chat;
 pub mod context;
 pub mod form;
 pub mod generate;
+pub mod idempotency;
 pub mod images;
 pub mod json;
+pub mod limits;
 pub mod story;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -37,6 +43,8 @@ pub struct AppState {
     pub default_model: String,
     pub clock: Arc<dyn Clock>,
     pub chat: Arc<ChatService>,
+    /// Keys, limits, idempotent replays and usage.
+    pub access: access::Access,
 }
 
 impl AppState {
@@ -67,12 +75,21 @@ pub fn router(state: AppState) -> Router {
             get(chat::history).delete(chat::delete),
         )
         .route("/story/generate", post(story::generate))
+        .route("/advanced/inpaint", post(advanced::inpaint))
+        .route("/advanced/outpaint", post(advanced::outpaint))
+        .route("/advanced/style-transfer", post(advanced::style_transfer))
         .route("/images/{image_id}", get(images::get_image))
+        .route("/usage", get(usage::get_usage))
         .route(
             "/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
+        // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
+        // Routes added after these lines would bypass authentication.
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::replay_or_run))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::enforce))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             max_body,

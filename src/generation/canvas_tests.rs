@@ -93,9 +93,21 @@ fn growing_top_and_right_by_0_8_places_the_original_bottom_left() {
 
 #[test]
 fn growing_all_sides_centres_the_original() {
-    let grown = grow_canvas(&gradient(10, 20), Directions::ALL, &ExtensionRatio::parse(Some(0.5)).unwrap());
+    let grown = grow_canvas(
+        &gradient(10, 20),
+        Directions::ALL,
+        &ExtensionRatio::parse(Some(0.5)).unwrap(),
+    );
     assert_eq!((grown.image.width(), grown.image.height()), (20, 40));
-    assert_eq!(grown.original, Placement { x: 5, y: 10, width: 10, height: 20 });
+    assert_eq!(
+        grown.original,
+        Placement {
+            x: 5,
+            y: 10,
+            width: 10,
+            height: 20
+        }
+    );
 }
 
 #[test]

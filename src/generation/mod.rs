@@ -1,6 +1,7 @@
 //! The domain: validated requests, prompt building, and the one pipeline every
 //! generation endpoint goes through (provider call → stored images → response).
 
+pub mod advanced;
 pub mod canvas;
 pub mod chat;
 pub mod params;

@@ -8,16 +8,33 @@ fn parse(value: &str) -> Result<Style, ApiError> {
 #[test]
 fn the_preset_table_has_the_contracts_presets_and_unique_names() {
     for name in [
-        "van_gogh", "monet", "ukiyo_e", "watercolor", "pencil_sketch", "pixel_art", "anime", "pop_art",
-        "oil_painting", "art_deco", "cyberpunk", "stained_glass",
+        "van_gogh",
+        "monet",
+        "ukiyo_e",
+        "watercolor",
+        "pencil_sketch",
+        "pixel_art",
+        "anime",
+        "pop_art",
+        "oil_painting",
+        "art_deco",
+        "cyberpunk",
+        "stained_glass",
     ] {
-        assert!(STYLE_PRESETS.iter().any(|p| p.name == name), "{name} missing");
+        assert!(
+            STYLE_PRESETS.iter().any(|p| p.name == name),
+            "{name} missing"
+        );
     }
     let mut names = preset_names();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), STYLE_PRESETS.len());
-    assert!(STYLE_PRESETS.iter().all(|p| p.instruction.len() > 100 && !p.label.is_empty()));
+    assert!(
+        STYLE_PRESETS
+            .iter()
+            .all(|p| p.instruction.len() > 100 && !p.label.is_empty())
+    );
 }
 
 #[test]
@@ -33,9 +50,16 @@ fn a_preset_name_is_matched_ignoring_case_dashes_and_spaces() {
 #[test]
 fn anything_else_is_free_text_trimmed() {
     let style = parse("  1970s sci-fi paperback cover ").unwrap();
-    assert_eq!(style, Style::FreeText("1970s sci-fi paperback cover".into()));
+    assert_eq!(
+        style,
+        Style::FreeText("1970s sci-fi paperback cover".into())
+    );
     assert_eq!(style.name(), "1970s sci-fi paperback cover");
-    assert!(style.instruction().ends_with("1970s sci-fi paperback cover"));
+    assert!(
+        style
+            .instruction()
+            .ends_with("1970s sci-fi paperback cover")
+    );
 }
 
 #[test]
@@ -44,7 +68,10 @@ fn a_missing_style_is_rejected_listing_the_presets() {
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
     assert_eq!(err.details["field"], "style");
     assert_eq!(err.details["reason"], "missing");
-    assert_eq!(err.details["presets"].as_array().unwrap().len(), STYLE_PRESETS.len());
+    assert_eq!(
+        err.details["presets"].as_array().unwrap().len(),
+        STYLE_PRESETS.len()
+    );
 }
 
 #[test]
@@ -83,12 +110,19 @@ fn the_style_transfer_prompt_carries_style_band_and_content_rule() {
 
     let p = style_transfer_prompt(&style, None, false);
     assert!(p.contains(REINTERPRET_CONTENT_INSTRUCTION));
-    assert!(!p.contains("Apply the style"), "no band without a strength: {p}");
+    assert!(
+        !p.contains("Apply the style"),
+        "no band without a strength: {p}"
+    );
 }
 
 #[test]
 fn the_inpaint_prompt_confines_the_edit_to_the_region() {
-    let p = inpaint_prompt("replace the cat with a dog", Some("the cat on the sofa"), false);
+    let p = inpaint_prompt(
+        "replace the cat with a dog",
+        Some("the cat on the sofa"),
+        false,
+    );
     assert!(p.contains("replace the cat with a dog"));
     assert!(p.contains("The region to change: the cat on the sofa."));
     assert!(p.contains("must stay identical"));
@@ -106,16 +140,26 @@ fn the_inpaint_prompt_explains_the_mask_overlay_when_there_is_a_mask() {
 
 #[test]
 fn the_outpaint_prompt_names_the_grey_sides_and_forbids_touching_the_original() {
-    let top_right = Directions { top: true, right: true, ..Directions::default() };
+    let top_right = Directions {
+        top: true,
+        right: true,
+        ..Directions::default()
+    };
     let p = outpaint_prompt("more sky with birds", top_right);
     assert!(p.contains("the top and right sides"), "{p}");
     assert!(p.contains("RGB 128, 128, 128"));
     assert!(p.contains("more sky with birds"));
     assert!(p.contains("Do not alter"));
 
-    let left = Directions { left: true, ..Directions::default() };
+    let left = Directions {
+        left: true,
+        ..Directions::default()
+    };
     assert!(outpaint_prompt("x", left).contains("on the left side is new"));
-    let three = Directions { right: false, ..Directions::ALL };
+    let three = Directions {
+        right: false,
+        ..Directions::ALL
+    };
     assert!(outpaint_prompt("x", three).contains("the top, bottom and left sides"));
     assert!(outpaint_prompt("x", Directions::ALL).contains("all four sides"));
 }

@@ -71,6 +71,18 @@ pub enum Task {
     },
     /// A chat turn: refine the conversation's latest image, if there is one.
     Chat,
+    /// Change one region; `region` is where, in the coordinates of the image sent.
+    Inpaint {
+        region: Option<crate::generation::canvas::Placement>,
+    },
+    /// Fill a grown canvas around the original, which sits at `original`.
+    Outpaint {
+        original: crate::generation::canvas::Placement,
+    },
+    StyleTransfer {
+        style: String,
+        strength: f64,
+    },
 }
 
 #[derive(Debug, Clone)]

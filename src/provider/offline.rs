@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use image::{DynamicImage, Rgb, RgbImage, imageops};
 use sha2::{Digest, Sha256};
 
+use crate::generation::canvas::Placement;
 use crate::imaging::{self, ImageFormat};
+use crate::provider::effects;
 use crate::provider::{
     Generated, ImageProvider, OutputImage, Part, ProviderError, ProviderRequest, Role, Task,
     TokenUsage, Turn,
@@ -113,6 +115,18 @@ fn edit(input: &DynamicImage, seed: &[u8], strength: f64, preserve_subject: bool
     DynamicImage::ImageRgb8(out)
 }
 
+/// Tints only the pixels inside `region` towards the prompt's colour.
+fn edit_within(image: &DynamicImage, region: Placement, seed: &[u8]) -> DynamicImage {
+    let [tint, _, _] = palette(seed);
+    let mut out = image.to_rgb8();
+    for (x, y, pixel) in out.enumerate_pixels_mut() {
+        if region.contains(x, y) {
+            *pixel = mix(*pixel, tint, 0.45);
+        }
+    }
+    DynamicImage::ImageRgb8(out)
+}
+
 fn compose(inputs: &[DynamicImage], style: &str) -> DynamicImage {
     let height = inputs
         .iter()
@@ -207,6 +221,20 @@ fn render(request: &ProviderRequest) -> Result<DynamicImage, String> {
     });
     let image = match (&request.task, inputs.as_slice()) {
         (Task::Compose { style }, [_, _, ..]) => compose(&inputs, style),
+        (Task::StyleTransfer { style, strength }, [first, ..]) => effects::apply_style(first, style, *strength),
+        (Task::Outpaint { original }, [canvas, ..]) => effects::fill_around(canvas, *original, &seed),
+        (Task::Inpaint { region }, [first, ..]) => {
+            // Without a mask the offline provider cannot read a region description;
+            // it changes the central quarter, as documented.
+            let region = region.unwrap_or(Placement {
+                x: first.width() / 4,
+                y: first.height() / 4,
+                width: (first.width() / 2).max(1),
+                height: (first.height() / 2).max(1),
+            });
+            let filled = effects::fill_region(first, region, &seed);
+            edit_within(&filled, region, &seed)
+        }
         (
             Task::Edit {
                 strength,
@@ -223,9 +251,10 @@ fn render(request: &ProviderRequest) -> Result<DynamicImage, String> {
             return Ok(DynamicImage::ImageRgb8(render_scene(&seed, w, h)));
         }
     };
-    Ok(match target {
-        Some((w, h)) => fit(&image, w, h),
-        None => image,
+    // Outpainting keeps the grown canvas's own shape; the gateway composites onto it.
+    Ok(match (target, &request.task) {
+        (Some((w, h)), task) if !matches!(task, Task::Outpaint { .. }) => fit(&image, w, h),
+        _ => image,
     })
 }
 

@@ -5,12 +5,37 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// (version, name, SQL). Append only: a released migration is never edited.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "sessions", include_str!("../../migrations/sqlite/0001_sessions.sql")),
-    (2, "images", include_str!("../../migrations/sqlite/0002_images.sql")),
+    (
+        1,
+        "sessions",
+        include_str!("../../migrations/sqlite/0001_sessions.sql"),
+    ),
+    (
+        2,
+        "images",
+        include_str!("../../migrations/sqlite/0002_images.sql"),
+    ),
+    (
+        3,
+        "api_keys",
+        include_str!("../../migrations/sqlite/0003_api_keys.sql"),
+    ),
+    (
+        4,
+        "usage",
+        include_str!("../../migrations/sqlite/0004_usage.sql"),
+    ),
+    (
+        5,
+        "idempotency",
+        include_str!("../../migrations/sqlite/0005_idempotency.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -50,7 +75,10 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         let db = Self { pool };
         db.migrate().await?;
         Ok(db)
@@ -64,20 +92,23 @@ impl Db {
         .await?;
         for (version, name, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await?;
-            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if applied.is_some() {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)")
-                .bind(version)
-                .bind(name)
-                .bind(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(version, name, "applied migration");
         }

@@ -14,7 +14,13 @@ use crate::store::db::{Db, StoreError};
 
 #[async_trait]
 pub trait ImageStore: Send + Sync + 'static {
-    async fn put(&self, id: &str, owner: &str, format: ImageFormat, bytes: Bytes) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        id: &str,
+        owner: &str,
+        format: ImageFormat,
+        bytes: Bytes,
+    ) -> Result<(), StoreError>;
     /// `None` for unknown or malformed ids and for images of another owner.
     async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError>;
     /// For history replay: the bytes regardless of owner (the caller checked the session).
@@ -51,8 +57,16 @@ impl FsImageStore {
 
 #[async_trait]
 impl ImageStore for FsImageStore {
-    async fn put(&self, id: &str, owner: &str, format: ImageFormat, bytes: Bytes) -> Result<(), StoreError> {
-        let path = self.path(id).ok_or_else(|| StoreError::new("malformed image id"))?;
+    async fn put(
+        &self,
+        id: &str,
+        owner: &str,
+        format: ImageFormat,
+        bytes: Bytes,
+    ) -> Result<(), StoreError> {
+        let path = self
+            .path(id)
+            .ok_or_else(|| StoreError::new("malformed image id"))?;
         // Write then rename, so a reader never sees half an image after a crash.
         let tmp = path.with_extension("part");
         let io = |e: std::io::Error| StoreError::new(format!("writing image {id}: {e}"));
@@ -73,11 +87,12 @@ impl ImageStore for FsImageStore {
         if !ids::is_valid("img", id) {
             return Ok(None);
         }
-        let owned: Option<String> = sqlx::query_scalar("SELECT id FROM images WHERE id = ? AND owner = ?")
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let owned: Option<String> =
+            sqlx::query_scalar("SELECT id FROM images WHERE id = ? AND owner = ?")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.db.pool)
+                .await?;
         match owned {
             Some(_) => self.read(id).await,
             None => Ok(None),

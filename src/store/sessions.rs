@@ -48,7 +48,12 @@ pub struct StoredTurn {
 pub trait SessionStore: Send + Sync + 'static {
     async fn create(&self, session: &SessionRecord) -> Result<(), StoreError>;
     /// The session if it exists, belongs to `owner` and has not expired at `now_ms`.
-    async fn get(&self, id: &str, owner: &str, now_ms: i64) -> Result<Option<SessionRecord>, StoreError>;
+    async fn get(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Option<SessionRecord>, StoreError>;
     async fn turns(&self, id: &str) -> Result<Vec<StoredTurn>, StoreError>;
     /// Appends `turns` only if the session still has `expected_turns` turns, so two
     /// writers (even on two instances) cannot interleave a conversation. `false` on conflict.
@@ -110,13 +115,19 @@ impl SessionStore for SqlSessionStore {
         Ok(())
     }
 
-    async fn get(&self, id: &str, owner: &str, now_ms: i64) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = ? AND owner = ? AND expires_at_ms > ?")
-            .bind(id)
-            .bind(owner)
-            .bind(now_ms)
-            .fetch_optional(&self.db.pool)
-            .await?;
+    async fn get(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM sessions WHERE id = ? AND owner = ? AND expires_at_ms > ?")
+                .bind(id)
+                .bind(owner)
+                .bind(now_ms)
+                .fetch_optional(&self.db.pool)
+                .await?;
         Ok(row.as_ref().map(record).transpose()?)
     }
 
@@ -131,7 +142,8 @@ impl SessionStore for SqlSessionStore {
                 Ok(StoredTurn {
                     seq: row.try_get("seq")?,
                     role: row.try_get("role")?,
-                    parts: serde_json::from_str(&parts).map_err(|e| StoreError::new(format!("turn parts: {e}")))?,
+                    parts: serde_json::from_str(&parts)
+                        .map_err(|e| StoreError::new(format!("turn parts: {e}")))?,
                     created_at_ms: row.try_get("created_at_ms")?,
                 })
             })
@@ -164,7 +176,8 @@ impl SessionStore for SqlSessionStore {
             return Ok(false);
         }
         for turn in turns {
-            let parts = serde_json::to_string(&turn.parts).map_err(|e| StoreError::new(e.to_string()))?;
+            let parts =
+                serde_json::to_string(&turn.parts).map_err(|e| StoreError::new(e.to_string()))?;
             sqlx::query("INSERT INTO session_turns (session_id, seq, role, parts, created_at_ms) VALUES (?, ?, ?, ?, ?)")
                 .bind(id)
                 .bind(turn.seq)
@@ -248,16 +261,36 @@ mod tests {
         let store = SqlSessionStore::new(Db::open(dir.path()).await.unwrap());
         store.create(&session("s1", 100)).await.unwrap();
         assert!(store.get("s1", "alice", 100).await.unwrap().is_some());
-        assert!(store.get("s1", "mallory", 100).await.unwrap().is_none(), "another owner sees nothing");
-        assert!(store.get("s1", "alice", 1100).await.unwrap().is_none(), "expired");
+        assert!(
+            store.get("s1", "mallory", 100).await.unwrap().is_none(),
+            "another owner sees nothing"
+        );
+        assert!(
+            store.get("s1", "alice", 1100).await.unwrap().is_none(),
+            "expired"
+        );
 
-        assert!(store.append("s1", 0, &[turn(0, "user"), turn(1, "model")], 10, 200, 5000).await.unwrap());
-        assert!(!store.append("s1", 0, &[turn(0, "user")], 0, 200, 5000).await.unwrap(), "a stale writer loses");
+        assert!(
+            store
+                .append("s1", 0, &[turn(0, "user"), turn(1, "model")], 10, 200, 5000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .append("s1", 0, &[turn(0, "user")], 0, 200, 5000)
+                .await
+                .unwrap(),
+            "a stale writer loses"
+        );
         let turns = store.turns("s1").await.unwrap();
         assert_eq!(turns.len(), 2);
         assert_eq!(turns[1].parts[0].signature.as_deref(), Some("AAEC"));
         let s = store.get("s1", "alice", 300).await.unwrap().unwrap();
-        assert_eq!((s.turn_count, s.image_bytes, s.expires_at_ms), (2, 10, 5000));
+        assert_eq!(
+            (s.turn_count, s.image_bytes, s.expires_at_ms),
+            (2, 10, 5000)
+        );
 
         assert_eq!(store.delete_expired(6000).await.unwrap(), 1);
         assert!(store.turns("s1").await.unwrap().is_empty());

@@ -37,7 +37,7 @@ const PHOTOS: &[(&str, (u32, u32))] = &[
 /// (`CI` set) a missing interpreter is a failure, since `.ci/run` installs it.
 pub fn run_sample(app: &TestApp, sample: &str, api_key: &str, workdir: &Path) -> bool {
     let probe = Command::new("python3")
-        .args(["-c", "import requests"])
+        .args(["-c", "import requests, PIL"])
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         assert!(
@@ -84,7 +84,7 @@ async fn the_quick_start_sample_writes_a_decodable_image() {
     let workdir = tempfile::tempdir().unwrap();
     let app_ref = &app;
     let dir = workdir.path().to_owned();
-    let ran = tokio::task::block_in_place(|| run_sample(app_ref, "quickstart.py", "dev-key", &dir));
+    let ran = tokio::task::block_in_place(|| run_sample(app_ref, "quickstart.py", &app_ref.key, &dir));
     if !ran {
         return;
     }
@@ -99,7 +99,7 @@ async fn run_in_tempdir(sample: &str) {
     let workdir = tempfile::tempdir().unwrap();
     let dir = workdir.path().to_owned();
     let app_ref = &app;
-    tokio::task::block_in_place(|| run_sample(app_ref, sample, "dev-key", &dir));
+    tokio::task::block_in_place(|| run_sample(app_ref, sample, &app_ref.key, &dir));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,4 +120,19 @@ async fn the_background_replacement_sample_edits_the_portrait() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cafe_composition_sample_composes_two_photos() {
     run_in_tempdir("compose_cafe.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inpainting_sample_edits_the_described_region() {
+    run_in_tempdir("inpaint.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outpainting_sample_grows_the_landscape() {
+    run_in_tempdir("outpaint.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_style_transfer_sample_paints_like_van_gogh() {
+    run_in_tempdir("style_transfer.py").await;
 }

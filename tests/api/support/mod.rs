@@ -10,6 +10,8 @@ use base64::Engine as _;
 use imagegate::app::App;
 use imagegate::clock::{Clock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::store::Db;
+use imagegate::store::keys::SqlKeyStore;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -17,7 +19,10 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// Sends `Authorization: Bearer <key>` with every request.
     pub client: reqwest::Client,
+    /// A paid key issued through the real key store when the server started.
+    pub key: String,
     pub data_dir: Option<TempDir>,
     pub clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -74,10 +79,12 @@ impl TestApp {
         let server = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
+        let key = issue_key(data_dir.path(), "paid", clock.now_ms()).await;
         Self {
             addr,
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: client_with_key(Some(&key)),
+            key,
             data_dir: Some(data_dir),
             clock,
             shutdown: Some(tx),
@@ -108,6 +115,12 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Issues another key of `tier`, as `imagegate keys create` does.
+    pub async fn create_key(&self, tier: &str) -> String {
+        let dir = self.data_dir.as_ref().expect("data dir");
+        issue_key(dir.path(), tier, self.clock.now_ms()).await
+    }
+
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -133,6 +146,29 @@ impl TestApp {
             .await
             .expect("request sent")
     }
+}
+
+async fn issue_key(data_dir: &std::path::Path, tier: &str, now_ms: i64) -> String {
+    let db = Db::open(data_dir).await.expect("the database opens");
+    let issued = imagegate::auth::issue_key(&SqlKeyStore::new(db), tier, None, now_ms)
+        .await
+        .expect("a key is issued");
+    issued.token.expose().to_owned()
+}
+
+/// A client that sends `key` as its bearer token (or no Authorization header at all).
+pub fn client_with_key(key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .expect("a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 /// Status, request-id header and JSON body of a response.

@@ -1,0 +1,99 @@
+//! The authentication layer: every route but the public ones needs
+//! `Authorization: Bearer <key>`. Requests without a valid key never reach a handler;
+//! those with one carry their [`Caller`] in the request extensions.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::AppState;
+use crate::error::{ApiError, ErrorKind};
+
+/// Longer than any key we issue or Google's; anything longer is not a key.
+const MAX_TOKEN_LEN: usize = 512;
+
+/// Liveness, readiness, metrics and documentation are for operators and load
+/// balancers, which hold no key.
+fn is_public(method: &Method, path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs")
+        || path.starts_with("/docs/")
+        || (path == "/" && (method == Method::GET || method == Method::HEAD))
+}
+
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if is_public(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let token = match bearer(request.headers()) {
+        Ok(token) => token,
+        Err(refusal) => return refusal,
+    };
+    match state.access.authenticator.identify(&token).await {
+        Ok(Some(caller)) => {
+            // Nothing downstream needs the key; dropping it keeps it out of anything
+            // that might copy or log request headers.
+            request.headers_mut().remove(header::AUTHORIZATION);
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Ok(None) => unauthorized("The API key is not valid. Create one with `imagegate keys create`."),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The bearer token, or the 401 to answer. The token is never put in a message.
+fn bearer(headers: &HeaderMap) -> Result<String, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("Missing API key. Send it as `Authorization: Bearer <key>`."));
+    };
+    let malformed = || unauthorized("Malformed Authorization header. Expected `Authorization: Bearer <key>`.");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    let well_formed = scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    if well_formed { Ok(token.to_owned()) } else { Err(malformed()) }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(ErrorKind::Unauthorized, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"imagegate\""));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn only_a_bearer_scheme_with_one_printable_token_is_accepted() {
+        assert_eq!(bearer(&headers("Bearer igk_abc")).ok().as_deref(), Some("igk_abc"));
+        assert_eq!(bearer(&headers("bearer  igk_abc ")).ok().as_deref(), Some("igk_abc"));
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "igk_abc", "Bearer a b"] {
+            assert!(bearer(&headers(bad)).is_err(), "{bad:?}");
+        }
+        assert!(bearer(&HeaderMap::new()).is_err());
+        assert!(bearer(&headers(&format!("Bearer {}", "a".repeat(513)))).is_err());
+    }
+
+    #[test]
+    fn operator_endpoints_are_public_and_nothing_else() {
+        assert!(is_public(&Method::GET, "/health"));
+        assert!(is_public(&Method::GET, "/"));
+        assert!(is_public(&Method::GET, "/docs/index.html"));
+        assert!(!is_public(&Method::POST, "/"));
+        assert!(!is_public(&Method::GET, "/usage"));
+        assert!(!is_public(&Method::GET, "/healthz"));
+    }
+}

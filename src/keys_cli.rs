@@ -1,0 +1,125 @@
+//! `imagegate keys create|list|revoke`, and the first key made at first start so a
+//! newcomer can call the API straight away. A key is printed once, on stdout, and only
+//! its digest is stored; everything else goes to stderr so `$(imagegate keys create)`
+//! captures exactly the key.
+
+use std::io::{IsTerminal as _, Write};
+
+use anyhow::Context as _;
+
+use crate::auth::{IssuedKey, issue_key};
+use crate::cli::load_config as load;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{Config, ConfigFlags};
+use crate::store::Db;
+use crate::store::keys::{KeyStore, SqlKeyStore};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Issue a key. It is printed once, on stdout; only its hash is stored.
+    Create {
+        /// A tier from the configuration (`free` and `paid` always exist).
+        #[arg(long, default_value = "free")]
+        tier: String,
+        /// A note to recognise the key by in `keys list`.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// List issued keys: id, tier, name, first characters, created, revoked.
+    List {
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Revoke a key by its id (`key_…`); requests with it get 401 from then on.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+}
+
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Create { tier, name, config } => {
+            let issued = create(&load(&config)?, &tier, name).await?;
+            eprintln!(
+                "Created {} (tier {tier}). The key is shown once; only its hash is stored:",
+                issued.record.key_id
+            );
+            writeln!(out, "{}", issued.token.expose())?;
+        }
+        KeysCommand::List { config } => {
+            let store = open(&load(&config)?).await?;
+            writeln!(out, "{:<31} {:<6} {:<10} {:<26} {:<26} name", "key_id", "tier", "key", "created", "revoked")?;
+            for key in store.list().await? {
+                writeln!(
+                    out,
+                    "{:<31} {:<6} {:<10} {:<26} {:<26} {}",
+                    key.key_id,
+                    key.tier,
+                    format!("{}…", key.shown),
+                    rfc3339(key.created_at_ms),
+                    key.revoked_at_ms.map(rfc3339).unwrap_or_else(|| "-".into()),
+                    key.name.unwrap_or_default(),
+                )?;
+            }
+        }
+        KeysCommand::Revoke { key_id, config } => {
+            let store = open(&load(&config)?).await?;
+            if !store.revoke(&key_id, SystemClock.now_ms()).await? {
+                anyhow::bail!("no active key has the id {key_id:?} (see `imagegate keys list`)");
+            }
+            writeln!(out, "revoked {key_id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Issues a key of a configured tier in the configured data directory.
+pub async fn create(config: &Config, tier: &str, name: Option<String>) -> anyhow::Result<IssuedKey> {
+    if config.tiers.get(tier).is_none() {
+        anyhow::bail!("unknown tier {tier:?}; configured tiers: {}", config.tiers.names().join(", "));
+    }
+    let store = open(config).await?;
+    Ok(issue_key(&store, tier, name, SystemClock.now_ms()).await?)
+}
+
+async fn open(config: &Config) -> anyhow::Result<SqlKeyStore> {
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let db = Db::open(&config.data_dir).await.context("opening the database")?;
+    Ok(SqlKeyStore::new(db))
+}
+
+/// At the first start ever (no key was ever issued), issues a paid key and shows it on
+/// the terminal. Only when stdout is a terminal: a key printed into a captured log
+/// stream (a container's, a CI job's) would be a key in the logs.
+pub async fn ensure_first_key(config: &Config) -> anyhow::Result<()> {
+    if !config.auth.create_first_key {
+        return Ok(());
+    }
+    let store = open(config).await?;
+    if !store.list().await?.is_empty() {
+        return Ok(());
+    }
+    if !std::io::stdout().is_terminal() {
+        tracing::warn!("no API key exists yet; create one with `imagegate keys create --tier paid`");
+        return Ok(());
+    }
+    let issued = issue_key(&store, "paid", Some("first key".into()), SystemClock.now_ms()).await?;
+    tracing::info!(key_id = %issued.record.key_id, "issued a first API key (shown once on the terminal)");
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nNo API key existed, so imagegate issued a first one (tier paid, id {}).\n\
+         It is shown only now; only its hash is stored:\n\n    {}\n\n\
+         Send it as `Authorization: Bearer <key>`. More keys: `imagegate keys create --tier free|paid`.\n",
+        issued.record.key_id,
+        issued.token.expose()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Who may call: 401 for missing, malformed, unknown and revoked keys; issued keys and
+//! the server's own Google key are accepted; keys never come back in a response.
+
+use serde_json::json;
+
+use super::{gemini_at, header};
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::{TestApp, client_with_key, expect_error, json_of};
+
+#[tokio::test]
+async fn a_request_without_a_key_is_refused_with_401_and_a_bearer_challenge() {
+    let app = TestApp::offline().await;
+    let anonymous = client_with_key(None);
+    for (method, path) in [
+        ("POST", "/generate-image"),
+        ("GET", "/usage"),
+        ("GET", "/images/img_01JF0000000000000000000000"),
+        ("POST", "/chat/create"),
+        ("GET", "/no-such-endpoint"),
+    ] {
+        let request = match method {
+            "POST" => anonymous.post(app.url(path)).json(&json!({"prompt": "a fox"})),
+            _ => anonymous.get(app.url(path)),
+        };
+        let response = request.send().await.unwrap();
+        assert!(
+            header(&response, "www-authenticate").starts_with("Bearer"),
+            "{path}"
+        );
+        let body = expect_error(response, 401, "unauthorized").await;
+        assert!(body["message"].as_str().unwrap().contains("Bearer"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_refused_with_401() {
+    let app = TestApp::offline().await;
+    let anonymous = client_with_key(None);
+    for value in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "Token igk_abc", "Bearer a b"] {
+        let response = anonymous
+            .get(app.url("/usage"))
+            .header("authorization", value)
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, 401, "unauthorized").await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_and_never_echoed_back() {
+    let app = TestApp::offline().await;
+    let forged = format!("{}x", app.key);
+    for key in [forged.as_str(), "igk_not-a-real-key-0123456789", "AIzaSyD-not-the-servers-key"] {
+        let response = client_with_key(Some(key))
+            .post(app.url("/generate-image"))
+            .json(&json!({"prompt": "a fox"}))
+            .send()
+            .await
+            .unwrap();
+        let headers = format!("{:?}", response.headers());
+        let body = expect_error(response, 401, "unauthorized").await;
+        assert!(!body.to_string().contains(key), "the key is not in {body}");
+        assert!(!headers.contains(key), "the key is not in {headers}");
+    }
+}
+
+#[tokio::test]
+async fn health_answers_without_a_key() {
+    let app = TestApp::offline().await;
+    let response = client_with_key(None).get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-ratelimit-limit").is_none());
+}
+
+#[tokio::test]
+async fn the_servers_google_key_is_accepted_as_a_paid_key() {
+    let fake = FakeGemini::start().await;
+    let app = gemini_at(&imagegate::clock::ManualClock::starting_now(), &fake).await;
+    let google = client_with_key(Some(FAKE_API_KEY));
+    let response = google
+        .post(app.url("/generate-image"))
+        .json(&json!({"prompt": "a fox", "response_modalities": ["IMAGE"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&response, "x-ratelimit-limit"), "600", "the paid tier");
+    let (status, _, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    let usage = google.get(app.url("/usage")).send().await.unwrap();
+    let (_, _, usage) = json_of(usage).await;
+    assert_eq!(usage["key_id"], "key_google");
+    assert_eq!(usage["totals"]["requests"], 1);
+}
+
+#[tokio::test]
+async fn what_one_key_creates_another_key_cannot_fetch() {
+    let app = TestApp::offline().await;
+    let (_, _, body) = json_of(app.post_json("/generate-image", json!({"prompt": "a fox"})).await).await;
+    let path = format!("/images/{}", body["image_ids"][0].as_str().unwrap());
+    assert_eq!(app.get(&path).await.status(), 200);
+    let other = client_with_key(Some(&app.create_key("paid").await));
+    let response = other.get(app.url(&path)).send().await.unwrap();
+    expect_error(response, 404, "not_found").await;
+}
+
+/// Runs the real binary's `keys` subcommand against the server's data directory.
+fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let dir = app.data_dir.as_ref().unwrap().path();
+    std::process::Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        // Away from the repository's `.env`, and without a Google key in the environment.
+        .current_dir(dir)
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("IMAGEGATE_CONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+#[tokio::test]
+async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_it() {
+    let app = TestApp::offline().await;
+    let created = keys_cli(&app, &["create", "--tier", "free", "--name", "laptop"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("igk_"), "stdout is exactly the key: {key:?}");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    let key_id = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("key_"))
+        .expect("stderr names the key id")
+        .to_owned();
+
+    let client = client_with_key(Some(&key));
+    let response = client.get(app.url("/usage")).send().await.unwrap();
+    assert_eq!(header(&response, "x-ratelimit-limit"), "15", "the free tier");
+    let (status, _, usage) = json_of(response).await;
+    assert_eq!((status, usage["key_id"].as_str()), (200, Some(key_id.as_str())));
+
+    let listed = keys_cli(&app, &["list"]);
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(listing.contains(&key_id) && listing.contains("laptop"), "{listing}");
+    assert!(!listing.contains(&key), "the secret is never listed");
+
+    let revoked = keys_cli(&app, &["revoke", &key_id]);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let response = client.get(app.url("/usage")).send().await.unwrap();
+    expect_error(response, 401, "unauthorized").await;
+    assert!(!keys_cli(&app, &["revoke", &key_id]).status.success(), "already revoked");
+    assert!(!keys_cli(&app, &["create", "--tier", "gold"]).status.success(), "unknown tier");
+}

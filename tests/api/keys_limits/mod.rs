@@ -1,0 +1,47 @@
+//! Keys, tiers, limits, idempotent replays and usage (contract §5, §9), with time
+//! injected through a manual clock: no test waits for a minute to pass.
+
+mod auth;
+mod idempotency;
+mod limits;
+mod usage;
+
+use std::sync::Arc;
+
+use imagegate::clock::ManualClock;
+use imagegate::config::{Config, ProviderChoice, Secret};
+
+use crate::support::TestApp;
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+
+/// An offline server whose clock moves only when the test moves it.
+async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
+        c.provider = ProviderChoice::Offline;
+        configure(c);
+    })
+    .await
+}
+
+/// The Gemini provider pointed at `fake`, with a manual clock and a deadline long
+/// enough for the slow scenarios used here.
+async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
+    let base_url = fake.base_url();
+    TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), move |c| {
+        c.provider = ProviderChoice::Gemini;
+        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
+        c.gemini.base_url = base_url;
+        c.gemini.deadline_secs = 20.0;
+        c.gemini.initial_backoff_ms = 10;
+        c.gemini.max_backoff_ms = 40;
+    })
+    .await
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{name} header in {:?}", response.headers()))
+}
