@@ -89,7 +89,8 @@ impl App {
         }
 
         let access = Access::embedded(&config, &db, clock.clone());
-        let generator = Generator::new(provider, images.clone()).with_usage_sink(access.usage_sink());
+        let generator =
+            Generator::new(provider, images.clone()).with_usage_sink(access.usage_sink());
         let models = Arc::new(models);
         let chat = Arc::new(ChatService::new(
             Arc::new(SqlSessionStore::new(db.clone())),
@@ -123,13 +124,34 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves; in-flight requests are then allowed to finish.
+    ///
+    /// Shutdown order: stop accepting, drain in-flight requests, then stop the
+    /// background tasks (the session sweeper) and wait for them.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let chat = self.chat.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match chat.sweep_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "expired chat sessions deleted"),
+                        Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        let _ = stop.send(true);
+        let _ = sweeper.await;
+        served
     }
 }
 

@@ -53,7 +53,11 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List { config } => {
             let store = open(&load(&config)?).await?;
-            writeln!(out, "{:<31} {:<6} {:<10} {:<26} {:<26} name", "key_id", "tier", "key", "created", "revoked")?;
+            writeln!(
+                out,
+                "{:<31} {:<6} {:<10} {:<26} {:<26} name",
+                "key_id", "tier", "key", "created", "revoked"
+            )?;
             for key in store.list().await? {
                 writeln!(
                     out,
@@ -79,9 +83,16 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 /// Issues a key of a configured tier in the configured data directory.
-pub async fn create(config: &Config, tier: &str, name: Option<String>) -> anyhow::Result<IssuedKey> {
+pub async fn create(
+    config: &Config,
+    tier: &str,
+    name: Option<String>,
+) -> anyhow::Result<IssuedKey> {
     if config.tiers.get(tier).is_none() {
-        anyhow::bail!("unknown tier {tier:?}; configured tiers: {}", config.tiers.names().join(", "));
+        anyhow::bail!(
+            "unknown tier {tier:?}; configured tiers: {}",
+            config.tiers.names().join(", ")
+        );
     }
     let store = open(config).await?;
     Ok(issue_key(&store, tier, name, SystemClock.now_ms()).await?)
@@ -91,7 +102,9 @@ async fn open(config: &Config) -> anyhow::Result<SqlKeyStore> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let db = Db::open(&config.data_dir).await.context("opening the database")?;
+    let db = Db::open(&config.data_dir)
+        .await
+        .context("opening the database")?;
     Ok(SqlKeyStore::new(db))
 }
 
@@ -107,10 +120,18 @@ pub async fn ensure_first_key(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdout().is_terminal() {
-        tracing::warn!("no API key exists yet; create one with `imagegate keys create --tier paid`");
+        tracing::warn!(
+            "no API key exists yet; create one with `imagegate keys create --tier paid`"
+        );
         return Ok(());
     }
-    let issued = issue_key(&store, "paid", Some("first key".into()), SystemClock.now_ms()).await?;
+    let issued = issue_key(
+        &store,
+        "paid",
+        Some("first key".into()),
+        SystemClock.now_ms(),
+    )
+    .await?;
     tracing::info!(key_id = %issued.record.key_id, "issued a first API key (shown once on the terminal)");
     let mut out = std::io::stdout().lock();
     writeln!(

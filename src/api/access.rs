@@ -31,9 +31,15 @@ pub struct Access {
 impl Access {
     /// Keys, usage and replays in the embedded database; limits counted in this process.
     pub fn embedded(config: &Config, db: &Db, clock: Arc<dyn Clock>) -> Self {
-        let google_key = config.google_api_key.as_ref().filter(|_| config.auth.accept_google_key);
+        let google_key = config
+            .google_api_key
+            .as_ref()
+            .filter(|_| config.auth.accept_google_key);
         Self {
-            authenticator: Arc::new(Authenticator::new(Arc::new(SqlKeyStore::new(db.clone())), google_key)),
+            authenticator: Arc::new(Authenticator::new(
+                Arc::new(SqlKeyStore::new(db.clone())),
+                google_key,
+            )),
             tiers: Arc::new(config.tiers.clone()),
             rate: Arc::new(SlidingWindow::default()),
             concurrency: Arc::new(InFlight::default()),
@@ -46,6 +52,9 @@ impl Access {
 
     /// Where the generation pipeline records each upstream call's priced usage.
     pub fn usage_sink(&self) -> Arc<dyn UsageSink> {
-        Arc::new(UsageRecorder::new(Arc::clone(&self.usage), Arc::clone(&self.clock)))
+        Arc::new(UsageRecorder::new(
+            Arc::clone(&self.usage),
+            Arc::clone(&self.clock),
+        ))
     }
 }

@@ -16,12 +16,18 @@ const MAX_TOKEN_LEN: usize = 512;
 /// Liveness, readiness, metrics and documentation are for operators and load
 /// balancers, which hold no key.
 fn is_public(method: &Method, path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs")
-        || path.starts_with("/docs/")
+    matches!(
+        path,
+        "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
+    ) || path.starts_with("/docs/")
         || (path == "/" && (method == Method::GET || method == Method::HEAD))
 }
 
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if is_public(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
@@ -37,7 +43,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Ok(None) => unauthorized("The API key is not valid. Create one with `imagegate keys create`."),
+        Ok(None) => {
+            unauthorized("The API key is not valid. Create one with `imagegate keys create`.")
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -45,9 +53,12 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 /// The bearer token, or the 401 to answer. The token is never put in a message.
 fn bearer(headers: &HeaderMap) -> Result<String, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("Missing API key. Send it as `Authorization: Bearer <key>`."));
+        return Err(unauthorized(
+            "Missing API key. Send it as `Authorization: Bearer <key>`.",
+        ));
     };
-    let malformed = || unauthorized("Malformed Authorization header. Expected `Authorization: Bearer <key>`.");
+    let malformed =
+        || unauthorized("Malformed Authorization header. Expected `Authorization: Bearer <key>`.");
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
     let token = token.trim();
@@ -55,14 +66,19 @@ fn bearer(headers: &HeaderMap) -> Result<String, Response> {
         && !token.is_empty()
         && token.len() <= MAX_TOKEN_LEN
         && token.bytes().all(|b| b.is_ascii_graphic());
-    if well_formed { Ok(token.to_owned()) } else { Err(malformed()) }
+    if well_formed {
+        Ok(token.to_owned())
+    } else {
+        Err(malformed())
+    }
 }
 
 fn unauthorized(message: &str) -> Response {
     let mut response = ApiError::new(ErrorKind::Unauthorized, message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"imagegate\""));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"imagegate\""),
+    );
     response
 }
 
@@ -78,9 +94,21 @@ mod tests {
 
     #[test]
     fn only_a_bearer_scheme_with_one_printable_token_is_accepted() {
-        assert_eq!(bearer(&headers("Bearer igk_abc")).ok().as_deref(), Some("igk_abc"));
-        assert_eq!(bearer(&headers("bearer  igk_abc ")).ok().as_deref(), Some("igk_abc"));
-        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "igk_abc", "Bearer a b"] {
+        assert_eq!(
+            bearer(&headers("Bearer igk_abc")).ok().as_deref(),
+            Some("igk_abc")
+        );
+        assert_eq!(
+            bearer(&headers("bearer  igk_abc ")).ok().as_deref(),
+            Some("igk_abc")
+        );
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "igk_abc",
+            "Bearer a b",
+        ] {
             assert!(bearer(&headers(bad)).is_err(), "{bad:?}");
         }
         assert!(bearer(&HeaderMap::new()).is_err());

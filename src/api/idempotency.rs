@@ -28,25 +28,47 @@ pub const HEADER: &str = "idempotency-key";
 const TTL_MS: i64 = 24 * 60 * 60 * 1000;
 const MAX_KEY_LEN: usize = 255;
 
-pub async fn replay_or_run(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn replay_or_run(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
         return next.run(request).await;
     }
     let Some(caller) = request.extensions().get::<Caller>().cloned() else {
         return next.run(request).await;
     };
-    run_once(state, caller, request, next).await.unwrap_or_else(IntoResponse::into_response)
+    run_once(state, caller, request, next)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run_once(state: AppState, caller: Caller, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn run_once(
+    state: AppState,
+    caller: Caller,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&request)?;
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes()).await?;
     let fingerprint = fingerprint(&parts, &body);
     let access = state.access.clone();
-    let slot = access.single_flight.enter(format!("{}\n{key}", caller.key_id)).await;
-    if let Some(found) = access.idempotency.get(&caller.key_id, &key, access.clock.now_ms()).await? {
+    let slot = access
+        .single_flight
+        .enter(format!("{}\n{key}", caller.key_id))
+        .await;
+    if let Some(found) = access
+        .idempotency
+        .get(&caller.key_id, &key, access.clock.now_ms())
+        .await?
+    {
         if found.fingerprint != fingerprint {
             return Err(ApiError::invalid(
                 "Idempotency-Key",
@@ -76,22 +98,43 @@ fn idempotency_key(request: &Request) -> Result<String, ApiError> {
     };
     let value = request.headers().get(HEADER).ok_or_else(invalid)?;
     let key = value.to_str().map_err(|_| invalid())?.trim();
-    let ok = !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
-    if ok { Ok(key.to_owned()) } else { Err(invalid()) }
+    let ok =
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(key.to_owned())
+    } else {
+        Err(invalid())
+    }
 }
 
 async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.").detail("max_bytes", max))
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(
+                ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
+                    .detail("max_bytes", max),
+            )
         }
-        Err(e) => Err(ApiError::new(ErrorKind::InvalidRequest, "The request body could not be read.").caused_by(e)),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "The request body could not be read.",
+        )
+        .caused_by(e)),
     }
 }
 
 /// Stores the response unless it is worth retrying (5xx, 429), and hands it on.
-async fn keep(state: &AppState, caller: &Caller, key: &str, fingerprint: String, response: Response) -> Response {
+async fn keep(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    fingerprint: String,
+    response: Response,
+) -> Response {
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return response;
@@ -105,7 +148,10 @@ async fn keep(state: &AppState, caller: &Caller, key: &str, fingerprint: String,
         // An error not yet rendered: store the body the client will see.
         Some(error) => StoredResponse {
             status: status.as_u16(),
-            headers: vec![(header::CONTENT_TYPE.to_string(), "application/json".to_owned())],
+            headers: vec![(
+                header::CONTENT_TYPE.to_string(),
+                "application/json".to_owned(),
+            )],
             body: Bytes::from(error.body("").to_string()),
         },
         None => StoredResponse {
@@ -121,7 +167,12 @@ async fn keep(state: &AppState, caller: &Caller, key: &str, fingerprint: String,
         created_at_ms: now,
         expires_at_ms: now + TTL_MS,
     };
-    if let Err(e) = state.access.idempotency.put(&caller.key_id, key, &result, now).await {
+    if let Err(e) = state
+        .access
+        .idempotency
+        .put(&caller.key_id, key, &result, now)
+        .await
+    {
         // The client still gets its result; only a later repeat would run again.
         tracing::error!(error = %e, "could not store an idempotent result");
     }
@@ -134,8 +185,10 @@ fn replayable_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> 
         .iter()
         .filter(|(name, _)| {
             let name = name.as_str();
-            !matches!(name, "content-length" | "x-request-id" | "date" | "connection" | "transfer-encoding")
-                && !name.starts_with("x-ratelimit-")
+            !matches!(
+                name,
+                "content-length" | "x-request-id" | "date" | "connection" | "transfer-encoding"
+            ) && !name.starts_with("x-ratelimit-")
         })
         .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
         .collect()
@@ -159,11 +212,16 @@ fn replay(stored: StoredResponse, request_id: &str) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, body).into_response();
     for (name, value) in &stored.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
             response.headers_mut().insert(name, value);
         }
     }
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }
 
@@ -171,10 +229,23 @@ fn replay(stored: StoredResponse, request_id: &str) -> Response {
 /// Multipart boundaries are random per request, so they are hashed as one placeholder:
 /// a client that rebuilds the same form for its retry still matches.
 fn fingerprint(parts: &Parts, body: &[u8]) -> String {
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let mut hash = Sha256::new();
-    for field in [parts.method.as_str(), parts.uri.path_and_query().map_or("", |p| p.as_str()), &media_type] {
+    for field in [
+        parts.method.as_str(),
+        parts.uri.path_and_query().map_or("", |p| p.as_str()),
+        &media_type,
+    ] {
         hash.update(field.as_bytes());
         hash.update(b"\n");
     }
@@ -197,7 +268,8 @@ fn boundary(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|param| {
         let (name, value) = param.split_once('=')?;
         let value = value.trim().trim_matches('"');
-        (name.trim().eq_ignore_ascii_case("boundary") && !value.is_empty()).then(|| value.to_owned())
+        (name.trim().eq_ignore_ascii_case("boundary") && !value.is_empty())
+            .then(|| value.to_owned())
     })
 }
 
@@ -237,7 +309,12 @@ impl SingleFlight {
             let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(cells.entry(name.clone()).or_default())
         };
-        let mut slot = Slot { cells: Arc::clone(&self.cells), name, cell, guard: None };
+        let mut slot = Slot {
+            cells: Arc::clone(&self.cells),
+            name,
+            cell,
+            guard: None,
+        };
         slot.guard = Some(Arc::clone(&slot.cell).lock_owned().await);
         slot
     }
@@ -268,19 +345,40 @@ mod tests {
 
     #[test]
     fn a_form_rebuilt_with_a_new_boundary_has_the_same_fingerprint() {
-        let form = |b: &str| format!("--{b}\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n--{b}--\r\n");
-        let a = fingerprint(&parts("multipart/form-data; boundary=aaaa"), form("aaaa").as_bytes());
-        let b = fingerprint(&parts("multipart/form-data; boundary=\"b1b1\""), form("b1b1").as_bytes());
+        let form = |b: &str| {
+            format!(
+                "--{b}\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n--{b}--\r\n"
+            )
+        };
+        let a = fingerprint(
+            &parts("multipart/form-data; boundary=aaaa"),
+            form("aaaa").as_bytes(),
+        );
+        let b = fingerprint(
+            &parts("multipart/form-data; boundary=\"b1b1\""),
+            form("b1b1").as_bytes(),
+        );
         assert_eq!(a, b);
-        let other = format!("--c\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nho\r\n--c--\r\n");
-        assert_ne!(a, fingerprint(&parts("multipart/form-data; boundary=c"), other.as_bytes()));
+        let other = format!(
+            "--c\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nho\r\n--c--\r\n"
+        );
+        assert_ne!(
+            a,
+            fingerprint(&parts("multipart/form-data; boundary=c"), other.as_bytes())
+        );
     }
 
     #[test]
     fn json_bodies_differing_in_one_byte_differ() {
         let json = parts("application/json");
-        assert_ne!(fingerprint(&json, b"{\"prompt\":\"a\"}"), fingerprint(&json, b"{\"prompt\":\"b\"}"));
-        assert_eq!(fingerprint(&json, b"{}"), fingerprint(&parts("application/json; charset=utf-8"), b"{}"));
+        assert_ne!(
+            fingerprint(&json, b"{\"prompt\":\"a\"}"),
+            fingerprint(&json, b"{\"prompt\":\"b\"}")
+        );
+        assert_eq!(
+            fingerprint(&json, b"{}"),
+            fingerprint(&parts("application/json; charset=utf-8"), b"{}")
+        );
     }
 
     #[tokio::test]
@@ -289,7 +387,10 @@ mod tests {
         let first = flight.enter("k".into()).await;
         let wait = std::time::Duration::from_millis(20);
         let gave_up = tokio::time::timeout(wait, flight.enter("k".into())).await;
-        assert!(gave_up.is_err(), "the second request waits while the first runs");
+        assert!(
+            gave_up.is_err(),
+            "the second request waits while the first runs"
+        );
         drop(first);
         let second = tokio::time::timeout(wait, flight.enter("k".into())).await;
         assert!(second.is_ok(), "and gets in once the first is done");

@@ -26,8 +26,15 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     let tier = access.tiers.for_tier(&caller.tier);
     let now = access.clock.now_ms();
     // Concurrency first, so a request refused for it does not use up a minute slot.
-    let Some(permit) = access.concurrency.try_acquire(&caller.key_id, tier.max_concurrent).await else {
-        let window = access.rate.peek(&caller.key_id, tier.requests_per_minute, now).await;
+    let Some(permit) = access
+        .concurrency
+        .try_acquire(&caller.key_id, tier.max_concurrent)
+        .await
+    else {
+        let window = access
+            .rate
+            .peek(&caller.key_id, tier.requests_per_minute, now)
+            .await;
         let refusal = ApiError::new(
             ErrorKind::RateLimited,
             format!(
@@ -40,7 +47,10 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         .retry_after(CONCURRENCY_RETRY_SECS);
         return with_window(refusal.into_response(), window);
     };
-    let window = access.rate.acquire(&caller.key_id, tier.requests_per_minute, now).await;
+    let window = access
+        .rate
+        .acquire(&caller.key_id, tier.requests_per_minute, now)
+        .await;
     if !window.allowed {
         let refusal = ApiError::new(
             ErrorKind::RateLimited,
@@ -65,6 +75,9 @@ fn with_window(mut response: Response, window: RateDecision) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-ratelimit-limit", HeaderValue::from(window.limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(window.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(window.reset_after_secs()));
+    headers.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(window.reset_after_secs()),
+    );
     response
 }

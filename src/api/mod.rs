@@ -1,8 +1,8 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
 pub mod access;
-pub mod auth;
 pub mod advanced;
+pub mod auth;
 pub mod caller;
 pub mod chat;
 pub mod context;
@@ -87,9 +87,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
-        .layer(middleware::from_fn_with_state(state.clone(), idempotency::replay_or_run))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::enforce))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::replay_or_run,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             max_body,

@@ -41,7 +41,10 @@ pub async fn get_usage(
         totals.remove("date");
         totals.remove("model");
         // Summed per row in micro-dollars; rounding again drops float noise.
-        let cost = totals.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        let cost = totals
+            .get("cost_usd")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         totals.insert("cost_usd".into(), json!((cost * 1e6).round() / 1e6));
     }
     Ok(Json(json!({
@@ -54,18 +57,43 @@ pub async fn get_usage(
 }
 
 fn range(query: &BTreeMap<String, String>, today: Date) -> Result<(Date, Date), ApiError> {
-    if let Some(unknown) = query.keys().find(|k| !matches!(k.as_str(), "days" | "from" | "to")) {
-        return Err(ApiError::invalid(unknown, format!("Unknown parameter '{unknown}'. Use days, or from and to.")));
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !matches!(k.as_str(), "days" | "from" | "to"))
+    {
+        return Err(ApiError::invalid(
+            unknown,
+            format!("Unknown parameter '{unknown}'. Use days, or from and to."),
+        ));
     }
-    let to = query.get("to").map(|v| date("to", v)).transpose()?.unwrap_or(today);
+    let to = query
+        .get("to")
+        .map(|v| date("to", v))
+        .transpose()?
+        .unwrap_or(today);
     let from = match (query.get("from"), query.get("days")) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("days", "Give either days or from, not both.")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "days",
+                "Give either days or from, not both.",
+            ));
+        }
         (Some(v), None) => date("from", v)?,
         (None, days) => {
             let days = days
-                .map(|v| v.trim().parse::<i64>().ok().filter(|d| (1..=MAX_DAYS).contains(d)))
+                .map(|v| {
+                    v.trim()
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|d| (1..=MAX_DAYS).contains(d))
+                })
                 .unwrap_or(Some(DEFAULT_DAYS))
-                .ok_or_else(|| ApiError::invalid("days", format!("days must be a whole number from 1 to {MAX_DAYS}.")))?;
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "days",
+                        format!("days must be a whole number from 1 to {MAX_DAYS}."),
+                    )
+                })?;
             to - Duration::days(days - 1)
         }
     };
@@ -73,7 +101,10 @@ fn range(query: &BTreeMap<String, String>, today: Date) -> Result<(Date, Date), 
         return Err(ApiError::invalid("from", "from must not be after to."));
     }
     if (to - from).whole_days() >= MAX_DAYS {
-        return Err(ApiError::invalid("from", format!("A range covers at most {MAX_DAYS} days.")));
+        return Err(ApiError::invalid(
+            "from",
+            format!("A range covers at most {MAX_DAYS} days."),
+        ));
     }
     Ok((from, to))
 }
@@ -86,7 +117,9 @@ fn date(field: &str, value: &str) -> Result<Date, ApiError> {
         let day = parts.next()?.parse().ok()?;
         Date::from_calendar_date(year, month, day).ok()
     };
-    parse().ok_or_else(|| ApiError::invalid(field, format!("{field} must be a date written YYYY-MM-DD.")))
+    parse().ok_or_else(|| {
+        ApiError::invalid(field, format!("{field} must be a date written YYYY-MM-DD."))
+    })
 }
 
 #[cfg(test)]
@@ -94,19 +127,35 @@ mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn ranges_default_to_thirty_days_ending_today_and_refuse_nonsense() {
         let today = Date::from_calendar_date(2026, Month::March, 2).unwrap();
         let (from, to) = range(&query(&[]), today).unwrap();
-        assert_eq!((from.to_string(), to.to_string()), ("2026-02-01".into(), "2026-03-02".into()));
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            ("2026-02-01".into(), "2026-03-02".into())
+        );
         let (from, _) = range(&query(&[("days", "1")]), today).unwrap();
         assert_eq!(from, today);
-        let (from, to) = range(&query(&[("from", "2026-01-01"), ("to", "2026-01-31")]), today).unwrap();
+        let (from, to) = range(
+            &query(&[("from", "2026-01-01"), ("to", "2026-01-31")]),
+            today,
+        )
+        .unwrap();
         assert_eq!((from.day(), to.day()), (1, 31));
-        for bad in [&[("days", "0")][..], &[("days", "x")], &[("from", "2026-02-30")], &[("from", "2026-03-05")], &[("since", "1")]] {
+        for bad in [
+            &[("days", "0")][..],
+            &[("days", "x")],
+            &[("from", "2026-02-30")],
+            &[("from", "2026-03-05")],
+            &[("since", "1")],
+        ] {
             assert!(range(&query(bad), today).is_err(), "{bad:?}");
         }
     }

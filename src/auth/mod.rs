@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::caller::Caller;
 use crate::config::Secret;
-use crate::store::keys::{KeyRecord, KeyStore};
 use crate::store::StoreError;
+use crate::store::keys::{KeyRecord, KeyStore};
 use keys::KeyDigest;
 
 /// The caller id of requests that present the server's Google key.

@@ -19,7 +19,10 @@ fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
         model: options.model,
         task,
         system_instruction: None,
-        contents: vec![Turn { role: Role::User, parts }],
+        contents: vec![Turn {
+            role: Role::User,
+            parts,
+        }],
         modalities: options.modalities,
         temperature: options.temperature,
         aspect_ratio: options.aspect_ratio,
@@ -29,7 +32,8 @@ fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
 }
 
 fn decode_original(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
-    imaging::decode(bytes).map_err(|e| ApiError::invalid("image", "The image could not be decoded.").caused_by(e))
+    imaging::decode(bytes)
+        .map_err(|e| ApiError::invalid("image", "The image could not be decoded.").caused_by(e))
 }
 
 /// Applies `f` to each model image and returns the result as PNG.
@@ -38,10 +42,20 @@ fn composite_each(f: impl Fn(&DynamicImage) -> DynamicImage + Send + 'static) ->
         images
             .into_iter()
             .map(|out| {
-                let model = imaging::decode(&out.bytes)
-                    .map_err(|e| ApiError::new(crate::error::ErrorKind::UpstreamError, "The model returned an image that could not be decoded.").caused_by(e))?;
-                let bytes = imaging::encode(&f(&model), ImageFormat::Png).map_err(ApiError::internal)?;
-                Ok(OutputImage { format: ImageFormat::Png, bytes, base64: None })
+                let model = imaging::decode(&out.bytes).map_err(|e| {
+                    ApiError::new(
+                        crate::error::ErrorKind::UpstreamError,
+                        "The model returned an image that could not be decoded.",
+                    )
+                    .caused_by(e)
+                })?;
+                let bytes =
+                    imaging::encode(&f(&model), ImageFormat::Png).map_err(ApiError::internal)?;
+                Ok(OutputImage {
+                    format: ImageFormat::Png,
+                    bytes,
+                    base64: None,
+                })
             })
             .collect()
     })
@@ -58,31 +72,33 @@ pub struct Inpaint {
 }
 
 /// CPU-bound (decodes and masks): call from a blocking task.
-pub fn inpaint(job: Inpaint, options: Options) -> Result<(ProviderRequest, Option<PostProcess>), ApiError> {
+pub fn inpaint(
+    job: Inpaint,
+    options: Options,
+) -> Result<(ProviderRequest, Option<PostProcess>), ApiError> {
     let mut parts = vec![Part::image(job.image.format, job.image.bytes.clone())];
     let (region, post) = match &job.mask {
         Some(mask_image) => {
             let sent = Mask::from_png(&mask_image.bytes, job.image.width, job.image.height)?;
             let shown = decode_original(&job.image.bytes)?;
-            let overlay = imaging::encode(&canvas::mask_overlay(&shown, &sent), ImageFormat::Png).map_err(ApiError::internal)?;
+            let overlay = imaging::encode(&canvas::mask_overlay(&shown, &sent), ImageFormat::Png)
+                .map_err(ApiError::internal)?;
             parts.push(Part::image(ImageFormat::Png, overlay));
             let original = decode_original(&job.original)?;
             let full = Mask::from_png(&mask_image.bytes, original.width(), original.height())?;
-            let post = composite_each(move |model| canvas::composite_inpaint(&original, model, &full));
+            let post =
+                composite_each(move |model| canvas::composite_inpaint(&original, model, &full));
             (sent.bounding_box(), Some(post))
         }
         None => (None, None),
     };
-    let text = styles::inpaint_prompt(job.prompt.as_str(), job.region_description.as_deref(), job.mask.is_some());
+    let text = styles::inpaint_prompt(
+        job.prompt.as_str(),
+        job.region_description.as_deref(),
+        job.mask.is_some(),
+    );
     parts.push(Part::text(text));
     Ok((request(options, Task::Inpaint { region }, parts), post))
-}
-
-/// The size `canvas::grow_canvas` will produce, computed before allocating it.
-fn grown_size(w: u32, h: u32, d: Directions, ratio: &ExtensionRatio) -> (u32, u32) {
-    let add = |size: u32| (ratio.get() * f64::from(size)).round() as u32;
-    let sides = |a: bool, b: bool| u32::from(a) + u32::from(b);
-    (w + add(w) * sides(d.left, d.right), h + add(h) * sides(d.top, d.bottom))
 }
 
 pub struct Outpaint {
@@ -96,21 +112,34 @@ pub struct Outpaint {
 
 /// Grows the uploaded image's canvas, sends a downscaled copy of it, and composites the
 /// model's fill back around the untouched original. CPU-bound.
-pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, PostProcess), ApiError> {
+pub fn outpaint(
+    job: Outpaint,
+    options: Options,
+) -> Result<(ProviderRequest, PostProcess), ApiError> {
     let original = decode_original(&job.original)?;
-    let (gw, gh) = grown_size(original.width(), original.height(), job.directions, &job.ratio);
+    let (gw, gh) = canvas::grown_size(
+        original.width(),
+        original.height(),
+        job.directions,
+        &job.ratio,
+    );
     if u64::from(gw) * u64::from(gh) > job.max_pixels {
-        return Err(ApiError::invalid("extension_ratio", "The extended canvas would be too large to process.")
-            .detail("width", gw)
-            .detail("height", gh)
-            .detail("max_pixels", job.max_pixels));
+        return Err(ApiError::invalid(
+            "extension_ratio",
+            "The extended canvas would be too large to process.",
+        )
+        .detail("width", gw)
+        .detail("height", gh)
+        .detail("max_pixels", job.max_pixels));
     }
     let grown: GrownCanvas = canvas::grow_canvas(&original, job.directions, &job.ratio);
     let scale = (f64::from(job.max_edge) / f64::from(gw.max(gh))).min(1.0);
     let sent_image = if scale < 1.0 {
         let w = ((f64::from(gw) * scale).round() as u32).max(1);
         let h = ((f64::from(gh) * scale).round() as u32).max(1);
-        grown.image.resize_exact(w, h, image::imageops::FilterType::Triangle)
+        grown
+            .image
+            .resize_exact(w, h, image::imageops::FilterType::Triangle)
     } else {
         grown.image.clone()
     };
@@ -125,7 +154,16 @@ pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Pos
     let text = styles::outpaint_prompt(job.prompt.as_str(), job.directions);
     let parts = vec![Part::image(ImageFormat::Png, bytes), Part::text(text)];
     let post = composite_each(move |model| canvas::composite_outpaint(model, &grown, &original));
-    Ok((request(options, Task::Outpaint { original: placement }, parts), post))
+    Ok((
+        request(
+            options,
+            Task::Outpaint {
+                original: placement,
+            },
+            parts,
+        ),
+        post,
+    ))
 }
 
 pub fn style_transfer(
@@ -142,6 +180,13 @@ pub fn style_transfer(
         text.push_str("\n\nAlso: ");
         text.push_str(extra.as_str());
     }
-    let task = Task::StyleTransfer { style: style.name().to_owned(), strength: strength.unwrap_or(1.0) };
-    request(options, task, vec![Part::image(image.format, image.bytes), Part::text(text)])
+    let task = Task::StyleTransfer {
+        style: style.name().to_owned(),
+        strength: strength.unwrap_or(1.0),
+    };
+    request(
+        options,
+        task,
+        vec![Part::image(image.format, image.bytes), Part::text(text)],
+    )
 }

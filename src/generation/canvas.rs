@@ -146,6 +146,25 @@ fn grow_by(ratio: f64, size: u32) -> u32 {
     (ratio * f64::from(size)).round() as u32
 }
 
+/// Pixels added on the (left, right, top, bottom) sides.
+fn margins(w: u32, h: u32, directions: Directions, ratio: &ExtensionRatio) -> (u32, u32, u32, u32) {
+    let add_x = grow_by(ratio.get(), w);
+    let add_y = grow_by(ratio.get(), h);
+    let side = |on: bool, add: u32| if on { add } else { 0 };
+    (
+        side(directions.left, add_x),
+        side(directions.right, add_x),
+        side(directions.top, add_y),
+        side(directions.bottom, add_y),
+    )
+}
+
+/// The size [`grow_canvas`] will produce, known before any pixel is allocated.
+pub fn grown_size(w: u32, h: u32, directions: Directions, ratio: &ExtensionRatio) -> (u32, u32) {
+    let (left, right, top, bottom) = margins(w, h, directions, ratio);
+    (w + left + right, h + top + bottom)
+}
+
 /// Grows each named side by round(ratio × that axis' size): left and right each add
 /// ratio × width, top and bottom each add ratio × height.
 pub fn grow_canvas(
@@ -154,11 +173,7 @@ pub fn grow_canvas(
     ratio: &ExtensionRatio,
 ) -> GrownCanvas {
     let (w, h) = (image.width(), image.height());
-    let add_x = grow_by(ratio.get(), w);
-    let add_y = grow_by(ratio.get(), h);
-    let side = |on: bool, add: u32| if on { add } else { 0 };
-    let (left, right) = (side(directions.left, add_x), side(directions.right, add_x));
-    let (top, bottom) = (side(directions.top, add_y), side(directions.bottom, add_y));
+    let (left, right, top, bottom) = margins(w, h, directions, ratio);
     let [r, g, b] = NEUTRAL_FILL;
     let fill = DynamicImage::ImageRgba8(RgbaImage::from_pixel(
         w + left + right,

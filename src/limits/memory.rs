@@ -100,11 +100,20 @@ mod tests {
         assert_eq!((second.allowed, second.remaining), (true, 0));
         let refused = window.acquire("k", 2, t0 + 20_000).await;
         assert!(!refused.allowed);
-        assert_eq!(refused.reset_after_ms, 40_000, "the first request leaves at t0 + 60 s");
+        assert_eq!(
+            refused.reset_after_ms, 40_000,
+            "the first request leaves at t0 + 60 s"
+        );
         assert_eq!(refused.reset_after_secs(), 40);
-        assert!(window.acquire("k", 2, t0 + 60_000).await.allowed, "one slot came back");
+        assert!(
+            window.acquire("k", 2, t0 + 60_000).await.allowed,
+            "one slot came back"
+        );
         assert!(!window.acquire("k", 2, t0 + 60_001).await.allowed);
-        assert!(window.acquire("other", 2, t0).await.allowed, "keys do not share a window");
+        assert!(
+            window.acquire("other", 2, t0).await.allowed,
+            "keys do not share a window"
+        );
     }
 
     #[tokio::test]

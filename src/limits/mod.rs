@@ -34,8 +34,20 @@ impl Default for Tiers {
     fn default() -> Self {
         // The guide's "Rate Limits": free 15/min, paid 600/min, 5 simultaneous requests.
         Self(BTreeMap::from([
-            ("free".to_owned(), TierLimits { requests_per_minute: 15, max_concurrent: 5 }),
-            ("paid".to_owned(), TierLimits { requests_per_minute: 600, max_concurrent: 5 }),
+            (
+                "free".to_owned(),
+                TierLimits {
+                    requests_per_minute: 15,
+                    max_concurrent: 5,
+                },
+            ),
+            (
+                "paid".to_owned(),
+                TierLimits {
+                    requests_per_minute: 600,
+                    max_concurrent: 5,
+                },
+            ),
         ]))
     }
 }
@@ -47,9 +59,13 @@ impl TryFrom<BTreeMap<String, TierOverride>> for Tiers {
         let mut tiers = Self::default();
         for (name, o) in overrides {
             let valid_name = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !valid_name {
-                return Err(format!("tier name {name:?}: use lowercase letters, digits, '-' or '_'"));
+                return Err(format!(
+                    "tier name {name:?}: use lowercase letters, digits, '-' or '_'"
+                ));
             }
             let base = tiers.0.get(&name).copied();
             let missing = |field: &str| format!("tiers.{name}.{field} is required for a new tier");
@@ -89,7 +105,10 @@ impl Tiers {
                 .values()
                 .copied()
                 .min_by_key(|t| (t.requests_per_minute, t.max_concurrent))
-                .unwrap_or(TierLimits { requests_per_minute: 1, max_concurrent: 1 })
+                .unwrap_or(TierLimits {
+                    requests_per_minute: 1,
+                    max_concurrent: 1,
+                })
         })
     }
 }
@@ -108,7 +127,9 @@ pub struct RateDecision {
 impl RateDecision {
     /// Whole seconds, rounded up, as `Retry-After` and `X-RateLimit-Reset` carry them.
     pub fn reset_after_secs(&self) -> u64 {
-        u64::try_from(self.reset_after_ms.max(0)).unwrap_or(0).div_ceil(1000)
+        u64::try_from(self.reset_after_ms.max(0))
+            .unwrap_or(0)
+            .div_ceil(1000)
     }
 }
 
@@ -136,7 +157,9 @@ pub struct ConcurrencyPermit {
 
 impl ConcurrencyPermit {
     pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
-        Self { release: Some(Box::new(release)) }
+        Self {
+            release: Some(Box::new(release)),
+        }
     }
 }
 
@@ -158,8 +181,20 @@ mod tests {
             "[free]\nrequests_per_minute = 30\n[team]\nrequests_per_minute = 100\nmax_concurrent = 10\n",
         )
         .unwrap();
-        assert_eq!(tiers.get("free"), Some(TierLimits { requests_per_minute: 30, max_concurrent: 5 }));
-        assert_eq!(tiers.get("paid"), Some(TierLimits { requests_per_minute: 600, max_concurrent: 5 }));
+        assert_eq!(
+            tiers.get("free"),
+            Some(TierLimits {
+                requests_per_minute: 30,
+                max_concurrent: 5
+            })
+        );
+        assert_eq!(
+            tiers.get("paid"),
+            Some(TierLimits {
+                requests_per_minute: 600,
+                max_concurrent: 5
+            })
+        );
         assert_eq!(tiers.get("team").map(|t| t.max_concurrent), Some(10));
     }
 

@@ -221,8 +221,12 @@ fn render(request: &ProviderRequest) -> Result<DynamicImage, String> {
     });
     let image = match (&request.task, inputs.as_slice()) {
         (Task::Compose { style }, [_, _, ..]) => compose(&inputs, style),
-        (Task::StyleTransfer { style, strength }, [first, ..]) => effects::apply_style(first, style, *strength),
-        (Task::Outpaint { original }, [canvas, ..]) => effects::fill_around(canvas, *original, &seed),
+        (Task::StyleTransfer { style, strength }, [first, ..]) => {
+            effects::apply_style(first, style, *strength)
+        }
+        (Task::Outpaint { original }, [canvas, ..]) => {
+            effects::fill_around(canvas, *original, &seed)
+        }
         (Task::Inpaint { region }, [first, ..]) => {
             // Without a mask the offline provider cannot read a region description;
             // it changes the central quarter, as documented.

@@ -27,9 +27,20 @@ pub struct IdempotentResult {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// The unexpired result stored under `key_id` and `idempotency_key`.
-    async fn get(&self, key_id: &str, idempotency_key: &str, now_ms: i64) -> Result<Option<IdempotentResult>, StoreError>;
+    async fn get(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> Result<Option<IdempotentResult>, StoreError>;
     /// Stores a result (replacing an expired one) and drops results expired at `now_ms`.
-    async fn put(&self, key_id: &str, idempotency_key: &str, result: &IdempotentResult, now_ms: i64) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        result: &IdempotentResult,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 pub struct SqlIdempotencyStore {
@@ -44,7 +55,12 @@ impl SqlIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for SqlIdempotencyStore {
-    async fn get(&self, key_id: &str, idempotency_key: &str, now_ms: i64) -> Result<Option<IdempotentResult>, StoreError> {
+    async fn get(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> Result<Option<IdempotentResult>, StoreError> {
         let row = sqlx::query(
             "SELECT fingerprint, status, headers, body, created_at_ms, expires_at_ms FROM idempotency \
              WHERE key_id = ? AND idempotency_key = ? AND expires_at_ms > ?",
@@ -61,8 +77,10 @@ impl IdempotencyStore for SqlIdempotencyStore {
         Ok(Some(IdempotentResult {
             fingerprint: row.try_get("fingerprint")?,
             response: StoredResponse {
-                status: u16::try_from(status).map_err(|_| StoreError::new("stored status out of range"))?,
-                headers: serde_json::from_str(&headers).map_err(|e| StoreError::new(format!("stored headers: {e}")))?,
+                status: u16::try_from(status)
+                    .map_err(|_| StoreError::new("stored status out of range"))?,
+                headers: serde_json::from_str(&headers)
+                    .map_err(|e| StoreError::new(format!("stored headers: {e}")))?,
                 body: Bytes::from(body),
             },
             created_at_ms: row.try_get("created_at_ms")?,
@@ -70,8 +88,15 @@ impl IdempotencyStore for SqlIdempotencyStore {
         }))
     }
 
-    async fn put(&self, key_id: &str, idempotency_key: &str, result: &IdempotentResult, now_ms: i64) -> Result<(), StoreError> {
-        let headers = serde_json::to_string(&result.response.headers).map_err(|e| StoreError::new(e.to_string()))?;
+    async fn put(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        result: &IdempotentResult,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let headers = serde_json::to_string(&result.response.headers)
+            .map_err(|e| StoreError::new(e.to_string()))?;
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("DELETE FROM idempotency WHERE expires_at_ms <= ?")
             .bind(now_ms)

@@ -47,7 +47,8 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
         key_id: row.try_get("key_id")?,
         name: row.try_get("name")?,
         tier: row.try_get("tier")?,
-        digest: KeyDigest::from_hex(&digest).ok_or_else(|| StoreError::new("malformed key digest"))?,
+        digest: KeyDigest::from_hex(&digest)
+            .ok_or_else(|| StoreError::new("malformed key digest"))?,
         shown: row.try_get("shown")?,
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
@@ -89,17 +90,19 @@ impl KeyStore for SqlKeyStore {
             "SELECT key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms \
              FROM api_keys ORDER BY created_at_ms, key_id",
         )
-            .fetch_all(&self.db.pool)
-            .await?;
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.iter().map(record).collect()
     }
 
     async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL")
-            .bind(now_ms)
-            .bind(key_id)
-            .execute(&self.db.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(key_id)
+        .execute(&self.db.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 }

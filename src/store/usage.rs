@@ -41,7 +41,12 @@ pub struct UsageRow {
 pub trait UsageStore: Send + Sync + 'static {
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError>;
     /// `key_id`'s usage from `first_day` to `last_day` (UTC, inclusive), by day then model.
-    async fn by_day(&self, key_id: &str, first_day: time::Date, last_day: time::Date) -> Result<Vec<UsageRow>, StoreError>;
+    async fn by_day(
+        &self,
+        key_id: &str,
+        first_day: time::Date,
+        last_day: time::Date,
+    ) -> Result<Vec<UsageRow>, StoreError>;
 }
 
 /// The UTC calendar day of an instant (`YYYY-MM-DD`).
@@ -99,7 +104,12 @@ impl UsageStore for SqlUsageStore {
         Ok(())
     }
 
-    async fn by_day(&self, key_id: &str, first_day: time::Date, last_day: time::Date) -> Result<Vec<UsageRow>, StoreError> {
+    async fn by_day(
+        &self,
+        key_id: &str,
+        first_day: time::Date,
+        last_day: time::Date,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT day, model, COUNT(DISTINCT request_id) AS requests, COUNT(*) AS calls, \
              SUM(images) AS images, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
@@ -147,7 +157,13 @@ impl UsageRecorder {
 
 #[async_trait]
 impl UsageSink for UsageRecorder {
-    async fn record(&self, ctx: &RequestContext, model: &str, usage: &Usage, images: usize) -> Result<(), StoreError> {
+    async fn record(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+        usage: &Usage,
+        images: usize,
+    ) -> Result<(), StoreError> {
         self.store
             .record(&UsageEvent {
                 key_id: ctx.caller.key_id.clone(),

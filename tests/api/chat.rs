@@ -216,7 +216,8 @@ async fn a_message_may_carry_an_image_as_multipart() {
 async fn sessions_are_invisible_to_other_callers() {
     let app = TestApp::offline().await;
     let session = create(&app, json!({})).await;
-    let stranger = |req: reqwest::RequestBuilder| req.bearer_auth("someone-else");
+    let someone_else = app.create_key("paid").await;
+    let stranger = |req: reqwest::RequestBuilder| req.bearer_auth(&someone_else);
     let get = stranger(app.client.get(app.url(&format!("/chat/{session}"))))
         .send()
         .await

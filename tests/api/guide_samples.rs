@@ -84,7 +84,8 @@ async fn the_quick_start_sample_writes_a_decodable_image() {
     let workdir = tempfile::tempdir().unwrap();
     let app_ref = &app;
     let dir = workdir.path().to_owned();
-    let ran = tokio::task::block_in_place(|| run_sample(app_ref, "quickstart.py", &app_ref.key, &dir));
+    let ran =
+        tokio::task::block_in_place(|| run_sample(app_ref, "quickstart.py", &app_ref.key, &dir));
     if !ran {
         return;
     }

@@ -19,7 +19,9 @@ async fn a_request_without_a_key_is_refused_with_401_and_a_bearer_challenge() {
         ("GET", "/no-such-endpoint"),
     ] {
         let request = match method {
-            "POST" => anonymous.post(app.url(path)).json(&json!({"prompt": "a fox"})),
+            "POST" => anonymous
+                .post(app.url(path))
+                .json(&json!({"prompt": "a fox"})),
             _ => anonymous.get(app.url(path)),
         };
         let response = request.send().await.unwrap();
@@ -28,7 +30,10 @@ async fn a_request_without_a_key_is_refused_with_401_and_a_bearer_challenge() {
             "{path}"
         );
         let body = expect_error(response, 401, "unauthorized").await;
-        assert!(body["message"].as_str().unwrap().contains("Bearer"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("Bearer"),
+            "{body}"
+        );
     }
 }
 
@@ -36,7 +41,13 @@ async fn a_request_without_a_key_is_refused_with_401_and_a_bearer_challenge() {
 async fn malformed_authorization_headers_are_refused_with_401() {
     let app = TestApp::offline().await;
     let anonymous = client_with_key(None);
-    for value in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "Token igk_abc", "Bearer a b"] {
+    for value in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer    ",
+        "Token igk_abc",
+        "Bearer a b",
+    ] {
         let response = anonymous
             .get(app.url("/usage"))
             .header("authorization", value)
@@ -51,7 +62,11 @@ async fn malformed_authorization_headers_are_refused_with_401() {
 async fn an_unknown_key_is_refused_and_never_echoed_back() {
     let app = TestApp::offline().await;
     let forged = format!("{}x", app.key);
-    for key in [forged.as_str(), "igk_not-a-real-key-0123456789", "AIzaSyD-not-the-servers-key"] {
+    for key in [
+        forged.as_str(),
+        "igk_not-a-real-key-0123456789",
+        "AIzaSyD-not-the-servers-key",
+    ] {
         let response = client_with_key(Some(key))
             .post(app.url("/generate-image"))
             .json(&json!({"prompt": "a fox"}))
@@ -68,7 +83,11 @@ async fn an_unknown_key_is_refused_and_never_echoed_back() {
 #[tokio::test]
 async fn health_answers_without_a_key() {
     let app = TestApp::offline().await;
-    let response = client_with_key(None).get(app.url("/health")).send().await.unwrap();
+    let response = client_with_key(None)
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-ratelimit-limit").is_none());
 }
@@ -84,7 +103,11 @@ async fn the_servers_google_key_is_accepted_as_a_paid_key() {
         .send()
         .await
         .unwrap();
-    assert_eq!(header(&response, "x-ratelimit-limit"), "600", "the paid tier");
+    assert_eq!(
+        header(&response, "x-ratelimit-limit"),
+        "600",
+        "the paid tier"
+    );
     let (status, _, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
     let usage = google.get(app.url("/usage")).send().await.unwrap();
@@ -96,7 +119,11 @@ async fn the_servers_google_key_is_accepted_as_a_paid_key() {
 #[tokio::test]
 async fn what_one_key_creates_another_key_cannot_fetch() {
     let app = TestApp::offline().await;
-    let (_, _, body) = json_of(app.post_json("/generate-image", json!({"prompt": "a fox"})).await).await;
+    let (_, _, body) = json_of(
+        app.post_json("/generate-image", json!({"prompt": "a fox"}))
+            .await,
+    )
+    .await;
     let path = format!("/images/{}", body["image_ids"][0].as_str().unwrap());
     assert_eq!(app.get(&path).await.status(), 200);
     let other = client_with_key(Some(&app.create_key("paid").await));
@@ -125,9 +152,16 @@ fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_it() {
     let app = TestApp::offline().await;
     let created = keys_cli(&app, &["create", "--tier", "free", "--name", "laptop"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    assert!(key.starts_with("igk_"), "stdout is exactly the key: {key:?}");
+    assert!(
+        key.starts_with("igk_"),
+        "stdout is exactly the key: {key:?}"
+    );
     let stderr = String::from_utf8_lossy(&created.stderr);
     let key_id = stderr
         .split_whitespace()
@@ -137,19 +171,41 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
 
     let client = client_with_key(Some(&key));
     let response = client.get(app.url("/usage")).send().await.unwrap();
-    assert_eq!(header(&response, "x-ratelimit-limit"), "15", "the free tier");
+    assert_eq!(
+        header(&response, "x-ratelimit-limit"),
+        "15",
+        "the free tier"
+    );
     let (status, _, usage) = json_of(response).await;
-    assert_eq!((status, usage["key_id"].as_str()), (200, Some(key_id.as_str())));
+    assert_eq!(
+        (status, usage["key_id"].as_str()),
+        (200, Some(key_id.as_str()))
+    );
 
     let listed = keys_cli(&app, &["list"]);
     let listing = String::from_utf8(listed.stdout).unwrap();
-    assert!(listing.contains(&key_id) && listing.contains("laptop"), "{listing}");
+    assert!(
+        listing.contains(&key_id) && listing.contains("laptop"),
+        "{listing}"
+    );
     assert!(!listing.contains(&key), "the secret is never listed");
 
     let revoked = keys_cli(&app, &["revoke", &key_id]);
-    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
     let response = client.get(app.url("/usage")).send().await.unwrap();
     expect_error(response, 401, "unauthorized").await;
-    assert!(!keys_cli(&app, &["revoke", &key_id]).status.success(), "already revoked");
-    assert!(!keys_cli(&app, &["create", "--tier", "gold"]).status.success(), "unknown tier");
+    assert!(
+        !keys_cli(&app, &["revoke", &key_id]).status.success(),
+        "already revoked"
+    );
+    assert!(
+        !keys_cli(&app, &["create", "--tier", "gold"])
+            .status
+            .success(),
+        "unknown tier"
+    );
 }

@@ -8,7 +8,12 @@ use super::{gemini_at, header};
 use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, client_with_key, expect_error, file_part, json_of, png};
 
-async fn post_with_key(app: &TestApp, client: &reqwest::Client, key: &str, body: Value) -> reqwest::Response {
+async fn post_with_key(
+    app: &TestApp,
+    client: &reqwest::Client,
+    key: &str,
+    body: Value,
+) -> reqwest::Response {
     client
         .post(app.url("/generate-image"))
         .header("Idempotency-Key", key)
@@ -23,7 +28,8 @@ async fn a_repeated_request_replays_the_first_result_without_calling_upstream_or
     let fake = FakeGemini::start().await;
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let body = json!({"prompt": "a lighthouse [[fake:png]]", "response_modalities": ["IMAGE"]});
-    let (status, _, first) = json_of(post_with_key(&app, &app.client, "order-42", body.clone()).await).await;
+    let (status, _, first) =
+        json_of(post_with_key(&app, &app.client, "order-42", body.clone()).await).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["cached"], false);
 
@@ -35,8 +41,16 @@ async fn a_repeated_request_replays_the_first_result_without_calling_upstream_or
     assert_eq!(second["images"], first["images"]);
     assert_eq!(second["usage"], first["usage"]);
     assert_eq!(second["cached"], true);
-    assert_eq!(second["request_id"], request_id.as_str(), "the body names this request");
-    assert_eq!(fake.calls_for("a lighthouse").len(), 1, "no second upstream call");
+    assert_eq!(
+        second["request_id"],
+        request_id.as_str(),
+        "the body names this request"
+    );
+    assert_eq!(
+        fake.calls_for("a lighthouse").len(),
+        1,
+        "no second upstream call"
+    );
 
     let (_, _, usage) = json_of(app.get("/usage").await).await;
     assert_eq!(usage["totals"]["requests"], 1, "charged once: {usage}");
@@ -47,7 +61,8 @@ async fn a_repeated_request_replays_the_first_result_without_calling_upstream_or
 async fn two_simultaneous_requests_with_one_idempotency_key_make_one_upstream_call() {
     let fake = FakeGemini::start().await;
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
-    let body = json!({"prompt": "twin request [[fake:slow_400]]", "response_modalities": ["IMAGE"]});
+    let body =
+        json!({"prompt": "twin request [[fake:slow_400]]", "response_modalities": ["IMAGE"]});
     let (a, b) = tokio::join!(
         post_with_key(&app, &app.client, "same", body.clone()),
         post_with_key(&app, &app.client, "same", body),
@@ -76,9 +91,11 @@ async fn a_result_is_replayed_for_24_hours_and_not_after() {
     let fake = FakeGemini::start().await;
     let app = gemini_at(&clock, &fake).await;
     let body = json!({"prompt": "a day long", "response_modalities": ["IMAGE"]});
-    let (_, _, first) = json_of(post_with_key(&app, &app.client, "daily", body.clone()).await).await;
+    let (_, _, first) =
+        json_of(post_with_key(&app, &app.client, "daily", body.clone()).await).await;
     clock.advance_ms(24 * 3_600_000 - 1_000);
-    let (_, _, replayed) = json_of(post_with_key(&app, &app.client, "daily", body.clone()).await).await;
+    let (_, _, replayed) =
+        json_of(post_with_key(&app, &app.client, "daily", body.clone()).await).await;
     assert_eq!(replayed["image_ids"], first["image_ids"]);
     clock.advance_ms(1_000);
     let (status, _, fresh) = json_of(post_with_key(&app, &app.client, "daily", body).await).await;
@@ -93,7 +110,8 @@ async fn idempotency_keys_of_one_api_key_do_not_answer_another() {
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let other = client_with_key(Some(&app.create_key("paid").await));
     let body = json!({"prompt": "two owners", "response_modalities": ["IMAGE"]});
-    let (_, _, mine) = json_of(post_with_key(&app, &app.client, "shared-name", body.clone()).await).await;
+    let (_, _, mine) =
+        json_of(post_with_key(&app, &app.client, "shared-name", body.clone()).await).await;
     let (status, _, theirs) = json_of(post_with_key(&app, &other, "shared-name", body).await).await;
     assert_eq!(status, 200);
     assert_ne!(theirs["image_ids"], mine["image_ids"]);
@@ -123,10 +141,23 @@ async fn a_blocked_result_is_replayed_rather_than_paid_for_again() {
     let fake = FakeGemini::start().await;
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let body = json!({"prompt": "forbidden [[fake:image_safety]]"});
-    let first = expect_error(post_with_key(&app, &app.client, "blocked", body.clone()).await, 422, "content_blocked").await;
-    let again = expect_error(post_with_key(&app, &app.client, "blocked", body).await, 422, "content_blocked").await;
+    let first = expect_error(
+        post_with_key(&app, &app.client, "blocked", body.clone()).await,
+        422,
+        "content_blocked",
+    )
+    .await;
+    let again = expect_error(
+        post_with_key(&app, &app.client, "blocked", body).await,
+        422,
+        "content_blocked",
+    )
+    .await;
     assert_eq!(again["details"], first["details"]);
-    assert_ne!(again["request_id"], first["request_id"], "each answer names its own request");
+    assert_ne!(
+        again["request_id"], first["request_id"],
+        "each answer names its own request"
+    );
     assert_eq!(fake.calls_for("forbidden").len(), 1);
 }
 

@@ -20,7 +20,10 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
         let response = free.get(app.url("/usage")).send().await.unwrap();
         assert_eq!(response.status(), 200, "request {n}");
         assert_eq!(header(&response, "x-ratelimit-limit"), "15");
-        assert_eq!(header(&response, "x-ratelimit-remaining"), (15 - n).to_string());
+        assert_eq!(
+            header(&response, "x-ratelimit-remaining"),
+            (15 - n).to_string()
+        );
         assert_eq!(header(&response, "x-ratelimit-reset"), "60");
     }
     let refused = free
@@ -38,7 +41,11 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
 
     clock.advance_ms(30_000);
     let still = free.get(app.url("/usage")).send().await.unwrap();
-    assert_eq!(header(&still, "retry-after"), "30", "half the window has passed");
+    assert_eq!(
+        header(&still, "retry-after"),
+        "30",
+        "half the window has passed"
+    );
     expect_error(still, 429, "rate_limit_exceeded").await;
 
     clock.advance_ms(30_000);
@@ -56,8 +63,10 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
 async fn every_authenticated_response_carries_rate_limit_headers_errors_included() {
     let app = TestApp::offline().await;
     let responses = [
-        app.post_json("/generate-image", json!({"prompt": "a fox"})).await,
-        app.post_json("/generate-image", json!({"prompt": ""})).await,
+        app.post_json("/generate-image", json!({"prompt": "a fox"}))
+            .await,
+        app.post_json("/generate-image", json!({"prompt": ""}))
+            .await,
         app.get("/images/img_01JF0000000000000000000000").await,
         app.get("/no-such-endpoint").await,
     ];
@@ -65,8 +74,16 @@ async fn every_authenticated_response_carries_rate_limit_headers_errors_included
     assert_eq!(statuses, [200, 400, 404, 404]);
     for (n, response) in responses.iter().enumerate() {
         assert_eq!(header(response, "x-ratelimit-limit"), "600");
-        assert_eq!(header(response, "x-ratelimit-remaining"), (599 - n).to_string());
-        assert!(header(response, "x-ratelimit-reset").parse::<u64>().unwrap() <= 60);
+        assert_eq!(
+            header(response, "x-ratelimit-remaining"),
+            (599 - n).to_string()
+        );
+        assert!(
+            header(response, "x-ratelimit-reset")
+                .parse::<u64>()
+                .unwrap()
+                <= 60
+        );
     }
 }
 
@@ -92,7 +109,11 @@ async fn wait_for_upstream_calls(fake: &FakeGemini, marker: &str, count: usize) 
     .expect("the requests reached the upstream");
 }
 
-fn slow_generation(app: &TestApp, client: &reqwest::Client, prompt: &str) -> tokio::task::JoinHandle<u16> {
+fn slow_generation(
+    app: &TestApp,
+    client: &reqwest::Client,
+    prompt: &str,
+) -> tokio::task::JoinHandle<u16> {
     let request = client
         .post(app.url("/generate-image"))
         .json(&json!({"prompt": prompt, "response_modalities": ["IMAGE"]}));
@@ -111,13 +132,22 @@ async fn a_sixth_request_in_flight_is_refused_with_the_concurrency_limit() {
 
     let refused = app.get("/usage").await;
     assert_eq!(header(&refused, "retry-after"), "1");
-    assert_eq!(header(&refused, "x-ratelimit-remaining"), "595", "a refused request is not counted");
+    assert_eq!(
+        header(&refused, "x-ratelimit-remaining"),
+        "595",
+        "a refused request is not counted"
+    );
     let body = expect_error(refused, 429, "rate_limit_exceeded").await;
     assert_eq!(body["details"]["limit"], "concurrency");
     assert_eq!(body["details"]["max_concurrent"], 5);
     let other_key = client_with_key(Some(&app.create_key("paid").await));
     assert_eq!(
-        other_key.get(app.url("/usage")).send().await.unwrap().status(),
+        other_key
+            .get(app.url("/usage"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200,
         "another key has its own five"
     );
@@ -125,7 +155,11 @@ async fn a_sixth_request_in_flight_is_refused_with_the_concurrency_limit() {
     for request in in_flight {
         assert_eq!(request.await.unwrap(), 200);
     }
-    assert_eq!(app.get("/usage").await.status(), 200, "the slots are free again");
+    assert_eq!(
+        app.get("/usage").await.status(),
+        200,
+        "the slots are free again"
+    );
 }
 
 #[tokio::test]
@@ -134,7 +168,13 @@ async fn a_client_that_goes_away_frees_its_concurrency_slot() {
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let marker = "[[fake:slow_15000]]";
     let abandoned: Vec<_> = (0..5)
-        .map(|i| slow_generation(&app, &client_with_key(Some(&app.key)), &format!("fox {i} {marker}")))
+        .map(|i| {
+            slow_generation(
+                &app,
+                &client_with_key(Some(&app.key)),
+                &format!("fox {i} {marker}"),
+            )
+        })
         .collect();
     wait_for_upstream_calls(&fake, marker, 5).await;
     for request in &abandoned {
@@ -151,7 +191,10 @@ async fn a_client_that_goes_away_frees_its_concurrency_slot() {
         }
     })
     .await;
-    assert!(freed.is_ok(), "the slots of disconnected clients were released");
+    assert!(
+        freed.is_ok(),
+        "the slots of disconnected clients were released"
+    );
 }
 
 /// The guide's "Batch Processing" sample: ten prompts, at most five at a time.
@@ -170,7 +213,10 @@ async fn the_guides_batch_of_ten_prompts_five_at_a_time_never_hits_a_limit_on_a_
             tokio::spawn(async move {
                 let _permit = semaphore.acquire_owned().await.unwrap();
                 let response = request.send().await.unwrap();
-                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
             })
         })
         .collect();

@@ -27,14 +27,18 @@ async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) ->
 /// enough for the slow scenarios used here.
 async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
     let base_url = fake.base_url();
-    TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), move |c| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
-        c.gemini.deadline_secs = 20.0;
-        c.gemini.initial_backoff_ms = 10;
-        c.gemini.max_backoff_ms = 40;
-    })
+    TestApp::spawn_full(
+        tempfile::tempdir().unwrap(),
+        Arc::new(clock.clone()),
+        move |c| {
+            c.provider = ProviderChoice::Gemini;
+            c.google_api_key = Some(Secret::new(FAKE_API_KEY));
+            c.gemini.base_url = base_url;
+            c.gemini.deadline_secs = 20.0;
+            c.gemini.initial_backoff_ms = 10;
+            c.gemini.max_backoff_ms = 40;
+        },
+    )
     .await
 }
 

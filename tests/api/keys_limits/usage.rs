@@ -11,7 +11,8 @@ use crate::support::{TestApp, client_with_key, expect_error, json_of};
 
 /// Four words are four input tokens at the fake; image-only output is the image tokens.
 async fn generate(app: &TestApp, model: &str) -> Value {
-    let body = json!({"prompt": "a small red fox", "model": model, "response_modalities": ["IMAGE"]});
+    let body =
+        json!({"prompt": "a small red fox", "model": model, "response_modalities": ["IMAGE"]});
     let (status, _, body) = json_of(app.post_json("/generate-image", body).await).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -33,10 +34,18 @@ async fn usage_is_priced_from_upstream_tokens_and_summed_by_day_and_model() {
     let first = generate(&app, "gemini-3.1-flash-image").await;
     assert_eq!(first["usage"]["input_tokens"], 4);
     assert_eq!(first["usage"]["image_tokens"], 1120);
-    assert!(close(&first["usage"]["cost_usd"], flash), "{}", first["usage"]);
+    assert!(
+        close(&first["usage"]["cost_usd"], flash),
+        "{}",
+        first["usage"]
+    );
     generate(&app, "gemini-3.1-flash-image").await;
     let third = generate(&app, "gemini-3-pro-image").await;
-    assert!(close(&third["usage"]["cost_usd"], pro), "{}", third["usage"]);
+    assert!(
+        close(&third["usage"]["cost_usd"], pro),
+        "{}",
+        third["usage"]
+    );
 
     let (status, _, usage) = json_of(app.get("/usage").await).await;
     assert_eq!(status, 200, "{usage}");
@@ -47,20 +56,33 @@ async fn usage_is_priced_from_upstream_tokens_and_summed_by_day_and_model() {
     let flash_row = row("gemini-3.1-flash-image");
     assert_eq!(flash_row["date"], today.as_str());
     assert_eq!(
-        (&flash_row["requests"], &flash_row["images"], &flash_row["input_tokens"], &flash_row["image_tokens"]),
+        (
+            &flash_row["requests"],
+            &flash_row["images"],
+            &flash_row["input_tokens"],
+            &flash_row["image_tokens"]
+        ),
         (&json!(2), &json!(2), &json!(8), &json!(2240))
     );
     assert!(close(&flash_row["cost_usd"], 2.0 * flash), "{flash_row}");
     assert!(close(&row("gemini-3-pro-image")["cost_usd"], pro));
     let totals = &usage["totals"];
-    assert_eq!((&totals["requests"], &totals["images"]), (&json!(3), &json!(3)));
+    assert_eq!(
+        (&totals["requests"], &totals["images"]),
+        (&json!(3), &json!(3))
+    );
     assert_eq!(totals["output_tokens"], 3360);
     assert!(close(&totals["cost_usd"], 2.0 * flash + pro), "{totals}");
 
     clock.advance_ms(24 * 3_600_000);
     generate(&app, "gemini-3.1-flash-image").await;
     let (_, _, usage) = json_of(app.get("/usage").await).await;
-    let dates: Vec<&str> = usage["days"].as_array().unwrap().iter().map(|d| d["date"].as_str().unwrap()).collect();
+    let dates: Vec<&str> = usage["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["date"].as_str().unwrap())
+        .collect();
     assert_eq!(dates.len(), 3);
     assert!(dates[0] == today && dates[2] != today, "{dates:?}");
     let (_, _, today_only) = json_of(app.get("/usage?days=1").await).await;
@@ -71,12 +93,22 @@ async fn usage_is_priced_from_upstream_tokens_and_summed_by_day_and_model() {
 async fn a_key_sees_only_its_own_usage() {
     let clock = ManualClock::starting_now();
     let app = offline_at(&clock, |_| {}).await;
-    let (status, _, _) = json_of(app.post_json("/generate-image", json!({"prompt": "a fox"})).await).await;
+    let (status, _, _) = json_of(
+        app.post_json("/generate-image", json!({"prompt": "a fox"}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     let (_, _, mine) = json_of(app.get("/usage").await).await;
     assert_eq!(mine["days"][0]["model"], "offline");
-    assert_eq!((&mine["totals"]["requests"], &mine["totals"]["images"]), (&json!(1), &json!(1)));
-    assert_eq!(mine["totals"]["cost_usd"], 0.0, "the offline provider costs nothing");
+    assert_eq!(
+        (&mine["totals"]["requests"], &mine["totals"]["images"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(
+        mine["totals"]["cost_usd"], 0.0,
+        "the offline provider costs nothing"
+    );
 
     let other = client_with_key(Some(&app.create_key("free").await));
     let (_, _, theirs) = json_of(other.get(app.url("/usage")).send().await.unwrap()).await;
@@ -88,10 +120,23 @@ async fn a_key_sees_only_its_own_usage() {
 #[tokio::test]
 async fn usage_ranges_are_validated() {
     let app = TestApp::offline().await;
-    for (query, field) in [("days=0", "days"), ("days=soon", "days"), ("from=2026-13-01", "from"), ("since=1", "since")] {
-        let body = expect_error(app.get(&format!("/usage?{query}")).await, 400, "invalid_request").await;
+    for (query, field) in [
+        ("days=0", "days"),
+        ("days=soon", "days"),
+        ("from=2026-13-01", "from"),
+        ("since=1", "since"),
+    ] {
+        let body = expect_error(
+            app.get(&format!("/usage?{query}")).await,
+            400,
+            "invalid_request",
+        )
+        .await;
         assert_eq!(body["details"]["field"], field, "{query}");
     }
     let (status, _, body) = json_of(app.get("/usage?from=2026-01-01&to=2026-01-31").await).await;
-    assert_eq!((status, &body["from"], &body["to"]), (200, &json!("2026-01-01"), &json!("2026-01-31")));
+    assert_eq!(
+        (status, &body["from"], &body["to"]),
+        (200, &json!("2026-01-01"), &json!("2026-01-31"))
+    );
 }

@@ -56,7 +56,11 @@ impl TestApp {
                 .expect("server stopped cleanly");
         }
         let data_dir = self.data_dir.take().expect("data dir");
-        Self::spawn_full(data_dir, self.clock.clone(), configure).await
+        let mut restarted = Self::spawn_full(data_dir, self.clock.clone(), configure).await;
+        // The same client comes back with the same key, as it would after a real restart.
+        restarted.client = client_with_key(Some(&self.key));
+        restarted.key = std::mem::take(&mut self.key);
+        restarted
     }
 
     pub async fn spawn_full(
