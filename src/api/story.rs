@@ -1,7 +1,11 @@
 //! `POST /story/generate`.
 
 use axum::Json;
+use std::convert::Infallible;
+
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -10,7 +14,7 @@ use crate::api::json::JsonBody;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::params::{Prompt, RawOptions};
-use crate::generation::story::{self, StoryRequest};
+use crate::generation::story::{self, StoryRequest, StoryStep};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,9 +30,13 @@ pub struct StoryBody {
     seed: Option<i64>,
 }
 
+/// With `Accept: text/event-stream` the answer is a stream: one `step` event per finished
+/// step, then `done` with the whole response (or `error` with the contract's error body).
+/// Without it, one JSON response at the end.
 pub async fn generate(
     State(state): State<AppState>,
     ctx: RequestContext,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<StoryBody>,
 ) -> Result<Response, ApiError> {
     let request = StoryRequest {
@@ -60,10 +68,47 @@ pub async fn generate(
         }
         .parse(&state.models, &state.default_model)?,
     };
-    let outcome = story::generate(&state.generator, &ctx, request).await?;
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_stream {
+        return Ok(stream(state, ctx, request));
+    }
+    let outcome = story::generate(&state.generator, &ctx, request, &|_| {}).await?;
     let headers = crate::api::generate::substitution_headers(
         &outcome.response.generation.model,
         outcome.substituted.as_ref(),
     );
     Ok((headers, Json(outcome.response)).into_response())
+}
+
+fn stream(state: AppState, ctx: RequestContext, request: StoryRequest) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    // The story runs to the end even if the client goes away: its steps are paid for.
+    tokio::spawn(async move {
+        let steps = tx.clone();
+        let progress = move |step: &StoryStep| {
+            if let Ok(event) = Event::default().event("step").json_data(step) {
+                let _ = steps.send(event);
+            }
+        };
+        let last = match story::generate(&state.generator, &ctx, request, &progress).await {
+            Ok(outcome) => Event::default().event("done").json_data(&outcome.response),
+            Err(e) => Event::default()
+                .event("error")
+                .json_data(e.body(&ctx.request_id)),
+        };
+        if let Ok(event) = last {
+            let _ = tx.send(event);
+        }
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

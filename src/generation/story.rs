@@ -113,7 +113,7 @@ fn step_prompt(req: &StoryRequest, step: usize) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StoryStep {
     pub index: usize,
     pub caption: String,
@@ -153,10 +153,12 @@ fn trim_context(contents: &mut Vec<Turn>) {
     }
 }
 
+/// Runs every step; `progress` sees each step as soon as it is done (for streaming).
 pub async fn generate(
     generator: &Generator,
     ctx: &RequestContext,
     req: StoryRequest,
+    progress: &(dyn Fn(&StoryStep) + Send + Sync),
 ) -> Result<StoryOutcome, ApiError> {
     let mut contents: Vec<Turn> = Vec::new();
     let mut steps = Vec::with_capacity(req.steps);
@@ -198,7 +200,7 @@ pub async fn generate(
         })?;
         substituted = substituted.or(sub);
         contents.push(generated.model_turn.clone());
-        steps.push(StoryStep {
+        let done = StoryStep {
             index: step,
             caption: response
                 .text
@@ -213,7 +215,9 @@ pub async fn generate(
                 .first()
                 .copied()
                 .unwrap_or(ImageFormat::Png.mime()),
-        });
+        };
+        progress(&done);
+        steps.push(done);
         all = Some(match all {
             None => response,
             Some(mut acc) => {

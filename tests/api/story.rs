@@ -131,3 +131,39 @@ async fn story_requests_are_validated() {
         assert_eq!(body["details"]["field"], field, "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_story_can_stream_each_step_as_it_finishes() {
+    let app = TestApp::offline().await;
+    let response = app
+        .client
+        .post(app.url("/story/generate"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"description": "a snail's journey", "num_images": 3, "image_size": "512"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = response.text().await.unwrap();
+    let events: Vec<(&str, serde_json::Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            Some((name, serde_json::from_str(&data).ok()?))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["step", "step", "step", "done"]);
+    assert_eq!(events[1].1["index"], 2);
+    assert_eq!(events[3].1["steps"].as_array().unwrap().len(), 3);
+}
