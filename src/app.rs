@@ -9,12 +9,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::access::Access;
+use crate::api::signed::UrlSigner;
 use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
 use crate::models::ModelTable;
+use crate::monitoring::{MeteredUsage, Metrics, Monitoring, Readiness};
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
@@ -55,17 +57,23 @@ impl App {
                 .await
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
         );
-        let provider: Arc<dyn ImageProvider> =
+        let metrics = Arc::new(Metrics::default());
+        let gemini: Option<Arc<GeminiProvider>> =
             match (config.effective_provider(), &config.google_api_key) {
-                (ProviderChoice::Gemini, Some(key)) => Arc::new(
+                (ProviderChoice::Gemini, Some(key)) => Some(Arc::new(
                     GeminiProvider::new(&config.gemini, key.clone())
-                        .context("building the Gemini client")?,
-                ),
+                        .context("building the Gemini client")?
+                        .with_metrics(metrics.clone()),
+                )),
                 (ProviderChoice::Gemini, None) => {
                     anyhow::bail!("the gemini provider needs GOOGLE_API_KEY")
                 }
-                _ => Arc::new(OfflineProvider),
+                _ => None,
             };
+        let provider: Arc<dyn ImageProvider> = match &gemini {
+            Some(g) => g.clone(),
+            None => Arc::new(OfflineProvider),
+        };
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -89,8 +97,15 @@ impl App {
         }
 
         let access = Access::embedded(&config, &db, clock.clone());
-        let generator =
-            Generator::new(provider, images.clone()).with_usage_sink(access.usage_sink());
+        let readiness = Readiness::new(
+            db.clone(),
+            config.data_dir.join("images"),
+            provider.name(),
+            config.google_api_key.is_some(),
+        );
+        let usage = MeteredUsage::new(metrics.clone(), access.usage_sink());
+        let monitoring = Arc::new(Monitoring::new(metrics, readiness, clock.clone()));
+        let generator = Generator::new(provider, images.clone()).with_usage_sink(Arc::new(usage));
         let models = Arc::new(models);
         let chat = Arc::new(ChatService::new(
             Arc::new(SqlSessionStore::new(db.clone())),
@@ -110,6 +125,10 @@ impl App {
             default_model: config.default_model.clone(),
             clock,
             access,
+            url_signer: UrlSigner::load_or_create(&config.data_dir)
+                .context("the URL signing key")?,
+            gemini,
+            monitoring,
         };
         Ok(Self {
             listener,

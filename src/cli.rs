@@ -21,6 +21,16 @@ pub enum Command {
     Serve(ConfigFlags),
     /// Print the effective configuration, secrets redacted.
     Config(ConfigFlags),
+    /// Generate an image from a prompt (talks to a running server).
+    Generate(crate::client::GenerateArgs),
+    /// Edit an image with a prompt.
+    Edit(crate::client::EditArgs),
+    /// Compose two or three images with a prompt.
+    Compose(crate::client::ComposeArgs),
+    /// Generate an illustrated sequence, one image per step.
+    Story(crate::client::StoryArgs),
+    /// An interactive chat session that refines an image turn by turn.
+    Chat(crate::client::ChatArgs),
     /// Issue, list and revoke API keys.
     Keys {
         #[command(subcommand)]

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     UpstreamError,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// `GET /ready` when storage or the upstream configuration is not usable.
+    NotReady,
 }
 
 impl ErrorKind {
@@ -45,6 +47,7 @@ impl ErrorKind {
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -64,6 +67,7 @@ impl ErrorKind {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::NotReady => "not_ready",
         }
     }
 }
@@ -135,6 +139,70 @@ impl ApiError {
             body["details"] = Value::Object(self.details.clone());
         }
         body
+    }
+}
+
+/// Which client a route serves, and so which error shape it answers in: the contract's
+/// (§4), OpenAI's on `/v1/images/*`, Google's `google.rpc.Status` envelope on `/v1beta/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Contract,
+    OpenAi,
+    Google,
+}
+
+impl Surface {
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/v1/") {
+            Self::OpenAi
+        } else if path.starts_with("/v1beta/") {
+            Self::Google
+        } else {
+            Self::Contract
+        }
+    }
+}
+
+impl ApiError {
+    pub fn body_for(&self, surface: Surface, request_id: &str) -> Value {
+        match surface {
+            Surface::Contract => self.body(request_id),
+            Surface::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": match self.kind {
+                    ErrorKind::Unauthorized => "authentication_error",
+                    ErrorKind::RateLimited => "rate_limit_error",
+                    k if k.status().is_server_error() => "server_error",
+                    _ => "invalid_request_error",
+                },
+                "param": self.details.get("field").cloned().unwrap_or(Value::Null),
+                "code": self.kind.code(),
+            }}),
+            Surface::Google => {
+                let status = match self.kind {
+                    ErrorKind::Unauthorized => "UNAUTHENTICATED",
+                    ErrorKind::NotFound => "NOT_FOUND",
+                    ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
+                    ErrorKind::ContentBlocked | ErrorKind::NoImageGenerated => {
+                        "FAILED_PRECONDITION"
+                    }
+                    ErrorKind::UpstreamUnavailable => "UNAVAILABLE",
+                    ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
+                    k if k.status().is_server_error() => "INTERNAL",
+                    _ => "INVALID_ARGUMENT",
+                };
+                let mut details = vec![json!({
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.kind.code().to_ascii_uppercase(),
+                    "domain": "imagegate",
+                    "metadata": {"request_id": request_id},
+                })];
+                if let Some(seconds) = self.retry_after {
+                    details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{seconds}s")}));
+                }
+                json!({"error": {"code": self.kind.status().as_u16(), "message": self.message, "status": status, "details": details}})
+            }
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`store`]: durable state (images, sessions, keys, usage, idempotent results).
 //! - [`auth`]: API keys and who a bearer token stands for.
 //! - [`limits`]: per-key rate and concurrency limits by tier.
+//! - [`quality`]: the guide's image quality metrics, matching NumPy.
+//! - [`monitoring`]: Prometheus metrics, `/stats`, readiness.
 //! - [`keys_cli`]: `imagegate keys create|list|revoke`.
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod caller;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod imaging;
 pub mod keys_cli;
 pub mod limits;
 pub mod models;
+pub mod monitoring;
 pub mod provider;
 pub mod quality;
 pub mod store;

@@ -2,6 +2,15 @@ use clap::Parser as _;
 
 use imagegate::app::{App, shutdown_signal};
 use imagegate::cli::{Cli, Command, init_tracing, load_config};
+use imagegate::client;
+
+/// Client commands print the server's message and exit non-zero on failure.
+fn exit_on_error(result: Result<(), client::ClientError>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,6 +33,11 @@ async fn main() -> anyhow::Result<()> {
             std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
         }
         Command::Keys { command } => imagegate::keys_cli::run(command).await?,
+        Command::Generate(args) => exit_on_error(client::generate(args).await),
+        Command::Edit(args) => exit_on_error(client::edit(args).await),
+        Command::Compose(args) => exit_on_error(client::compose(args).await),
+        Command::Story(args) => exit_on_error(client::story(args).await),
+        Command::Chat(args) => exit_on_error(client::chat(args).await),
     }
     Ok(())
 }

@@ -14,13 +14,17 @@ use crate::error::{ApiError, ErrorKind};
 const MAX_TOKEN_LEN: usize = 512;
 
 /// Liveness, readiness, metrics and documentation are for operators and load
-/// balancers, which hold no key.
+/// balancers, which hold no key; the playground's page and assets hold no data (it calls
+/// the API with the key the user types in), and must load before a key is entered.
 fn is_public(method: &Method, path: &str) -> bool {
+    let read = method == Method::GET || method == Method::HEAD;
     matches!(
         path,
         "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
     ) || path.starts_with("/docs/")
-        || (path == "/" && (method == Method::GET || method == Method::HEAD))
+        || (read && (path == "/" || path.starts_with("/playground/")))
+        // Signed, expiring URLs carry their own authorisation (src/api/signed.rs).
+        || (read && path.starts_with("/v1/files/"))
 }
 
 pub async fn authenticate(
@@ -33,8 +37,13 @@ pub async fn authenticate(
     }
     let token = match bearer(request.headers()) {
         Ok(token) => token,
-        Err(refusal) => return refusal,
+        // Google's SDKs send the key as `x-goog-api-key` (or `?key=`) on its own surface.
+        Err(reason) => match google_key(&request) {
+            Some(token) => token,
+            None => return unauthorized(reason),
+        },
     };
+    request.headers_mut().remove("x-goog-api-key");
     match state.access.authenticator.identify(&token).await {
         Ok(Some(caller)) => {
             // Nothing downstream needs the key; dropping it keeps it out of anything
@@ -50,17 +59,41 @@ pub async fn authenticate(
     }
 }
 
-/// The bearer token, or the 401 to answer. The token is never put in a message.
-fn bearer(headers: &HeaderMap) -> Result<String, Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
-            "Missing API key. Send it as `Authorization: Bearer <key>`.",
-        ));
+/// The key as Google's clients send it, accepted on the native surface (`/v1beta/…`) only.
+fn google_key(request: &Request) -> Option<String> {
+    if !request.uri().path().starts_with("/v1beta/") {
+        return None;
+    }
+    let header = request
+        .headers()
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let query = || {
+        request.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "key")
+                .map(|(_, v)| v.to_owned())
+        })
     };
-    let malformed =
-        || unauthorized("Malformed Authorization header. Expected `Authorization: Bearer <key>`.");
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    header
+        .or_else(query)
+        .map(|k| k.trim().to_owned())
+        .filter(|k| {
+            !k.is_empty() && k.len() <= MAX_TOKEN_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+        })
+}
+
+/// The bearer token, or why the header is refused. The token is never put in a message.
+fn bearer(headers: &HeaderMap) -> Result<String, &'static str> {
+    const MALFORMED: &str =
+        "Malformed Authorization header. Expected `Authorization: Bearer <key>`.";
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("Missing API key. Send it as `Authorization: Bearer <key>`.")?;
+    let value = value.to_str().map_err(|_| MALFORMED)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(MALFORMED)?;
     let token = token.trim();
     let well_formed = scheme.eq_ignore_ascii_case("bearer")
         && !token.is_empty()
@@ -69,7 +102,7 @@ fn bearer(headers: &HeaderMap) -> Result<String, Response> {
     if well_formed {
         Ok(token.to_owned())
     } else {
-        Err(malformed())
+        Err(MALFORMED)
     }
 }
 
@@ -121,6 +154,8 @@ mod tests {
         assert!(is_public(&Method::GET, "/"));
         assert!(is_public(&Method::GET, "/docs/index.html"));
         assert!(!is_public(&Method::POST, "/"));
+        assert!(is_public(&Method::GET, "/playground/app.js"));
+        assert!(!is_public(&Method::POST, "/playground/app.js"));
         assert!(!is_public(&Method::GET, "/usage"));
         assert!(!is_public(&Method::GET, "/healthz"));
     }

@@ -10,9 +10,11 @@ use serde::{Deserialize, Deserializer};
 use crate::api::AppState;
 use crate::api::form::{Form, FormSpec};
 use crate::api::json::JsonBody;
+use crate::api::quality::{self, QUALITY_FIELDS, form_quality};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::params::{Prompt, RawOptions, Strength};
+use crate::generation::quality_check::QualityCheck;
 use crate::generation::{Outcome, prompts, requests};
 use crate::imaging::{self, InputImage};
 use crate::models::Retirement;
@@ -55,8 +57,6 @@ fn refuse_unsupported(body: &GenerateImageBody) -> Result<(), ApiError> {
     let unsupported = [
         ("async", body.run_async == Some(true)),
         ("webhook_url", body.webhook_url.is_some()),
-        ("include_quality", body.include_quality == Some(true)),
-        ("min_quality_score", body.min_quality_score.is_some()),
     ];
     match unsupported.iter().find(|(_, given)| *given) {
         Some((field, _)) => Err(ApiError::invalid(
@@ -75,6 +75,7 @@ pub async fn generate_image(
 ) -> Result<Response, ApiError> {
     refuse_unsupported(&body)?;
     let prompt = Prompt::parse("prompt", body.prompt, state.limits.max_prompt_chars)?;
+    let check = QualityCheck::parse(body.include_quality, body.min_quality_score)?;
     let options = RawOptions {
         model: body.model,
         response_modalities: body.response_modalities,
@@ -84,10 +85,10 @@ pub async fn generate_image(
         seed: body.seed,
     }
     .parse(&state.models, &state.default_model)?;
-    let outcome = state
-        .generator
-        .run(&ctx, requests::text_to_image(prompt, options))
-        .await?;
+    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
+        Ok(requests::text_to_image(p, options.clone()))
+    })
+    .await?;
     Ok(respond(outcome))
 }
 
@@ -115,6 +116,8 @@ const EDIT_FIELDS: &[&str] = &[
     "prompt",
     "preserve_subject",
     "edit_strength",
+    QUALITY_FIELDS[0],
+    QUALITY_FIELDS[1],
     OPTION_FIELDS[0],
     OPTION_FIELDS[1],
     OPTION_FIELDS[2],
@@ -144,6 +147,7 @@ pub async fn edit_image(
         .map(|v| Strength::parse("edit_strength", v, 0.1))
         .transpose()?;
     let preserve_subject = form.bool("preserve_subject")?.unwrap_or(false);
+    let check = form_quality(&form)?;
     let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
     let files = form.files("image");
     if files.len() > 1 {
@@ -155,14 +159,25 @@ pub async fn edit_image(
     let image = intake(&state, "image", files).await?.pop().ok_or_else(|| {
         ApiError::invalid("image", "The image is required.").detail("reason", "missing")
     })?;
-    let request = requests::edit(prompt, image, strength, preserve_subject, options);
-    let outcome = state.generator.run(&ctx, request).await?;
+    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
+        let (image, options) = (image.clone(), options.clone());
+        Ok(requests::edit(
+            p,
+            image,
+            strength,
+            preserve_subject,
+            options,
+        ))
+    })
+    .await?;
     Ok(respond(outcome))
 }
 
 const COMPOSE_FIELDS: &[&str] = &[
     "prompt",
     "composition_style",
+    QUALITY_FIELDS[0],
+    QUALITY_FIELDS[1],
     OPTION_FIELDS[0],
     OPTION_FIELDS[1],
     OPTION_FIELDS[2],
@@ -188,12 +203,15 @@ pub async fn compose_images(
         state.limits.max_prompt_chars,
     )?;
     let style = prompts::parse_composition_style(form.text("composition_style")?.as_deref())?;
+    let check = form_quality(&form)?;
     let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
     let files = form.files("images");
     requests::check_compose_count(files.len())?;
     let images = intake(&state, "images", files).await?;
-    let request = requests::compose(prompt, images, style, options)?;
-    let outcome = state.generator.run(&ctx, request).await?;
+    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
+        requests::compose(p, images.clone(), style, options.clone())
+    })
+    .await?;
     Ok(respond(outcome))
 }
 

@@ -7,11 +7,20 @@ pub mod caller;
 pub mod chat;
 pub mod context;
 pub mod form;
+pub mod gallery;
+pub mod gemini_native;
+pub mod gemini_offline;
 pub mod generate;
 pub mod idempotency;
 pub mod images;
 pub mod json;
 pub mod limits;
+pub mod monitoring;
+pub mod openai;
+pub mod openapi;
+pub mod playground;
+pub mod quality;
+pub mod signed;
 pub mod story;
 pub mod usage;
 
@@ -32,6 +41,7 @@ use crate::generation::Generator;
 use crate::generation::chat::ChatService;
 use crate::imaging::IntakeLimits;
 use crate::models::ModelTable;
+use crate::monitoring::Monitoring;
 use crate::store::ImageStore;
 
 #[derive(Clone)]
@@ -45,6 +55,11 @@ pub struct AppState {
     pub chat: Arc<ChatService>,
     /// Keys, limits, idempotent replays and usage.
     pub access: access::Access,
+    pub url_signer: signed::UrlSigner,
+    /// The Gemini client when that is the provider, for the native surface's relay.
+    pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
+    /// Metrics, `/stats` and readiness.
+    pub monitoring: Arc<Monitoring>,
 }
 
 impl AppState {
@@ -78,12 +93,30 @@ pub fn router(state: AppState) -> Router {
         .route("/advanced/inpaint", post(advanced::inpaint))
         .route("/advanced/outpaint", post(advanced::outpaint))
         .route("/advanced/style-transfer", post(advanced::style_transfer))
+        .route("/v1beta/models", get(gemini_native::list_models))
+        .route(
+            "/v1beta/models/{target}",
+            get(gemini_native::get_model).post(gemini_native::model_action),
+        )
+        .route("/v1/images/generations", post(openai::generations))
+        .route("/v1/images/edits", post(openai::edits))
+        .route("/v1/files/{image_id}", get(signed::get_file))
+        .route("/images", get(gallery::list_images))
         .route("/images/{image_id}", get(images::get_image))
         .route("/usage", get(usage::get_usage))
+        .route("/quality", post(quality::assess))
         .route(
             "/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/ready", get(monitoring::ready))
+        .route("/metrics", get(monitoring::metrics))
+        .route("/stats", get(monitoring::stats))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs_page))
+        .route("/", get(playground::index))
+        .route("/playground/catalog.json", get(playground::catalog))
+        .route("/playground/{file}", get(playground::asset))
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
@@ -95,6 +128,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::enforce,
         ))
+        .layer(middleware::from_fn(context::record_caller))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -105,7 +139,10 @@ pub fn router(state: AppState) -> Router {
             refuse_declared_oversize,
         ))
         .layer(CatchPanicLayer::custom(context::panic_response))
-        .layer(middleware::from_fn(context::request_context))
+        .layer(middleware::from_fn_with_state(
+            state.monitoring.clone(),
+            context::request_context,
+        ))
         .with_state(state)
 }
 

@@ -6,6 +6,7 @@ pub mod canvas;
 pub mod chat;
 pub mod params;
 pub mod prompts;
+pub mod quality_check;
 pub mod requests;
 pub mod story;
 pub mod styles;
@@ -55,6 +56,9 @@ pub struct GenerationResponse {
     pub finish_reason: String,
     pub usage: Usage,
     pub cached: bool,
+    /// `quality_metrics`, `quality_score` and `quality_attempts`, only when asked for.
+    #[serde(flatten)]
+    pub quality: Option<quality_check::QualityReport>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -145,6 +149,31 @@ impl Generator {
             .map_err(ApiError::internal)?
     }
 
+    /// Stores a result's images for the caller and records its priced usage; returns the
+    /// image ids. Also used for answers relayed as they are (the native Gemini surface).
+    pub async fn keep(
+        &self,
+        ctx: &RequestContext,
+        generated: &Generated,
+        prices: Prices,
+    ) -> Result<(Vec<String>, Usage), ApiError> {
+        let mut image_ids = Vec::with_capacity(generated.images.len());
+        for image in &generated.images {
+            let id = ids::new_id("img");
+            self.images
+                .put(&id, &ctx.caller.key_id, image.format, image.bytes.clone())
+                .await?;
+            image_ids.push(id);
+        }
+        // The offline provider reports no tokens, so it costs nothing.
+        let usage = Usage::priced(generated.usage, prices);
+        if let Some(sink) = &self.usage {
+            sink.record(ctx, &generated.model, &usage, image_ids.len())
+                .await?;
+        }
+        Ok((image_ids, usage))
+    }
+
     async fn run_to_end(
         &self,
         ctx: RequestContext,
@@ -168,24 +197,9 @@ impl Generator {
                 .await
                 .map_err(ApiError::internal)??;
         }
-        let mut image_ids = Vec::with_capacity(generated.images.len());
-        let mut images = Vec::with_capacity(generated.images.len());
-        let mut mime_types = Vec::with_capacity(generated.images.len());
-        for image in &generated.images {
-            let id = ids::new_id("img");
-            self.images
-                .put(&id, &ctx.caller.key_id, image.format, image.bytes.clone())
-                .await?;
-            images.push(base64_of(image));
-            mime_types.push(image.format.mime());
-            image_ids.push(id);
-        }
-        // The offline provider reports no tokens, so it costs nothing.
-        let usage = Usage::priced(generated.usage, prices);
-        if let Some(sink) = &self.usage {
-            sink.record(&ctx, &generated.model, &usage, images.len())
-                .await?;
-        }
+        let (image_ids, usage) = self.keep(&ctx, &generated, prices).await?;
+        let images: Vec<String> = generated.images.iter().map(base64_of).collect();
+        let mime_types = generated.images.iter().map(|i| i.format.mime()).collect();
         tracing::info!(
             images = images.len(),
             bytes = generated.images.iter().map(|i| i.bytes.len()).sum::<usize>(),
@@ -204,6 +218,7 @@ impl Generator {
                 finish_reason: generated.finish_reason.clone(),
                 usage,
                 cached: false,
+                quality: None,
             },
             substituted,
             generated,

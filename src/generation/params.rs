@@ -288,3 +288,60 @@ mod tests {
         assert!(ImageSize::parse("4K", &lite).is_err());
     }
 }
+
+/// The model's aspect ratio nearest to `width:height` (compared as log ratios) and the
+/// size bucket for the long side — how a pixel size such as OpenAI's `size` maps onto
+/// Gemini's `aspectRatio` and `imageSize`.
+pub fn nearest_shape(
+    width: u32,
+    height: u32,
+    model: &ResolvedModel,
+) -> (Option<AspectRatio>, Option<ImageSize>) {
+    let target = (f64::from(width.max(1)) / f64::from(height.max(1))).ln();
+    let ratio = model
+        .entry
+        .aspect_ratios
+        .iter()
+        .filter_map(|r| {
+            let (w, h) = r.split_once(':')?;
+            let value = (w.parse::<f64>().ok()? / h.parse::<f64>().ok()?).ln();
+            Some((r, (value - target).abs()))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(r, _)| AspectRatio(r.clone()));
+    const BUCKETS: [(u32, &str); 4] = [(640, "512"), (1536, "1K"), (3072, "2K"), (u32::MAX, "4K")];
+    let long = width.max(height);
+    let wanted = BUCKETS
+        .iter()
+        .position(|(limit, _)| long <= *limit)
+        .unwrap_or(3);
+    let sizes = &model.entry.image_sizes;
+    // The wanted bucket if the model has it, else the nearest one it has.
+    let size = (0..BUCKETS.len())
+        .flat_map(|d| [wanted.checked_sub(d), Some(wanted + d)])
+        .flatten()
+        .filter_map(|i| BUCKETS.get(i))
+        .find(|(_, name)| sizes.iter().any(|s| s == name))
+        .map(|(_, name)| ImageSize((*name).to_owned()));
+    (ratio, size)
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    #[test]
+    fn pixel_sizes_map_to_the_nearest_ratio_and_size() {
+        let models = ModelTable::embedded();
+        let flash = models.resolve("gemini-3.1-flash-image").unwrap();
+        let (r, s) = nearest_shape(1024, 1024, &flash);
+        assert_eq!((r.unwrap().as_str(), s.unwrap().as_str()), ("1:1", "1K"));
+        let (r, s) = nearest_shape(1792, 1024, &flash);
+        assert_eq!((r.unwrap().as_str(), s.unwrap().as_str()), ("16:9", "2K"));
+        let (r, s) = nearest_shape(256, 256, &flash);
+        assert_eq!((r.unwrap().as_str(), s.unwrap().as_str()), ("1:1", "512"));
+        let lite = models.resolve("gemini-3.1-flash-lite-image").unwrap();
+        let (_, s) = nearest_shape(4096, 4096, &lite);
+        assert_eq!(s.unwrap().as_str(), "1K", "the lite model only has 1K");
+    }
+}

@@ -209,4 +209,14 @@ mod tests {
     fn a_key_of_a_removed_tier_gets_the_strictest_limits() {
         assert_eq!(Tiers::default().for_tier("gold").requests_per_minute, 15);
     }
+
+    #[test]
+    fn the_configuration_file_sets_tiers_under_their_names() {
+        let config: crate::config::Config =
+            toml::from_str("[tiers.paid]\nmax_concurrent = 8\n").unwrap();
+        let paid = config.tiers.get("paid").unwrap();
+        assert_eq!((paid.requests_per_minute, paid.max_concurrent), (600, 8));
+        let defaults: crate::config::Config = toml::from_str("").unwrap();
+        assert_eq!(defaults.tiers, Tiers::default());
+    }
 }

@@ -25,6 +25,17 @@ pub trait ImageStore: Send + Sync + 'static {
     async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError>;
     /// For history replay: the bytes regardless of owner (the caller checked the session).
     async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError>;
+    /// The owner's most recent images, newest first, without their bytes.
+    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError>;
+}
+
+/// What is known about a stored image besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub id: String,
+    pub mime: String,
+    pub size_bytes: i64,
+    pub created_at_ms: i64,
 }
 
 pub struct FsImageStore {
@@ -101,5 +112,26 @@ impl ImageStore for FsImageStore {
 
     async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
         self.read(id).await
+    }
+
+    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
+        // Served by the (owner, created_at_ms) index; the id breaks ties within a millisecond.
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, mime, size_bytes, created_at_ms FROM images WHERE owner = ? \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, mime, size_bytes, created_at_ms)| ImageMeta {
+                id,
+                mime,
+                size_bytes,
+                created_at_ms,
+            })
+            .collect())
     }
 }

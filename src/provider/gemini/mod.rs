@@ -8,6 +8,7 @@
 mod mapping;
 mod wire;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -16,9 +17,11 @@ use rand::Rng as _;
 use reqwest::StatusCode;
 
 use crate::config::{GeminiConfig, Secret};
+use crate::monitoring::Metrics;
+use crate::monitoring::metrics::upstream_outcome;
 use crate::provider::{Generated, ImageProvider, ProviderError, ProviderRequest};
 
-pub use mapping::decode_base64;
+pub use mapping::{decode_base64, interpret};
 
 pub struct GeminiProvider {
     http: reqwest::Client,
@@ -29,6 +32,8 @@ pub struct GeminiProvider {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    /// Calls and retries by outcome; a private registry unless [`Self::with_metrics`].
+    metrics: Arc<Metrics>,
 }
 
 /// A non-2xx answer, kept until we know whether it will be retried.
@@ -127,7 +132,13 @@ impl GeminiProvider {
             max_attempts: config.max_attempts,
             initial_backoff: Duration::from_millis(config.initial_backoff_ms),
             max_backoff: Duration::from_millis(config.max_backoff_ms),
+            metrics: Arc::default(),
         })
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn url(&self, model: &str) -> String {
@@ -153,9 +164,26 @@ impl GeminiProvider {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Bytes, ProviderError> {
+        let (status, bytes) = self.exchange(url, body, deadline).await?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(Failure::parse(status, &bytes).into_error())
+        }
+    }
+
+    /// Posts `body` to `url`, retrying what is worth retrying, and returns the final
+    /// answer whatever its status; only a transport failure after retries is an error.
+    async fn exchange(
+        &self,
+        url: &str,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<(StatusCode, Bytes), ProviderError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let call_started = Instant::now();
             let sent = self
                 .http
                 .post(url)
@@ -164,37 +192,45 @@ impl GeminiProvider {
                 .body(body.clone())
                 .send()
                 .await;
-            let (outcome, delay) = match sent {
+            let answer = match sent {
                 Ok(response) => {
                     let status = response.status();
-                    match response.bytes().await {
-                        Ok(bytes) if status.is_success() => return Ok(bytes),
-                        Ok(bytes) => {
-                            let failure = Failure::parse(status, &bytes);
-                            tracing::warn!(attempt, upstream = %failure.describe(), "upstream call failed");
-                            if !failure.retryable() {
-                                return Err(failure.into_error());
-                            }
-                            let delay = failure
-                                .retry_delay()
-                                .map(|d| {
-                                    d + Duration::from_millis(rand::rng().random_range(0..100))
-                                })
-                                .unwrap_or_else(|| self.backoff(attempt));
-                            (failure.into_error(), delay)
-                        }
-                        Err(e) => (unreachable_upstream(e), self.backoff(attempt)),
+                    response.bytes().await.map(|bytes| (status, bytes))
+                }
+                Err(e) => Err(e),
+            };
+            let label = upstream_outcome(answer.as_ref().ok().map(|(s, _)| s.as_u16()));
+            self.metrics
+                .upstream_call(label, call_started.elapsed().as_secs_f64());
+            let (outcome, delay) = match answer {
+                Ok((status, bytes)) if status.is_success() => return Ok((status, bytes)),
+                Ok((status, bytes)) => {
+                    let failure = Failure::parse(status, &bytes);
+                    tracing::warn!(attempt, upstream = %failure.describe(), "upstream call failed");
+                    let delay = failure
+                        .retry_delay()
+                        .map(|d| d + Duration::from_millis(rand::rng().random_range(0..100)))
+                        .unwrap_or_else(|| self.backoff(attempt));
+                    if !failure.retryable()
+                        || attempt >= self.max_attempts
+                        || Instant::now() + delay >= deadline
+                    {
+                        return Ok((status, bytes));
                     }
+                    (None, delay)
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "upstream call did not complete");
-                    (unreachable_upstream(e), self.backoff(attempt))
+                    (Some(unreachable_upstream(e)), self.backoff(attempt))
                 }
             };
             // Give up now rather than sleep past the deadline or the attempt budget.
-            if attempt >= self.max_attempts || Instant::now() + delay >= deadline {
-                return Err(outcome);
+            if let Some(error) = outcome
+                && (attempt >= self.max_attempts || Instant::now() + delay >= deadline)
+            {
+                return Err(error);
             }
+            self.metrics.upstream_retry(label);
             tracing::info!(
                 attempt,
                 delay_ms = delay.as_millis() as u64,
@@ -202,6 +238,48 @@ impl GeminiProvider {
             );
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Forwards a native request (`model:action`, e.g. `gemini-3.1-flash-image:countTokens`)
+    /// with the gateway's key and returns Google's answer as it came, error envelopes
+    /// included; retries and the deadline apply as for every call.
+    pub async fn forward(
+        &self,
+        model: &str,
+        action: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), ProviderError> {
+        let url = format!(
+            "{}/{}/models/{model}:{action}",
+            self.base_url, self.api_version
+        );
+        let deadline = Instant::now() + self.deadline;
+        tokio::time::timeout(self.deadline, self.exchange(&url, body, deadline))
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                deadline_secs: Some(self.deadline.as_secs_f64()),
+            })?
+            .map(|(status, bytes)| (status.as_u16(), bytes))
+    }
+
+    /// Opens `:streamGenerateContent?alt=sse` upstream; the caller relays the body.
+    pub async fn forward_stream(
+        &self,
+        model: &str,
+        body: Bytes,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let url = format!(
+            "{}/{}/models/{model}:streamGenerateContent?alt=sse",
+            self.base_url, self.api_version
+        );
+        self.http
+            .post(url)
+            .header("x-goog-api-key", self.api_key.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable_upstream)
     }
 }
 
@@ -233,8 +311,12 @@ impl ImageProvider for GeminiProvider {
             self.send_with_retries(&self.url(&model), Bytes::from(body), deadline),
         )
         .await
-        .map_err(|_| ProviderError::Timeout {
-            deadline_secs: Some(self.deadline.as_secs_f64()),
+        .map_err(|_| {
+            // The call in flight when the deadline struck never got an answer.
+            self.metrics.upstream_abandoned();
+            ProviderError::Timeout {
+                deadline_secs: Some(self.deadline.as_secs_f64()),
+            }
         })??;
         tracing::debug!(
             bytes = answer.len(),

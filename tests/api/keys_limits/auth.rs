@@ -209,3 +209,81 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
         "unknown tier"
     );
 }
+
+#[tokio::test]
+async fn keys_never_reach_the_log_even_at_debug_level() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    let data = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_imagegate");
+    let created = std::process::Command::new(bin)
+        .args(["keys", "create", "--tier", "paid", "--data-dir"])
+        .arg(data.path())
+        .current_dir(data.path())
+        .env_remove("GOOGLE_API_KEY")
+        .output()
+        .unwrap();
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let mut server = tokio::process::Command::new(bin)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--provider",
+            "offline",
+        ])
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(data.path())
+        .current_dir(data.path())
+        .env_remove("GOOGLE_API_KEY")
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let address = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server is running");
+        log.push(line.clone());
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["fields"]["message"] == "imagegate starting" {
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    let url = format!("http://{address}/generate-image");
+    let forged = format!("{key}0");
+    for (authorization, idempotency) in [
+        (format!("Bearer {key}"), "first"),
+        (format!("Bearer {key}"), "first"),
+        (format!("Bearer {forged}"), "second"),
+        (format!("Basic {key}"), "third"),
+    ] {
+        reqwest::Client::new()
+            .post(&url)
+            .header("authorization", authorization)
+            .header("idempotency-key", idempotency)
+            .json(&json!({"prompt": "a fox"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let pid = server.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push(line);
+    }
+    let log = log.join("\n");
+    assert!(log.contains("request finished"), "{log}");
+    assert!(!log.contains(&key[4..]), "the key is not in the log");
+    assert!(!log.contains(&forged[4..]));
+}

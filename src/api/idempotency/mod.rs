@@ -3,8 +3,9 @@
 //! charged again; the same key with a different body is refused. Identical requests
 //! arriving together are run once (single flight within this process).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+mod single_flight;
+
+pub use single_flight::SingleFlight;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use tracing::Instrument as _;
 
 use crate::api::AppState;
 use crate::api::context::RequestId;
@@ -80,13 +82,15 @@ async fn run_once(
     let request = Request::from_parts(parts, Body::from(body));
     // Its own task: a client that disconnects must not lose a result upstream has
     // already charged for, or its retry would pay again.
-    tokio::spawn(async move {
+    // The request's span goes along, so its log lines keep the request id.
+    let run = async move {
         let _slot = slot;
         let response = next.run(request).await;
         keep(&state, &caller, &key, fingerprint, response).await
-    })
-    .await
-    .map_err(ApiError::internal)
+    };
+    tokio::spawn(run.instrument(tracing::Span::current()))
+        .await
+        .map_err(ApiError::internal)
 }
 
 fn idempotency_key(request: &Request) -> Result<String, ApiError> {
@@ -286,51 +290,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-type Cell = Arc<tokio::sync::Mutex<()>>;
-
-/// One lock per (API key, idempotency key) while a request with them runs.
-#[derive(Default)]
-pub struct SingleFlight {
-    cells: Arc<Mutex<HashMap<String, Cell>>>,
-}
-
-/// Holding a slot means no other request with the same keys is running. Dropping it
-/// (also when a waiting client goes away) lets the next one in and forgets idle cells.
-pub struct Slot {
-    cells: Arc<Mutex<HashMap<String, Cell>>>,
-    name: String,
-    cell: Cell,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl SingleFlight {
-    pub async fn enter(&self, name: String) -> Slot {
-        let cell = {
-            let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(cells.entry(name.clone()).or_default())
-        };
-        let mut slot = Slot {
-            cells: Arc::clone(&self.cells),
-            name,
-            cell,
-            guard: None,
-        };
-        slot.guard = Some(Arc::clone(&slot.cell).lock_owned().await);
-        slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
-        // Clones are only made under this lock: the map's and ours means nobody waits.
-        if Arc::strong_count(&self.cell) == 2 {
-            cells.remove(&self.name);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,9 +318,7 @@ mod tests {
             form("b1b1").as_bytes(),
         );
         assert_eq!(a, b);
-        let other = format!(
-            "--c\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nho\r\n--c--\r\n"
-        );
+        let other = "--c\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nho\r\n--c--\r\n";
         assert_ne!(
             a,
             fingerprint(&parts("multipart/form-data; boundary=c"), other.as_bytes())
@@ -379,22 +336,5 @@ mod tests {
             fingerprint(&json, b"{}"),
             fingerprint(&parts("application/json; charset=utf-8"), b"{}")
         );
-    }
-
-    #[tokio::test]
-    async fn a_second_holder_waits_for_the_first_and_idle_cells_are_forgotten() {
-        let flight = SingleFlight::default();
-        let first = flight.enter("k".into()).await;
-        let wait = std::time::Duration::from_millis(20);
-        let gave_up = tokio::time::timeout(wait, flight.enter("k".into())).await;
-        assert!(
-            gave_up.is_err(),
-            "the second request waits while the first runs"
-        );
-        drop(first);
-        let second = tokio::time::timeout(wait, flight.enter("k".into())).await;
-        assert!(second.is_ok(), "and gets in once the first is done");
-        drop(second);
-        assert!(flight.cells.lock().unwrap().is_empty());
     }
 }

@@ -1,0 +1,82 @@
+//! `GET /ready`, `GET /metrics` and `GET /stats` (contract §9). `/health` is in the router:
+//! it answers as long as the process does.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::api::AppState;
+use crate::caller::Caller;
+use crate::error::{ApiError, ErrorKind};
+use crate::monitoring::stats::{MAX_WINDOW_MINUTES, Stats};
+
+/// The guide's `APIMonitor` default.
+const DEFAULT_WINDOW_MINUTES: u32 = 60;
+
+pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let report = state.monitoring.readiness.check().await;
+    if report.ready() {
+        return Ok(Json(json!({"status": "ready", "checks": report})));
+    }
+    Err(ApiError::new(
+        ErrorKind::NotReady,
+        "The service is not ready to serve requests.",
+    )
+    .detail("checks", json!(report))
+    .caused_by(report.causes.join("; ")))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.monitoring.metrics.render(),
+    )
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Stats>, ApiError> {
+    if let Some(unknown) = query.keys().find(|k| *k != "window_minutes") {
+        return Err(
+            ApiError::invalid(unknown, format!("Unknown query parameter '{unknown}'."))
+                .detail("reason", "unknown_field")
+                .detail("allowed", vec!["window_minutes"]),
+        );
+    }
+    let window = match query.get("window_minutes") {
+        None => DEFAULT_WINDOW_MINUTES,
+        Some(raw) => parse_window(raw)?,
+    };
+    let monitoring = &state.monitoring;
+    Ok(Json(monitoring.recent.stats(
+        &caller.key_id,
+        monitoring.now_ms(),
+        window,
+    )))
+}
+
+fn parse_window(raw: &str) -> Result<u32, ApiError> {
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| (1..=MAX_WINDOW_MINUTES).contains(m))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "window_minutes",
+                format!(
+                    "The window_minutes must be a whole number from 1 to {MAX_WINDOW_MINUTES}."
+                ),
+            )
+            .detail("min", 1)
+            .detail("max", MAX_WINDOW_MINUTES)
+        })
+}

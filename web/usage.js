@@ -1,0 +1,66 @@
+// Usage and cost of the key (GET /usage): a one-line summary in the header, kept fresh
+// after every generation, and a table by day and model under "Usage".
+
+import { call } from './api.js';
+import { clearError, el, formatCost, showError } from './ui.js';
+
+const SPENT_DEBOUNCE_MS = 1500;
+
+const COLUMNS = [
+  ['date', 'Day (UTC)'], ['model', 'Model'], ['requests', 'Requests'], ['images', 'Images'],
+  ['input_tokens', 'Input tokens'], ['output_tokens', 'Output tokens'], ['cost_usd', 'Cost'],
+];
+
+function count(n, noun) {
+  const k = Number(n) || 0;
+  return `${k} ${noun}${k === 1 ? '' : 's'}`;
+}
+
+function cell(name, row) {
+  return name === 'cost_usd' ? formatCost(row.cost_usd) : String(row[name] ?? '');
+}
+
+export function mountUsage() {
+  const section = document.getElementById('tool-usage');
+  const summary = document.getElementById('usage-summary');
+  const holder = section.querySelector('[data-usage-table]');
+  const errorBox = section.querySelector('[data-error]');
+
+  async function refresh() {
+    clearError(errorBox);
+    try {
+      const usage = await call('/usage?days=30');
+      const t = usage.totals || {};
+      summary.textContent = `Last 30 days: ${count(t.requests, 'request')} · ${count(t.images, 'image')} · ${formatCost(t.cost_usd)}`;
+      const rows = [...(usage.days || [])].reverse();
+      holder.replaceChildren(rows.length
+        ? el('div', { class: 'table-scroll', tabindex: '0', role: 'region', 'aria-label': 'Usage by day and model' },
+          el('table', {},
+            el('caption', { text: `From ${usage.from} to ${usage.to}; totals ${formatCost(t.cost_usd)} for ${t.images ?? 0} images.` }),
+            el('thead', {}, el('tr', {}, ...COLUMNS.map(([, label]) => el('th', { scope: 'col', text: label })))),
+            el('tbody', {}, ...rows.map((row) => el('tr', {}, ...COLUMNS.map(([name]) => el('td', { text: cell(name, row) })))))))
+        : el('p', { text: 'Nothing used in the last 30 days.' }));
+      return usage;
+    } catch (error) {
+      summary.textContent = 'Usage unavailable.';
+      showError(errorBox, error);
+      throw error;
+    }
+  }
+
+  section.querySelector('[data-usage-refresh]').addEventListener('click', () => refresh().catch(() => {}));
+  // Trailing debounce: a story's steps end close together, and every refresh is a
+  // request that counts against the key's per-minute limit.
+  let timer = null;
+  document.addEventListener('imagegate:spent', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => refresh().catch(() => {}), SPENT_DEBOUNCE_MS);
+  });
+  return {
+    refresh,
+    forget() {
+      summary.textContent = 'Usage appears once a key is saved.';
+      holder.replaceChildren();
+    },
+  };
+}
