@@ -46,7 +46,11 @@ for port in "$UPSTREAM_PORT" "$GATEWAY_PORT" "$WEBHOOK_PORT"; do
   fi
 done
 # 1,000 client connections plus 1,000 upstream connections, and wrk's own.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < 4096)); then
+  echo "the open-file limit ($(ulimit -n)) is too low for 1,000 connections in flight" >&2
+  exit 1
+fi
 
 say "building (release, $CARGO_TARGET_DIR)"
 cargo build --release --locked --bin imagegate --example bench_upstream --example bench_async
@@ -86,6 +90,7 @@ upstream() { # reconfigure the fake: upstream image=png delay_ms=0
 }
 
 rss_kb() { awk -v f="$2" '$1 == f":" {print $2}' "/proc/$1/status"; }
+stat_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; } # one number from the fake's /stats
 
 # ---- the fake upstream -------------------------------------------------------------------
 say "starting the fake upstream on $UPSTREAM"
@@ -199,7 +204,7 @@ upstream image=png delay_ms=10000
   # Every 100 ms until stopped: the gateway's RSS and the upstream's in-flight count.
   while kill -0 "$GATEWAY_PID" 2>/dev/null; do
     printf '%s %s\n' "$(rss_kb "$GATEWAY_PID" VmRSS)" \
-      "$(curl -fsS "$UPSTREAM/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["in_flight"])')"
+      "$(curl -fsS "$UPSTREAM/stats" | stat_field in_flight)"
     sleep 0.1
   done
 ) >"$WORK/rss.samples" 2>/dev/null &
@@ -211,7 +216,7 @@ wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=
 rss_peak=$(rss_kb "$GATEWAY_PID" VmHWM)
 held=$(awk '$2 >= 1000 {if ($1 > m) m = $1} END {print m + 0}' "$WORK/rss.samples")
-max_in_flight=$(curl -fsS "$UPSTREAM/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_in_flight"])')
+max_in_flight=$(curl -fsS "$UPSTREAM/stats" | stat_field max_in_flight)
 record "{\"phase\":\"rss-held\",\"idle_kb\":$rss_idle,\"peak_kb\":$rss_peak,\"while_held_kb\":$held,\"max_in_flight\":$max_in_flight}"
 say "RSS idle $rss_idle kB, while 1,000 held $held kB, peak $rss_peak kB (max in flight upstream: $max_in_flight)"
 

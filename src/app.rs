@@ -15,19 +15,27 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
+use crate::jobs::Jobs;
 use crate::models::ModelTable;
 use crate::monitoring::{MeteredUsage, Metrics, Monitoring, Readiness};
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
+use crate::store::requests::SqlRequestStore;
 use crate::store::{Db, FsImageStore, ImageStore, SqlSessionStore};
 
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The routes as async workers replay stored requests through them.
+    replay: axum::Router,
+    jobs: Arc<Jobs>,
     addr: SocketAddr,
     chat: Arc<ChatService>,
 }
+
+/// How long shutdown waits for async work in progress.
+const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often expired chat sessions are deleted (they are already invisible once expired).
 const SESSION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -116,6 +124,16 @@ impl App {
             config.sessions.clone(),
             config.default_model.clone(),
         ));
+        let jobs = Arc::new(
+            Jobs::open(
+                Arc::new(SqlRequestStore::new(db.clone())),
+                &config.data_dir,
+                clock.clone(),
+                config.jobs.clone(),
+            )
+            .await
+            .context("opening the async request store")?,
+        );
         let state = AppState {
             generator,
             models,
@@ -129,10 +147,13 @@ impl App {
                 .context("the URL signing key")?,
             gemini,
             monitoring,
+            jobs: jobs.clone(),
         };
         Ok(Self {
             listener,
-            router: api::router(state),
+            router: api::router(state.clone()),
+            replay: api::replay_router(state),
+            jobs,
             addr,
             chat,
         })
@@ -165,11 +186,22 @@ impl App {
                 }
             }
         });
+        let workers = self.jobs.spawn(self.replay, stop.subscribe());
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        // Workers take no new request and finish the one they run (it is paid for); past
+        // the grace period it is abandoned with its lease, to be taken up again later.
         let _ = stop.send(true);
         let _ = sweeper.await;
+        for mut worker in workers {
+            if tokio::time::timeout(WORKER_GRACE, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+            }
+        }
         served
     }
 }

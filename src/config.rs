@@ -60,6 +60,8 @@ pub struct Config {
     pub gemini: GeminiConfig,
     pub limits: LimitsConfig,
     pub sessions: SessionsConfig,
+    /// Async requests and webhooks.
+    pub jobs: JobsConfig,
     /// Per-key limits by tier (`[tiers.free]`, `[tiers.paid]`, or new tiers).
     pub tiers: Tiers,
     pub auth: AuthConfig,
@@ -126,6 +128,7 @@ impl Default for Config {
             gemini: GeminiConfig::default(),
             limits: LimitsConfig::default(),
             sessions: SessionsConfig::default(),
+            jobs: JobsConfig::default(),
             tiers: Tiers::default(),
             auth: AuthConfig::default(),
             models: Vec::new(),
@@ -155,6 +158,77 @@ impl Default for SessionsConfig {
             max_image_bytes: 12 * 1024 * 1024,
             max_system_prompt_chars: 8_000,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Requests run at once by this instance's workers (0: accept but do not run).
+    pub workers: usize,
+    /// A worker holds a request this long between heartbeats; a dead worker's request
+    /// is taken up again after it.
+    pub lease_secs: f64,
+    /// Attempts per request (a dead worker counts as one).
+    pub max_attempts: u32,
+    pub poll_ms: u64,
+    pub webhooks: WebhooksConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The operator's opt-in for receivers on loopback or private networks.
+    pub allow_private: bool,
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_secs: f64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease_secs: 60.0,
+            max_attempts: 3,
+            poll_ms: 500,
+            webhooks: WebhooksConfig::default(),
+        }
+    }
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        // About a day of retries: 5 s doubling to an hour between attempts.
+        Self {
+            allow_private: false,
+            max_attempts: 12,
+            initial_backoff_ms: 5_000,
+            max_backoff_ms: 3_600_000,
+            timeout_secs: 10.0,
+        }
+    }
+}
+
+impl JobsConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_secs.max(0.05))
+    }
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms.max(10))
+    }
+}
+
+impl WebhooksConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs.max(0.1))
+    }
+    pub fn initial_backoff(&self) -> Duration {
+        Duration::from_millis(self.initial_backoff_ms)
+    }
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_backoff_ms)
     }
 }
 
@@ -326,6 +400,12 @@ impl Config {
         }
         if let Some(v) = parsed(env, "IMAGEGATE_SESSION_IDLE_TTL_SECS")? {
             self.sessions.idle_ttl_secs = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_WEBHOOKS_ALLOW_PRIVATE")? {
+            self.jobs.webhooks.allow_private = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_JOBS_LEASE_SECS")? {
+            self.jobs.lease_secs = v;
         }
         if let Some(v) = parsed(env, "IMAGEGATE_MAX_INPUT_EDGE")? {
             self.limits.max_input_edge = v;

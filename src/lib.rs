@@ -27,6 +27,7 @@ pub mod error;
 pub mod generation;
 pub mod ids;
 pub mod imaging;
+pub mod jobs;
 pub mod keys_cli;
 pub mod limits;
 pub mod models;

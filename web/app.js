@@ -21,7 +21,7 @@ function mountKey(usage, chat, gallery) {
   const state = document.getElementById('key-state');
   const errorBox = document.getElementById('key-error');
   state.textContent = describeKey(keyStore.get());
-  if (keyStore.get()) input.placeholder = 'Saved — type a new key to replace it';
+  if (keyStore.get()) input.placeholder = 'Saved (type to replace)';
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -38,7 +38,7 @@ function mountKey(usage, chat, gallery) {
       // Checked with a real call, so a wrong key is reported now, in the server's words.
       await usage.refresh();
       input.value = '';
-      input.placeholder = 'Saved — type a new key to replace it';
+      input.placeholder = 'Saved (type to replace)';
       state.textContent = `Key saved. ${describeKey(key)}`;
       gallery.forget();
       chat.restore();
@@ -61,7 +61,7 @@ function mountKey(usage, chat, gallery) {
   });
 }
 
-function route(gallery, moveFocus) {
+function route(views, moveFocus) {
   const wanted = location.hash.slice(1);
   const tool = TOOLS.includes(wanted) ? wanted : 'generate';
   for (const name of TOOLS) {
@@ -73,7 +73,7 @@ function route(gallery, moveFocus) {
   });
   // After choosing a tool, keyboard users land on its heading, not back at the top.
   if (moveFocus) document.getElementById(`${tool}-title`).focus();
-  if (tool === 'gallery') gallery.shown();
+  if (views[tool]) views[tool].shown();
 }
 
 async function loadCatalog() {
@@ -96,8 +96,9 @@ async function start() {
   const gallery = mountGallery();
   const usage = mountUsage();
   mountKey(usage, chat, gallery);
-  window.addEventListener('hashchange', () => route(gallery, true));
-  route(gallery, false);
+  const views = { gallery, usage };
+  window.addEventListener('hashchange', () => route(views, true));
+  route(views, false);
   if (keyStore.get()) {
     usage.refresh().catch(() => {});
     chat.restore();

@@ -16,8 +16,9 @@ export function mountPainter(fieldset) {
   const picture = el('canvas', { class: 'layer-picture', 'aria-hidden': 'true' });
   const mask = el('canvas', { class: 'layer-mask', 'aria-hidden': 'true' });
   const cursor = el('canvas', {
-    class: 'layer-cursor', tabindex: '0', role: 'img',
-    'aria-label': 'Picture to paint the mask on', 'aria-describedby': 'inpaint-painter-help',
+    // An application region: arrow keys and Space reach the painter, not page scrolling.
+    class: 'layer-cursor', tabindex: '0', role: 'application',
+    'aria-label': 'Mask painter', 'aria-describedby': 'inpaint-painter-help',
   });
   stage.replaceChildren(picture, mask, cursor);
   let painted = false;

@@ -98,6 +98,7 @@ export function mountStory(catalog) {
     delete turnOptions.model;
     let cost = 0;
     let done = 0;
+    let model = session.model;
     try {
       for (let step = 1; step <= req.num_images; step += 1) {
         if (stopRequested) break;
@@ -121,6 +122,7 @@ export function mountStory(catalog) {
         setLatest(image);
         announce(`Step ${step} of ${req.num_images} finished.`);
         cost += Number((response.usage || {}).cost_usd) || 0;
+        model = response.model;
         done = step;
         announceSpend();
       }
@@ -128,7 +130,7 @@ export function mountStory(catalog) {
       // The session was only the story's context; its images stay in the gallery.
       call(`/chat/${encodeURIComponent(session.session_id)}`, { method: 'DELETE' }).catch(() => {});
     }
-    return { done, cost, model: session.model };
+    return { done, cost, model };
   }
 
   async function runWhole(req, progress, cards) {

@@ -167,7 +167,11 @@ export function mountPicker(holder, idPrefix) {
   const changed = () => {
     previews.replaceChildren(...chosen.map((pick, i) => el('li', {},
       el('img', { src: pick.url, alt: pick.name }),
-      el('button', { type: 'button', class: 'link', onclick: () => { chosen.splice(i, 1); changed(); } }, `Remove ${pick.name}`))));
+      el('span', { class: 'pick-name', title: pick.name, text: pick.name }),
+      el('button', {
+        type: 'button', class: 'link', 'aria-label': `Remove ${pick.name}`,
+        onclick: () => { chosen.splice(i, 1); changed(); },
+      }, 'Remove'))));
     listeners.forEach((f) => f(chosen));
   };
   const add = (blob, name) => {

@@ -4,7 +4,7 @@
 import { call } from './api.js';
 import { clearError, el, formatCost, showError } from './ui.js';
 
-const SPENT_DEBOUNCE_MS = 1500;
+const SPENT_REFRESH_MS = 1000;
 
 const COLUMNS = [
   ['date', 'Day (UTC)'], ['model', 'Model'], ['requests', 'Requests'], ['images', 'Images'],
@@ -49,15 +49,20 @@ export function mountUsage() {
   }
 
   section.querySelector('[data-usage-refresh]').addEventListener('click', () => refresh().catch(() => {}));
-  // Trailing debounce: a story's steps end close together, and every refresh is a
-  // request that counts against the key's per-minute limit.
+  // At most one refresh per interval however fast work ends (a story's steps end close
+  // together), since every refresh is a request counted against the key's limit; the
+  // refresh runs after the spending it was scheduled for.
   let timer = null;
   document.addEventListener('imagegate:spent', () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => refresh().catch(() => {}), SPENT_DEBOUNCE_MS);
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      refresh().catch(() => {});
+    }, SPENT_REFRESH_MS);
   });
   return {
     refresh,
+    shown() { refresh().catch(() => {}); },
     forget() {
       summary.textContent = 'Usage appears once a key is saved.';
       holder.replaceChildren();

@@ -10,9 +10,9 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ImageEncoder, Rgb, RgbImage};
 
 /// Low bits of noise per sample that bring a 1024² PNG to about 1.5 MB.
-pub const PNG_NOISE_BITS: u32 = 4;
-/// Enough noise for a JPEG of photographic size (about 1 MB at 2048² and quality 90).
-pub const JPEG_NOISE_BITS: u32 = 3;
+pub const PNG_NOISE_BITS: u32 = 3;
+/// Enough noise for a JPEG of photographic size (about 1.2 MB at 2048² and quality 90).
+pub const JPEG_NOISE_BITS: u32 = 4;
 
 /// A gradient picture with `noise_bits` of deterministic noise in every sample.
 pub fn picture(width: u32, height: u32, noise_bits: u32) -> RgbImage {

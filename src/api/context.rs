@@ -40,7 +40,11 @@ pub async fn request_context(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let id = ids::new_id("req");
+    // A replayed async request keeps the id it was accepted under.
+    let id = match request.extensions().get::<RequestId>() {
+        Some(existing) => existing.0.clone(),
+        None => ids::new_id("req"),
+    };
     request.extensions_mut().insert(RequestId(id.clone()));
     // The route template, never the raw path, as a metrics label: ids in paths would make
     // the number of series unbounded.
@@ -65,15 +69,16 @@ pub async fn request_context(
     let surface = Surface::of_path(request.uri().path());
     let in_flight = monitoring.metrics.in_flight();
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     let _entered = span.enter();
+    // Before rendering: an error is rendered into a new response, without these extensions.
+    let key_id = response.extensions_mut().remove::<CallerKey>().map(|k| k.0);
     let mut response = render_error(response, &id, &monitoring.metrics, surface);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    let key_id = response.extensions_mut().remove::<CallerKey>().map(|k| k.0);
     if let Some(model) = response
         .headers()
         .get("x-imagegate-model")

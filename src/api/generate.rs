@@ -44,28 +44,8 @@ pub struct GenerateImageBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
-    #[serde(rename = "async")]
-    run_async: Option<bool>,
-    webhook_url: Option<String>,
     include_quality: Option<bool>,
     min_quality_score: Option<f64>,
-}
-
-/// Fields of the contract this build does not serve yet are refused, never ignored:
-/// a silently dropped `async` or `webhook_url` would be worse than an error.
-fn refuse_unsupported(body: &GenerateImageBody) -> Result<(), ApiError> {
-    let unsupported = [
-        ("async", body.run_async == Some(true)),
-        ("webhook_url", body.webhook_url.is_some()),
-    ];
-    match unsupported.iter().find(|(_, given)| *given) {
-        Some((field, _)) => Err(ApiError::invalid(
-            field,
-            format!("The field '{field}' is not supported by this server yet."),
-        )
-        .detail("reason", "not_supported")),
-        None => Ok(()),
-    }
 }
 
 pub async fn generate_image(
@@ -73,7 +53,6 @@ pub async fn generate_image(
     ctx: RequestContext,
     JsonBody(body): JsonBody<GenerateImageBody>,
 ) -> Result<Response, ApiError> {
-    refuse_unsupported(&body)?;
     let prompt = Prompt::parse("prompt", body.prompt, state.limits.max_prompt_chars)?;
     let check = QualityCheck::parse(body.include_quality, body.min_quality_score)?;
     let options = RawOptions {

@@ -13,6 +13,7 @@ pub mod gemini_offline;
 pub mod generate;
 pub mod idempotency;
 pub mod images;
+pub mod jobs;
 pub mod json;
 pub mod limits;
 pub mod monitoring;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub url_signer: signed::UrlSigner,
     /// The Gemini client when that is the provider, for the native surface's relay.
     pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
+    /// Async requests and webhooks.
+    pub jobs: Arc<crate::jobs::Jobs>,
     /// Metrics, `/stats` and readiness.
     pub monitoring: Arc<Monitoring>,
 }
@@ -77,8 +80,8 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let max_body = state.max_body_bytes();
+/// Every route, without the layers.
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/generate-image", post(generate::generate_image))
         .route("/edit-image", post(generate::edit_image))
@@ -101,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images/generations", post(openai::generations))
         .route("/v1/images/edits", post(openai::edits))
         .route("/v1/files/{image_id}", get(signed::get_file))
+        .route("/requests/{request_id}", get(jobs::status))
+        .route("/requests/{request_id}/cancel", post(jobs::cancel))
+        .route("/webhooks/secret", get(jobs::webhook_secret))
         .route("/images", get(gallery::list_images))
         .route("/images/{image_id}", get(images::get_image))
         .route("/usage", get(usage::get_usage))
@@ -118,6 +124,29 @@ pub fn router(state: AppState) -> Router {
         .route("/playground/catalog.json", get(playground::catalog))
         .route("/playground/{file}", get(playground::asset))
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
+}
+
+/// The routes as async workers replay stored requests: the caller and request id come
+/// with the request, and limits, idempotency and async diversion were applied when it
+/// was accepted.
+pub fn replay_router(state: AppState) -> Router {
+    routes()
+        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
+        .layer(CatchPanicLayer::custom(context::panic_response))
+        .layer(middleware::from_fn_with_state(
+            state.monitoring.clone(),
+            context::request_context,
+        ))
+        .with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes();
+    routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            jobs::accept_async,
+        ))
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
         .layer(middleware::from_fn_with_state(

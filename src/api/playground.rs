@@ -152,6 +152,35 @@ mod tests {
     }
 
     #[test]
+    fn the_pages_stepwise_story_uses_the_servers_step_prompts() {
+        // web/story.js repeats `step_prompt` of src/generation/story.rs so a story run as
+        // chat turns is the same conversation; a change of wording on one side fails here.
+        let server = include_str!("../generation/story.rs");
+        let page = ASSETS
+            .iter()
+            .find(|a| a.name == "story.js")
+            .map(|a| a.body)
+            .unwrap_or_default();
+        for fragment in [
+            "Keep the same characters, setting, objects and visual style in every step.",
+            "Visual style for every step: ",
+            "steps, about: ",
+            ": generate its image, and write a one-sentence caption for it.",
+            ", continuing from the previous step with the same characters, ",
+            "setting and style. Generate its image and write a one-sentence caption for it.",
+        ] {
+            assert!(
+                server.contains(fragment),
+                "story.rs no longer says {fragment:?}"
+            );
+            assert!(
+                page.contains(fragment),
+                "story.js does not say {fragment:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_page_has_no_inline_script_or_style_and_no_external_url() {
         for asset in ASSETS.iter().chain(std::iter::once(&INDEX)) {
             // An XML namespace is a name, not a fetch.

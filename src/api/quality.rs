@@ -46,6 +46,10 @@ pub async fn generate(
             "Quality is measured on an image; include \"Image\" in response_modalities.",
         ));
     }
+    if ctx.dry_run {
+        // Validation for async acceptance: the attempts are made when the work runs.
+        return state.generator.run(ctx, first).await;
+    }
     let checked = quality_check::generate_with_quality_check(check, &prompt, |p| {
         let request = build(p);
         let generator = state.generator.clone();

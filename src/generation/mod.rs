@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::caller::RequestContext;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::ids;
 use crate::models::{Prices, Retirement};
 use crate::provider::{
@@ -142,6 +142,10 @@ impl Generator {
         request: ProviderRequest,
         post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
+        if ctx.dry_run {
+            // Everything before the provider call ran: the request is valid.
+            return Err(ApiError::new(ErrorKind::Validated, "validated"));
+        }
         let this = self.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move { this.run_to_end(ctx, request, post).await })

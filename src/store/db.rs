@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency",
         include_str!("../../migrations/sqlite/0005_idempotency.sql"),
     ),
+    (
+        6,
+        "requests",
+        include_str!("../../migrations/sqlite/0006_requests.sql"),
+    ),
 ];
 
 #[derive(Clone)]

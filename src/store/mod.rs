@@ -4,6 +4,7 @@ pub mod db;
 pub mod idempotency;
 pub mod images;
 pub mod keys;
+pub mod requests;
 pub mod sessions;
 pub mod usage;
 

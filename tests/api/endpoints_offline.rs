@@ -138,7 +138,7 @@ async fn bad_json_bodies_get_400_naming_the_field() {
             "image_size",
         ),
         (json!({"prompt": "a", "seed": 1u64 << 40}), "seed"),
-        (json!({"prompt": "a", "async": true}), "async"),
+        (json!({"prompt": "a", "async": "yes"}), "async"),
         (
             json!({"prompt": "a", "webhook_url": "https://example.com/hook"}),
             "webhook_url",

@@ -3,6 +3,7 @@
 mod support;
 
 mod advanced;
+mod async_jobs;
 mod chat;
 mod cli;
 mod compat;
@@ -13,6 +14,10 @@ mod gemini_upstream;
 mod guide_samples;
 mod intake_limits;
 mod keys_limits;
+mod logs;
+mod monitoring;
+mod openapi;
 mod playground;
 mod process;
+mod quality;
 mod story;

@@ -4,7 +4,7 @@
 // (`imagegate keys create`), and Debian's Chromium driven by playwright-core.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -58,8 +58,10 @@ export async function startImagegate() {
       }
     });
   });
+  const base = `http://${address}`;
+  await assertServesTheWorkTree(base);
   return {
-    base: `http://${address}`,
+    base,
     key,
     log,
     async stop() {
@@ -71,6 +73,21 @@ export async function startImagegate() {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The page is compiled into the binary, so a binary older than web/ would test old
+ * files: refuse to run then, rather than pass or fail on the wrong page.
+ */
+async function assertServesTheWorkTree(base) {
+  const web = path.join(ROOT, 'web');
+  for (const name of await readdir(web)) {
+    const url = name === 'index.html' ? `${base}/` : `${base}/playground/${name}`;
+    const served = await (await fetch(url)).text();
+    if (served !== await readFile(path.join(web, name), 'utf8')) {
+      throw new Error(`${BIN} serves an older web/${name}: run \`cargo build\` first`);
+    }
+  }
 }
 
 export async function startBrowser() {

@@ -191,6 +191,12 @@ test('the playground, end to end in Chromium', async (t) => {
     assert.notEqual(ids[0], ids[1]);
     assert.equal(await page.$$eval('.chat-log .turn.user', (t) => t.length), 2);
     await shoot(page, '06-chat');
+    // The conversation survives a reload: it is read back from GET /chat/{id}.
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('.chat-log .turn.model img'))
+      .filter((i) => i.naturalWidth > 0).length === 2);
+    assert.equal(await page.$$eval('.chat-log .turn.user', (t) => t.length), 2);
   });
 
   await t.test('a 3-step story fills in step by step and completes', async () => {
@@ -277,14 +283,19 @@ test('the playground, end to end in Chromium', async (t) => {
     assert.ok(shown >= 10, `${shown} previews`);
     await shoot(page, '10-gallery');
     await open('usage');
-    await page.waitForSelector('#tool-usage table tbody tr');
-    assert.match(await page.textContent('#tool-usage table'), /offline|gemini/);
+    // Every image so far was one request of this key: the table and the header say so.
+    const made = await page.$$eval('.gallery li', (items) => items.length);
+    await page.waitForFunction((n) => new RegExp(`totals \\$0\\.00 for ${n} images`).test(
+      document.querySelector('#tool-usage caption')?.textContent || ''), made);
+    assert.match(await page.textContent('#tool-usage table'), /offline/);
+    assert.match(await page.textContent('#usage-summary'), new RegExp(`${made} images`));
     await shoot(page, '11-usage');
   });
 
   await t.test('on a 375 px screen the page fits and works with the keyboard alone', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await page.goto(`${server.base}/#generate`);
+    await page.reload();
     await page.waitForSelector('body[data-ready="true"]');
     // Choose "Story" from the menu by keyboard: focus lands on its heading.
     await page.focus('nav.tools a[href="#story"]');

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw results (one JSON object a line) into the Markdown tables of
+docs/benchmarks.md, with the machine, the command and the date, and the targets checked.
+
+Usage: report.py RESULTS.jsonl
+"""
+import datetime
+import json
+import os
+import platform
+import sys
+
+
+def machine() -> str:
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return (f"{os.cpu_count()} cores ({model}), {mem_kb / 1024 / 1024:.1f} GiB, "
+            f"Linux {platform.release()}")
+
+
+def ms(v: float) -> str:
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def mb(kb: int) -> str:
+    return f"{kb / 1024:.1f} MB"
+
+
+def main(path: str) -> None:
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    by_phase = {}
+    for r in rows:
+        by_phase.setdefault(r["phase"], []).append(r)
+    upstream = by_phase["upstream"][0]["stats"]
+
+    out = []
+    say = out.append
+    say(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
+        "command `bench/run.sh`.")
+    say("")
+    say(f"Upstream answers: PNG {upstream['png_body_bytes'] / 1e6:.2f} MB of JSON "
+        f"(1024×1024 PNG), JPEG {upstream['jpeg_body_bytes'] / 1e6:.2f} MB (2048×2048 JPEG).")
+    say("")
+    say("### Latency and throughput (upstream delay 0)")
+    say("")
+    say("| payload | conc. | direct req/s | direct p50 / p99 ms | gateway req/s | "
+        "gateway p50 / p99 ms | added p50 / p99 ms | gateway ÷ direct req/s | errors |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    checks = []
+    for image in ("png", "jpeg"):
+        for c in (1, 16, 64):
+            runs = {r["target"]: r["wrk"] for r in by_phase.get(f"{image}-c{c}", [])}
+            if set(runs) != {"direct", "gateway"}:
+                continue
+            d, g = runs["direct"], runs["gateway"]
+            errors = sum(sum(x["errors"].values()) for x in (d, g))
+            ratio = g["rps"] / d["rps"]
+            added50, added99 = g["p50_ms"] - d["p50_ms"], g["p99_ms"] - d["p99_ms"]
+            say(f"| {image.upper()} | {c} | {d['rps']:.0f} | {ms(d['p50_ms'])} / {ms(d['p99_ms'])} | "
+                f"{g['rps']:.0f} | {ms(g['p50_ms'])} / {ms(g['p99_ms'])} | "
+                f"{ms(added50)} / {ms(added99)} | {ratio:.2f} | {errors} |")
+            if image == "png" and c == 1:
+                checks.append(("added p99 at concurrency 1, 1.5 MB PNG", f"{added99:.2f} ms", "< 5 ms",
+                               added99 < 5))
+            if image == "png" and c == 64:
+                checks.append(("gateway ÷ direct throughput at concurrency 64, PNG", f"{ratio:.2f}",
+                               "≥ 0.5", ratio >= 0.5))
+    say("")
+
+    say("### Memory (resident set of the imagegate process)")
+    say("")
+    say("| measurement | RSS |")
+    say("|---|---|")
+    held = by_phase.get("rss-held", [None])[0]
+    if held:
+        say(f"| idle, just started | {mb(held['idle_kb'])} |")
+        say(f"| while 1,000 requests are held by a 10 s upstream delay "
+            f"(upstream saw {held['max_in_flight']} at once) | {mb(held['while_held_kb'])} |")
+        say(f"| peak (VmHWM) over the whole phase, the 1,000 answers' burst included | "
+            f"{mb(held['peak_kb'])} |")
+        checks.append(("peak RSS with 1,000 in flight", mb(held["peak_kb"]), "< 150 MB",
+                       held["peak_kb"] < 150 * 1024))
+    growth = by_phase.get("rss-growth", [None])[0]
+    if growth:
+        wrk = by_phase["growth-10k"][0]["wrk"]
+        say(f"| before 10,000 requests (after the runs above) | {mb(growth['before_kb'])} |")
+        say(f"| after them ({wrk['requests']} answered; upstream served "
+            f"{growth['upstream']['served']}) | {mb(growth['after_kb'])} |")
+    say("")
+
+    say("### Async path")
+    say("")
+    async_ = by_phase.get("async", [None])[0]
+    if async_ and async_["result"].get("status") == "measured":
+        a = async_["result"]
+        say(f"Submit → webhook received at concurrency {a['concurrency']}: p50 {ms(a['p50_ms'])} ms, "
+            f"p99 {ms(a['p99_ms'])} ms, max {ms(a['max_ms'])} ms "
+            f"({a['completed']} completed, {a['failed']} failed).")
+    else:
+        say("Submit → webhook latency at concurrency 16: **not measurable yet: async not "
+            "implemented** (the server answers `\"async\": true` with 400 `not_supported`).")
+    say("")
+
+    imaging = by_phase.get("imaging", [None])[0]
+    if imaging:
+        rust, py = imaging["rust"], imaging["python"]
+        say(f"### Image work, Rust (release) against Python {py['python']} "
+            f"(NumPy {py['numpy']}, Pillow {py['pillow']}), same files")
+        say("")
+        say("| work | Rust median (min) ms | Python median (min) ms | Rust speed-up |")
+        say("|---|---|---|---|")
+        for key, label in (("quality_png_1024", "quality metrics + score, 1024×1024 PNG "
+                            f"({rust['png_bytes'] / 1e6:.2f} MB)"),
+                           ("downscale_jpeg_4000x3000", "decode + resize to 1024 + JPEG encode, "
+                            f"4000×3000 JPEG ({rust['photo_bytes'] / 1e6:.2f} MB)")):
+            r, p = rust[key], py[key]
+            speedup = p["median_ms"] / r["median_ms"]
+            say(f"| {label} | {ms(r['median_ms'])} ({ms(r['min_ms'])}) | "
+                f"{ms(p['median_ms'])} ({ms(p['min_ms'])}) | {speedup:.1f}× |")
+            if key == "quality_png_1024":
+                checks.append(("quality metrics against NumPy", f"{speedup:.1f}×", "≥ 5×",
+                               speedup >= 5))
+        say("")
+
+    say("### Targets")
+    say("")
+    say("| target | measured | goal | met |")
+    say("|---|---|---|---|")
+    for name, value, goal, met in checks:
+        say(f"| {name} | {value} | {goal} | {'yes' if met else '**no**'} |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

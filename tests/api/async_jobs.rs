@@ -1,0 +1,350 @@
+//! Async work: stored before the 202, run by workers, reported by `GET /requests/{id}`,
+//! cancellable while queued, and announced by signed webhooks (verified here with an
+//! independent implementation of the Standard Webhooks scheme).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::fake_gemini::FakeGemini;
+use crate::support::{TestApp, expect_error, file_part, json_of, png};
+
+/// A webhook receiver on loopback that answers with the scripted statuses, then 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    async fn start(script: &[u16]) -> (Self, String) {
+        let receiver = Receiver::default();
+        *receiver.script.lock().unwrap() = script.iter().rev().copied().collect();
+        let state = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    state.got.lock().unwrap().push((headers, body));
+                    let code = state.script.lock().unwrap().pop().unwrap_or(200);
+                    StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    fn calls(&self) -> Vec<(HeaderMap, String)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// HMAC-SHA256 written out from its definition (RFC 2104), independent of the server's.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+fn verify(secret: &str, headers: &HeaderMap, body: &str) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let id = headers["webhook-id"].to_str().unwrap();
+    let ts = headers["webhook-timestamp"].to_str().unwrap();
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(hmac_sha256(&key, format!("{id}.{ts}.{body}").as_bytes()));
+    headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .any(|s| s == format!("v1,{expected}"))
+}
+
+async fn wait_for(app: &TestApp, id: &str, wanted: &[&str]) -> Value {
+    for _ in 0..400 {
+        let (status, _, body) = json_of(app.get(&format!("/requests/{id}")).await).await;
+        assert_eq!(status, 200, "{body}");
+        if wanted.contains(&body["status"].as_str().unwrap_or_default()) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("request {id} never reached {wanted:?}");
+}
+
+async fn wait_until(mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition never held");
+}
+
+fn quick_webhooks(c: &mut imagegate::config::Config) {
+    c.provider = imagegate::config::ProviderChoice::Offline;
+    c.jobs.poll_ms = 20;
+    c.jobs.webhooks.allow_private = true;
+    c.jobs.webhooks.initial_backoff_ms = 20;
+    c.jobs.webhooks.max_backoff_ms = 50;
+}
+
+#[tokio::test]
+async fn an_async_request_is_accepted_stored_and_completed() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let response = app
+        .post_json(
+            "/generate-image",
+            json!({"prompt": "a fox", "async": true, "image_size": "512"}),
+        )
+        .await;
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (status, header_id, accepted) = json_of(response).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["request_id"].as_str().unwrap();
+    assert_eq!(id, header_id);
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(accepted["status_url"], format!("/requests/{id}"));
+    assert_eq!(location, format!("/requests/{id}"));
+    let done = wait_for(&app, id, &["succeeded", "failed"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["request_id"], id);
+    assert_eq!(done["result"]["model"], "offline");
+    assert!(
+        done["result"]["images"][0]
+            .as_str()
+            .is_some_and(|i| i.len() > 1000)
+    );
+    assert!(done["error"].is_null() && done["finished_at"].is_string());
+}
+
+#[tokio::test]
+async fn invalid_async_requests_are_refused_before_anything_is_stored() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let (status, id, body) = json_of(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "x".repeat(2150), "async": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["field"], "prompt");
+    expect_error(app.get(&format!("/requests/{id}")).await, 404, "not_found").await;
+    let body = expect_error(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a", "async": true, "webhook_url": "ftp://x"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(body["details"]["field"], "webhook_url");
+}
+
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_them() {
+    let app = TestApp::offline().await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x",
+        "http://10.0.0.1/x",
+    ] {
+        let body = expect_error(
+            app.post_json(
+                "/generate-image",
+                json!({"prompt": "a", "async": true, "webhook_url": url}),
+            )
+            .await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        assert_eq!(
+            body["details"]["reason"], "forbidden_address",
+            "{url}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
+    let (receiver, url) = Receiver::start(&[500]).await;
+    let app = TestApp::spawn(quick_webhooks).await;
+    let (status, id, _) = json_of(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a fox", "async": true, "webhook_url": url, "image_size": "512"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_until(|| receiver.calls().len() >= 2).await;
+    let calls = receiver.calls();
+    let (secret_status, _, secret) = json_of(app.get("/webhooks/secret").await).await;
+    assert_eq!(secret_status, 200);
+    let secret = secret["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+    for (headers, body) in &calls {
+        assert!(
+            verify(secret, headers, body),
+            "signature verifies independently"
+        );
+    }
+    assert_eq!(
+        calls[0].0["webhook-id"], calls[1].0["webhook-id"],
+        "a retry keeps its message id"
+    );
+    let delivered: Value = serde_json::from_str(&calls[1].1).unwrap();
+    let current = wait_for(&app, &id, &["succeeded"]).await;
+    assert!(
+        delivered == current,
+        "the webhook carries the body of GET /requests/{{id}}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.calls().len(), 2, "no more attempts after a 2xx");
+}
+
+#[tokio::test]
+async fn a_410_stops_webhook_retries() {
+    let (receiver, url) = Receiver::start(&[410, 500, 500]).await;
+    let app = TestApp::spawn(quick_webhooks).await;
+    let (status, _, _) = json_of(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a", "async": true, "webhook_url": url, "image_size": "512"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_until(|| !receiver.calls().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn queued_requests_can_be_canceled_and_only_those() {
+    let app = TestApp::spawn(|c| {
+        quick_webhooks(c);
+        c.jobs.workers = 0;
+    })
+    .await;
+    let (_, id, _) = json_of(
+        app.post_json("/generate-image", json!({"prompt": "a", "async": true}))
+            .await,
+    )
+    .await;
+    let (status, _, canceled) = json_of(
+        app.client
+            .post(app.url(&format!("/requests/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{canceled}");
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(
+        wait_for(&app, &id, &["canceled"]).await["status"],
+        "canceled"
+    );
+    let again = app
+        .client
+        .post(app.url(&format!("/requests/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    expect_error(again, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn multipart_requests_can_run_async_too() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let form = reqwest::multipart::Form::new()
+        .part("image", file_part(png(120, 80), "a.png"))
+        .text("prompt", "make it blue")
+        .text("async", "True");
+    let (status, id, body) = json_of(app.post_form("/edit-image", form).await).await;
+    assert_eq!(status, 202, "{body}");
+    let done = wait_for(&app, &id, &["succeeded", "failed"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let image = crate::support::decode_image(&done["result"]["images"][0]);
+    assert_eq!((image.width(), image.height()), (120, 80));
+}
+
+#[tokio::test]
+async fn a_refusal_upstream_is_a_failed_request_with_the_contracts_error() {
+    let fake = FakeGemini::start().await;
+    let base_url = fake.base_url();
+    let app = TestApp::spawn(move |c| {
+        quick_webhooks(c);
+        c.provider = imagegate::config::ProviderChoice::Gemini;
+        c.google_api_key = Some(imagegate::config::Secret::new(
+            crate::support::fake_gemini::FAKE_API_KEY,
+        ));
+        c.gemini.base_url = base_url;
+    })
+    .await;
+    let (status, id, _) = json_of(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "x [[fake:image_safety]]", "async": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let done = wait_for(&app, &id, &["succeeded", "failed"]).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"]["error"], "content_blocked");
+    assert_eq!(done["error"]["request_id"], id.as_str());
+    assert!(done["result"].is_null());
+}
+
+#[tokio::test]
+async fn requests_are_invisible_to_other_keys() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let (_, id, _) = json_of(
+        app.post_json("/generate-image", json!({"prompt": "a", "async": true}))
+            .await,
+    )
+    .await;
+    let other = app.create_key("paid").await;
+    let response = app
+        .client
+        .get(app.url(&format!("/requests/{id}")))
+        .bearer_auth(other)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 404, "not_found").await;
+}
