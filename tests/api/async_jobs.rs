@@ -15,13 +15,13 @@ use crate::support::{TestApp, expect_error, file_part, json_of, png};
 
 /// A webhook receiver on loopback that answers with the scripted statuses, then 200.
 #[derive(Clone, Default)]
-struct Receiver {
+pub struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     script: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Receiver {
-    async fn start(script: &[u16]) -> (Self, String) {
+    pub async fn start(script: &[u16]) -> (Self, String) {
         let receiver = Receiver::default();
         *receiver.script.lock().unwrap() = script.iter().rev().copied().collect();
         let state = receiver.clone();
@@ -42,7 +42,7 @@ impl Receiver {
         (receiver, url)
     }
 
-    fn calls(&self) -> Vec<(HeaderMap, String)> {
+    pub fn calls(&self) -> Vec<(HeaderMap, String)> {
         self.got.lock().unwrap().clone()
     }
 }

@@ -7,6 +7,7 @@ mod async_jobs;
 mod chat;
 mod cli;
 mod compat;
+mod crash;
 mod endpoints_offline;
 mod fake_gemini_selftest;
 mod gallery;
