@@ -25,6 +25,18 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     let access = &state.access;
     let tier = access.tiers.for_tier(&caller.tier);
     let now = access.clock.now_ms();
+    // Reading an async request's status or a stored image is not a new piece of work:
+    // counting polls against 15 a minute would starve the free tier's own async requests.
+    let path = request.uri().path();
+    if request.method() == axum::http::Method::GET
+        && (path.starts_with("/requests/") || path.starts_with("/images/"))
+    {
+        let window = access
+            .rate
+            .peek(&caller.key_id, tier.requests_per_minute, now)
+            .await;
+        return with_window(next.run(request).await, window);
+    }
     // Concurrency first, so a request refused for it does not use up a minute slot.
     let Some(permit) = access
         .concurrency

@@ -348,3 +348,34 @@ async fn requests_are_invisible_to_other_keys() {
         .unwrap();
     expect_error(response, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn polling_a_request_does_not_use_up_a_free_keys_minute() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let free = app.create_key("free").await;
+    let client = crate::support::client_with_key(Some(&free));
+    let submitted = client
+        .post(app.url("/generate-image"))
+        .json(&json!({"prompt": "a fox", "async": true, "image_size": "512"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 202);
+    let id = submitted.json::<Value>().await.unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..30 {
+        let poll = client
+            .get(app.url(&format!("/requests/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(poll.status(), 200, "status polls are not rate limited");
+        assert_eq!(
+            poll.headers()["x-ratelimit-remaining"],
+            "14",
+            "and do not count"
+        );
+    }
+}
