@@ -178,6 +178,29 @@ impl Generator {
         Ok((image_ids, usage))
     }
 
+    /// A refused call still used tokens upstream, and is billed for them: record it (with
+    /// no images). The client gets the refusal either way, so a failure here is logged.
+    async fn record_refusal(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+        e: &ProviderError,
+        prices: Prices,
+    ) {
+        let (Some(sink), Some(tokens)) = (&self.usage, e.usage()) else {
+            return;
+        };
+        if tokens == TokenUsage::default() {
+            return;
+        }
+        if let Err(err) = sink
+            .record(ctx, model, &Usage::priced(tokens, prices), 0)
+            .await
+        {
+            tracing::warn!(error = %err, "could not record the usage of a refused call");
+        }
+    }
+
     async fn run_to_end(
         &self,
         ctx: RequestContext,
@@ -187,13 +210,24 @@ impl Generator {
         let modalities = request.modalities;
         let prices = request.model.entry.prices;
         let substituted = request.model.substituted.clone();
-        let mut generated = self.provider.generate(request).await?;
+        let model = request.model.entry.upstream_id.clone();
+        let generated = match self.provider.generate(request).await {
+            Ok(g) => g,
+            Err(e) => {
+                self.record_refusal(&ctx, &model, &e, prices).await;
+                return Err(e.into());
+            }
+        };
+        let mut generated = generated;
         if modalities.image && generated.images.is_empty() {
-            return Err(ProviderError::NoImage {
+            let e = ProviderError::NoImage {
                 finish_reason: generated.finish_reason.clone(),
                 text: generated.text.clone(),
-            }
-            .into());
+                usage: generated.usage,
+            };
+            self.record_refusal(&ctx, &generated.model, &e, prices)
+                .await;
+            return Err(e.into());
         }
         if let Some(post) = post {
             let images = std::mem::take(&mut generated.images);

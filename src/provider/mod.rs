@@ -177,12 +177,15 @@ pub enum ProviderError {
         reason: String,
         prompt_blocked: bool,
         message: Option<String>,
+        /// What the refused call used upstream: refusals are billed too.
+        usage: TokenUsage,
     },
     /// The model answered without an image.
     #[error("no image generated ({finish_reason})")]
     NoImage {
         finish_reason: String,
         text: Option<String>,
+        usage: TokenUsage,
     },
     /// The model rejected the request as invalid (upstream 400).
     #[error("upstream rejected the request: {message}")]
@@ -203,6 +206,16 @@ pub enum ProviderError {
     },
 }
 
+impl ProviderError {
+    /// Tokens a failed call still used (a refusal is billed upstream).
+    pub fn usage(&self) -> Option<TokenUsage> {
+        match self {
+            Self::Blocked { usage, .. } | Self::NoImage { usage, .. } => Some(*usage),
+            _ => None,
+        }
+    }
+}
+
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
         match err {
@@ -210,6 +223,7 @@ impl From<ProviderError> for ApiError {
                 reason,
                 prompt_blocked,
                 message,
+                ..
             } => {
                 let what = if prompt_blocked {
                     "The prompt was blocked by the model's safety policy."
@@ -227,6 +241,7 @@ impl From<ProviderError> for ApiError {
             ProviderError::NoImage {
                 finish_reason,
                 text,
+                ..
             } => ApiError::new(
                 ErrorKind::NoImageGenerated,
                 "The model answered without an image.",

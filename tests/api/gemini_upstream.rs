@@ -431,3 +431,23 @@ async fn compositions_send_every_image_in_order() {
     assert!(text.contains("collage"), "{text}");
     let _: &Value = &body;
 }
+
+#[tokio::test]
+async fn a_refused_call_is_still_billed_for_its_tokens() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::gemini(&fake).await;
+    expect_error(
+        generate(&app, "a forbidden thing [[fake:image_safety]]").await,
+        422,
+        "content_blocked",
+    )
+    .await;
+    let usage: Value = app.get("/usage").await.json().await.unwrap();
+    let totals = &usage["totals"];
+    assert!(
+        totals["input_tokens"].as_u64().unwrap() > 0,
+        "the prompt's tokens are recorded: {usage}"
+    );
+    assert_eq!(totals["images"], 0);
+    assert!(totals["cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
+}

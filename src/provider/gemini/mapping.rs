@@ -146,6 +146,7 @@ pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
                     reason,
                     prompt_blocked: true,
                     message,
+                    usage,
                 },
                 None => bad(
                     "The upstream model returned no result.",
@@ -162,6 +163,7 @@ pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
             reason: finish_reason,
             prompt_blocked: false,
             message: candidate.finish_message,
+            usage,
         });
     }
 
@@ -229,6 +231,7 @@ pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
         return Err(ProviderError::NoImage {
             finish_reason,
             text,
+            usage,
         });
     }
     Ok(Generated {
@@ -264,6 +267,7 @@ mod tests {
                 reason,
                 prompt_blocked,
                 message,
+                ..
             }) => {
                 assert_eq!(reason, "IMAGE_SAFETY");
                 assert!(!prompt_blocked);

@@ -17,7 +17,6 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     /// Sends `Authorization: Bearer <key>` with every request.
     pub client: reqwest::Client,
@@ -85,7 +84,6 @@ impl TestApp {
         }));
         let key = issue_key(data_dir.path(), "paid", clock.now_ms()).await;
         Self {
-            addr,
             base: format!("http://{addr}"),
             client: client_with_key(Some(&key)),
             key,
