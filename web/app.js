@@ -5,6 +5,7 @@ import { ApiError, keyStore } from './api.js';
 import { mountChat } from './chat.js';
 import { mountTools } from './forms.js';
 import { mountGallery } from './gallery.js';
+import { pendingJobs } from './jobs.js';
 import { mountStory } from './story.js';
 import { clearError, el, showError } from './ui.js';
 import { mountUsage } from './usage.js';
@@ -90,9 +91,9 @@ async function start() {
     showError(document.getElementById('key-error'), error);
     return;
   }
-  mountTools(catalog);
+  const tools = mountTools(catalog);
   const chat = mountChat(catalog);
-  mountStory(catalog);
+  const story = mountStory(catalog);
   const gallery = mountGallery();
   const usage = mountUsage();
   mountKey(usage, chat, gallery);
@@ -102,6 +103,10 @@ async function start() {
   if (keyStore.get()) {
     usage.refresh().catch(() => {});
     chat.restore();
+    // Background work started before a reload: the server kept it, the page waits again.
+    for (const job of pendingJobs()) {
+      if (!tools.resume(job)) story.resume(job);
+    }
   }
   document.body.dataset.ready = 'true';
 }

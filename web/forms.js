@@ -3,20 +3,39 @@
 // shown under the form with the named field marked.
 
 import { announceSpend, call } from './api.js';
+import { cancelJob, submitInBackground, waitForJob } from './jobs.js';
 import { mountPainter } from './mask.js';
 import { appendOptions, mountOptions } from './options.js';
 import {
   announce, bindRangeOutputs, clearError, el, mountPicker, renderGeneration, showError, startProgress,
 } from './ui.js';
 
-/** Runs one request for a tool section, with progress, errors and the result shown. */
-export async function runTool(section, label, work) {
+/**
+ * Runs one request for a tool section, with progress, errors and the result shown.
+ * `build` gives { path, json } or { path, form }. With the form's "background" box
+ * ticked the request goes with `async` and is polled; `resumeId` picks up such a
+ * request after a reload.
+ */
+export async function runTool(section, label, build, resumeId) {
   const form = section.querySelector('form.tool-form');
   const errorBox = form.querySelector('[data-error]');
+  const background = form.elements.namedItem('async');
   clearError(errorBox, form);
   const progress = startProgress(form, label);
   try {
-    const response = await work();
+    let response;
+    if (resumeId || (background && background.checked)) {
+      const id = resumeId || await submitInBackground(section.id, await build());
+      progress.update(`Queued (${id})…`);
+      const cancel = progress.action('Cancel', () => cancelJob(id).catch((e) => showError(errorBox, e, form)));
+      response = await waitForJob(id, (status) => {
+        if (status === 'running') cancel.remove();
+        progress.update(`${status === 'running' ? 'Running' : 'Queued'} (${id})…`);
+      });
+    } else {
+      const request = await build();
+      response = await call(request.path, { method: 'POST', json: request.json, form: request.form });
+    }
     renderGeneration(section.querySelector('[data-result]'), response, label);
     announce(`${label} finished.`);
     announceSpend();
@@ -51,6 +70,15 @@ function setUp(id) {
   return { section, form, pickers, submit };
 }
 
+const LABELS = {
+  'tool-generate': 'Generate',
+  'tool-edit': 'Edit',
+  'tool-compose': 'Compose',
+  'tool-inpaint': 'Inpaint',
+  'tool-outpaint': 'Outpaint',
+  'tool-style': 'Style transfer',
+};
+
 export function mountTools(catalog) {
   mountGenerate(catalog);
   mountEdit(catalog);
@@ -58,27 +86,35 @@ export function mountTools(catalog) {
   mountInpaint();
   mountOutpaint();
   mountStyle(catalog);
+  return {
+    /** Picks up a background request of one of these tools (see jobs.js). */
+    resume(job) {
+      if (!LABELS[job.tool]) return false;
+      runTool(document.getElementById(job.tool), LABELS[job.tool], null, job.id);
+      return true;
+    },
+  };
 }
 
 function mountGenerate(catalog) {
   const { section, form, submit } = setUp('generate');
   const options = mountOptions(form.querySelector('[data-options]'), catalog);
-  submit(() => runTool(section, 'Generate', () => call('/generate-image', {
-    method: 'POST', json: { prompt: text(form, 'prompt'), ...options.read() },
+  submit(() => runTool(section, LABELS[section.id], () => ({
+    path: '/generate-image', json: { prompt: text(form, 'prompt'), ...options.read() },
   })));
 }
 
 function mountEdit(catalog) {
   const { section, form, pickers, submit } = setUp('edit');
   const options = mountOptions(form.querySelector('[data-options]'), catalog);
-  submit(() => runTool(section, 'Edit', () => {
+  submit(() => runTool(section, LABELS[section.id], () => {
     const body = new FormData();
     addFiles(body, 'image', pickers.image.blobs());
     body.append('prompt', text(form, 'prompt'));
     body.append('preserve_subject', String(form.elements.preserve_subject.checked));
     body.append('edit_strength', text(form, 'edit_strength'));
     appendOptions(body, options.read());
-    return call('/edit-image', { method: 'POST', form: body });
+    return { path: '/edit-image', form: body };
   }));
 }
 
@@ -89,13 +125,13 @@ function mountCompose(catalog) {
     value: name, selected: name === catalog.default_composition_style || null,
   }, name.replace(/_/g, ' '))));
   const options = mountOptions(form.querySelector('[data-options]'), catalog);
-  submit(() => runTool(section, 'Compose', () => {
+  submit(() => runTool(section, LABELS[section.id], () => {
     const body = new FormData();
     addFiles(body, 'images', pickers.images.blobs());
     body.append('prompt', text(form, 'prompt'));
     body.append('composition_style', style.value);
     appendOptions(body, options.read());
-    return call('/compose-images', { method: 'POST', form: body });
+    return { path: '/compose-images', form: body };
   }));
 }
 
@@ -103,7 +139,7 @@ function mountInpaint() {
   const { section, form, pickers, submit } = setUp('inpaint');
   const painter = mountPainter(form.querySelector('[data-painter]'));
   pickers.image.onChange((chosen) => painter.load(chosen[0] ? chosen[0].blob : null));
-  submit(() => runTool(section, 'Inpaint', async () => {
+  submit(() => runTool(section, LABELS[section.id], async () => {
     const body = new FormData();
     addFiles(body, 'image', pickers.image.blobs());
     body.append('prompt', text(form, 'prompt'));
@@ -111,13 +147,13 @@ function mountInpaint() {
     // Without paint there is no mask: the region description alone says where.
     const mask = await painter.maskPng();
     if (mask) body.append('mask', mask, 'mask.png');
-    return call('/advanced/inpaint', { method: 'POST', form: body });
+    return { path: '/advanced/inpaint', form: body };
   }));
 }
 
 function mountOutpaint() {
   const { section, form, pickers, submit } = setUp('outpaint');
-  submit(() => runTool(section, 'Outpaint', () => {
+  submit(() => runTool(section, LABELS[section.id], () => {
     const body = new FormData();
     addFiles(body, 'image', pickers.image.blobs());
     body.append('prompt', text(form, 'prompt'));
@@ -125,7 +161,7 @@ function mountOutpaint() {
     // default is all four).
     form.querySelectorAll('input[name="direction"]:checked').forEach((box) => body.append('direction', box.value));
     body.append('extension_ratio', text(form, 'extension_ratio'));
-    return call('/advanced/outpaint', { method: 'POST', form: body });
+    return { path: '/advanced/outpaint', form: body };
   }));
 }
 
@@ -138,12 +174,12 @@ function mountStyle(catalog) {
   );
   const custom = section.querySelector('[data-custom-style]');
   preset.addEventListener('change', () => { custom.hidden = preset.value !== ''; });
-  submit(() => runTool(section, 'Style transfer', () => {
+  submit(() => runTool(section, LABELS[section.id], () => {
     const body = new FormData();
     addFiles(body, 'image', pickers.image.blobs());
     body.append('style', preset.value || text(form, 'custom_style'));
     body.append('style_strength', text(form, 'style_strength'));
     body.append('preserve_content', String(form.elements.preserve_content.checked));
-    return call('/advanced/style-transfer', { method: 'POST', form: body });
+    return { path: '/advanced/style-transfer', form: body };
   }));
 }

@@ -45,7 +45,7 @@ export function mountOptions(holder, catalog) {
   fillModelSelect(model, catalog);
   const sync = () => {
     const entry = catalog.models.find((m) => m.name === model.value) || { aspect_ratios: [], image_sizes: [] };
-    fillChoices(ratio, entry.aspect_ratios, 'Default (1:1, or the input’s shape)');
+    fillChoices(ratio, entry.aspect_ratios, 'Default');
     fillChoices(size, entry.image_sizes, entry.image_sizes.length ? 'Default' : 'Fixed by this model');
   };
   model.addEventListener('change', sync);
@@ -56,7 +56,7 @@ export function mountOptions(holder, catalog) {
     field('Model', model),
     field('Aspect ratio', ratio),
     field('Size', size),
-    field('Temperature (0–2)', temperature, el('p', { id: id('temperature-help'), class: 'help', text: 'Higher is more varied.' })),
+    field('Temperature', temperature, el('p', { id: id('temperature-help'), class: 'help', text: '0 to 2; higher is more varied.' })),
     field('Seed', seed));
   if (holder.dataset.open === 'true') {
     holder.replaceChildren(el('fieldset', { class: 'options' }, el('legend', { text: 'Model and output' }), grid));

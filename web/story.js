@@ -1,15 +1,15 @@
 // Story: a grid with one card per step, filled in as steps finish.
 //
-// POST /story/generate answers only when every step is done (the server cannot stream
-// progress yet, and `async` is not built), so two honest ways are offered:
+// POST /story/generate answers only when every step is done, and its async status
+// (GET /requests/{id}) says queued, running or finished, not which step is done. So:
 // - "Step by step": the page runs the story itself as turns of one chat session — what
 //   /story/generate does on the server, with the same step prompts — so each card fills
 //   the moment its step's turn returns.
 // - "One request": POST /story/generate; the cards wait together and fill at the end.
-// When `async: true` and GET /requests/{id} exist, `runWhole` is the one place to switch
-// to submit-then-poll.
+// - "One request in the background": the same with `async`, polled; it survives a reload.
 
 import { ApiError, announceSpend, call, imagesOf } from './api.js';
+import { cancelJob, submitInBackground, waitForJob } from './jobs.js';
 import { mountOptions } from './options.js';
 import {
   announce, clearError, el, extension, formatCost, setLatest, showError, startProgress,
@@ -133,10 +133,27 @@ export function mountStory(catalog) {
     return { done, cost, model };
   }
 
-  async function runWhole(req, progress, cards) {
-    progress.update(`Waiting for all ${req.num_images} steps (one request)…`);
+  // The whole story in one request; in the background, submitted with `async` and
+  // polled (or, with `resumeId`, picked up again after a reload).
+  async function runWhole(req, progress, cards, background, resumeId) {
     cards.forEach((c) => c.classList.add('working'));
-    const response = await call('/story/generate', { method: 'POST', json: { ...req, ...options.read() } });
+    let response;
+    if (background) {
+      const id = resumeId || await submitInBackground('tool-story', { path: '/story/generate', json: { ...req, ...options.read() } });
+      progress.update(`Queued (${id})…`);
+      const cancel = progress.action('Cancel', () => cancelJob(id).catch((e) => showError(errorBox, e, form)));
+      response = await waitForJob(id, (status) => {
+        if (status === 'running') cancel.remove();
+        progress.update(`${status === 'running' ? 'Running' : 'Queued'}: all steps arrive together (${id})…`);
+      });
+    } else {
+      progress.update(`Waiting for all ${req.num_images} steps (one request)…`);
+      response = await call('/story/generate', { method: 'POST', json: { ...req, ...options.read() } });
+    }
+    if (resumeId) {
+      grid.replaceChildren(...response.steps.map((_, i) => card(i + 1, response.steps.length)));
+      cards.splice(0, cards.length, ...grid.children);
+    }
     const images = imagesOf(response);
     response.steps.forEach((step, i) => fill(cards[i], step.index, images[i], step.caption));
     if (images.length) setLatest(images[images.length - 1]);
@@ -144,12 +161,14 @@ export function mountStory(catalog) {
     return { done: response.steps.length, cost: (response.usage || {}).cost_usd, model: response.model };
   }
 
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  async function run(resumeId) {
     clearError(errorBox, form);
     const req = request();
-    const stepwise = form.elements.mode.value === 'steps';
-    const total = Number.isInteger(req.num_images) && req.num_images > 0 && req.num_images <= 10 ? req.num_images : 0;
+    const mode = resumeId ? 'background' : form.elements.mode.value;
+    const stepwise = mode === 'steps';
+    // A resumed story's size is known only from its result.
+    const valid = Number.isInteger(req.num_images) && req.num_images > 0 && req.num_images <= 10;
+    const total = !resumeId && valid ? req.num_images : 0;
     const cards = Array.from({ length: total }, (_, i) => card(i + 1, total));
     grid.replaceChildren(...cards);
     summary.replaceChildren();
@@ -158,10 +177,13 @@ export function mountStory(catalog) {
     stop.disabled = false;
     const progress = startProgress(form, 'Story');
     try {
-      const result = stepwise ? await runSteps(req, progress, cards) : await runWhole(req, progress, cards);
+      const result = stepwise
+        ? await runSteps(req, progress, cards)
+        : await runWhole(req, progress, cards, mode === 'background', resumeId);
+      const asked = resumeId ? result.done : req.num_images;
       summary.replaceChildren(el('p', { class: 'meta', text:
-        `${result.done} of ${req.num_images} steps · model ${result.model} · ${formatCost(result.cost)}`
-        + `${result.done < req.num_images ? ' · stopped early' : ''}` }));
+        `${result.done} of ${asked} steps · model ${result.model} · ${formatCost(result.cost)}`
+        + `${result.done < asked ? ' · stopped early' : ''}` }));
       announce(`Story finished: ${result.done} steps.`);
     } catch (error) {
       showError(errorBox, error, form);
@@ -174,5 +196,18 @@ export function mountStory(catalog) {
       stop.hidden = true;
       progress.done();
     }
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    run();
   });
+  return {
+    /** Picks up a background story after a reload (see jobs.js). */
+    resume(job) {
+      if (job.tool !== 'tool-story') return false;
+      run(job.id);
+      return true;
+    },
+  };
 }

@@ -104,6 +104,12 @@ export function startProgress(form, label) {
       if (typeof fraction === 'number') bar.value = fraction;
       render();
     },
+    /** A button beside the bar (e.g. Cancel); returns it so the caller can remove it. */
+    action(label, onClick) {
+      const button = el('button', { type: 'button', onclick: onClick }, label);
+      box.append(button);
+      return button;
+    },
     done() {
       clearInterval(timer);
       box.replaceChildren();

@@ -11,6 +11,7 @@ pub mod gallery;
 pub mod gemini_native;
 pub mod gemini_offline;
 pub mod generate;
+pub mod generation_body;
 pub mod idempotency;
 pub mod images;
 pub mod jobs;

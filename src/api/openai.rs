@@ -50,8 +50,8 @@ struct Plan {
     options: Options,
 }
 
-fn parse_plan(
-    state: &AppState,
+/// The fields both endpoints share, as sent.
+struct Fields {
     prompt: Option<String>,
     model: Option<String>,
     n: Option<i64>,
@@ -59,6 +59,19 @@ fn parse_plan(
     response_format: Option<String>,
     quality: Option<String>,
     style: Option<String>,
+}
+
+fn parse_plan(
+    state: &AppState,
+    Fields {
+        prompt,
+        model,
+        n,
+        size,
+        response_format,
+        quality,
+        style,
+    }: Fields,
 ) -> Result<Plan, ApiError> {
     let style_sentence = match style.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -167,16 +180,16 @@ pub async fn generations(
     JsonBody(body): JsonBody<GenerationsBody>,
 ) -> Result<Response, ApiError> {
     let _ = body.user;
-    let plan = parse_plan(
-        &state,
-        body.prompt,
-        body.model,
-        body.n,
-        body.size,
-        body.response_format,
-        body.quality,
-        body.style,
-    )?;
+    let fields = Fields {
+        prompt: body.prompt,
+        model: body.model,
+        n: body.n,
+        size: body.size,
+        response_format: body.response_format,
+        quality: body.quality,
+        style: body.style,
+    };
+    let plan = parse_plan(&state, fields)?;
     let request = requests::text_to_image(plan.prompt.clone(), plan.options.clone());
     let outcomes = fan_out(&state, &ctx, copies(&request, plan.n)).await?;
     Ok(answer(&state, &headers, outcomes, plan.format))
@@ -291,16 +304,16 @@ pub async fn edits(
     };
     let mut form = Form::read(multipart, &spec).await?;
     let n = form.integer("n")?;
-    let plan = parse_plan(
-        &state,
-        form.text("prompt")?,
-        form.text("model")?,
+    let fields = Fields {
+        prompt: form.text("prompt")?,
+        model: form.text("model")?,
         n,
-        form.text("size")?,
-        form.text("response_format")?,
-        form.text("quality")?,
-        form.text("style")?,
-    )?;
+        size: form.text("size")?,
+        response_format: form.text("response_format")?,
+        quality: form.text("quality")?,
+        style: form.text("style")?,
+    };
+    let plan = parse_plan(&state, fields)?;
     let mut files = form.files("image");
     files.extend(form.files("image[]"));
     let masks = form.files("mask");

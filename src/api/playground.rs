@@ -48,6 +48,7 @@ const ASSETS: &[Asset] = &[
     web!("icon.svg", "image/svg+xml"),
     web!("app.js", JS),
     web!("api.js", JS),
+    web!("jobs.js", JS),
     web!("ui.js", JS),
     web!("options.js", JS),
     web!("forms.js", JS),

@@ -208,10 +208,11 @@ fn render(request: &ProviderRequest) -> Result<DynamicImage, String> {
         .map(|(_, bytes)| imaging::decode(bytes).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     // A chat turn without a new image refines the conversation's latest one.
-    if inputs.is_empty() && request.task == Task::Chat {
-        if let Some((_, bytes)) = request.latest_image() {
-            inputs.push(imaging::decode(bytes).map_err(|e| e.to_string())?);
-        }
+    if inputs.is_empty()
+        && request.task == Task::Chat
+        && let Some((_, bytes)) = request.latest_image()
+    {
+        inputs.push(imaging::decode(bytes).map_err(|e| e.to_string())?);
     }
     let target = request.aspect_ratio.as_ref().map(|a| {
         output_size(

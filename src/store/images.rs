@@ -1,8 +1,8 @@
-//! Image bytes, stored under the data directory (one file per image, written
-//! atomically), with each image's owner recorded in the database: an image is served
-//! only to the caller it was made for.
+//! Stored images: the bytes in the blob store (files or S3, one object per image, written
+//! atomically), each image's owner recorded in the database: an image is served only to
+//! the caller it was made for.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::clock::{Clock, SystemClock};
 use crate::ids;
 use crate::imaging::ImageFormat;
+use crate::store::blobs::BlobStore;
 use crate::store::db::{Db, StoreError};
 
 #[async_trait]
@@ -38,36 +39,41 @@ pub struct ImageMeta {
     pub created_at_ms: i64,
 }
 
-pub struct FsImageStore {
-    dir: PathBuf,
-    db: Db,
+/// Image metadata (owner, type, size) in the database; the bytes are in a [`BlobStore`].
+#[async_trait]
+pub trait ImageIndex: Send + Sync + 'static {
+    async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError>;
+    async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
+    /// The owner's most recent images, newest first.
+    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError>;
 }
 
-impl FsImageStore {
-    pub async fn open(data_dir: &std::path::Path, db: Db) -> std::io::Result<Self> {
-        let dir = data_dir.join("images");
-        tokio::fs::create_dir_all(&dir).await?;
-        Ok(Self { dir, db })
-    }
+/// Where an image's bytes are kept; `None` for a malformed id.
+pub fn blob_key(id: &str) -> Option<String> {
+    ids::is_valid("img", id).then(|| format!("images/{id}"))
+}
 
-    fn path(&self, id: &str) -> Option<PathBuf> {
-        ids::is_valid("img", id).then(|| self.dir.join(id))
+/// Images as the API sees them: bytes in the blob store, owner in the database.
+pub struct StoredImages {
+    index: Arc<dyn ImageIndex>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl StoredImages {
+    pub fn new(index: Arc<dyn ImageIndex>, blobs: Arc<dyn BlobStore>) -> Self {
+        Self { index, blobs }
     }
 
     async fn read(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
-        let Some(path) = self.path(id) else {
-            return Ok(None);
-        };
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::new(format!("reading image {id}: {e}"))),
+        match blob_key(id) {
+            Some(key) => self.blobs.get(&key).await,
+            None => Ok(None),
         }
     }
 }
 
 #[async_trait]
-impl ImageStore for FsImageStore {
+impl ImageStore for StoredImages {
     async fn put(
         &self,
         id: &str,
@@ -75,43 +81,71 @@ impl ImageStore for FsImageStore {
         format: ImageFormat,
         bytes: Bytes,
     ) -> Result<(), StoreError> {
-        let path = self
-            .path(id)
-            .ok_or_else(|| StoreError::new("malformed image id"))?;
-        // Write then rename, so a reader never sees half an image after a crash.
-        let tmp = path.with_extension("part");
-        let io = |e: std::io::Error| StoreError::new(format!("writing image {id}: {e}"));
-        tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        let key = blob_key(id).ok_or_else(|| StoreError::new("malformed image id"))?;
+        let size_bytes = bytes.len() as i64;
+        // Bytes first: a row never points at an image that is not there.
+        self.blobs.put(&key, bytes).await?;
+        self.index
+            .insert(
+                owner,
+                &ImageMeta {
+                    id: id.to_owned(),
+                    mime: format.mime().to_owned(),
+                    size_bytes,
+                    created_at_ms: SystemClock.now_ms(),
+                },
+            )
+            .await
+    }
+
+    async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError> {
+        if blob_key(id).is_none() || !self.index.is_owner(id, owner).await? {
+            return Ok(None);
+        }
+        self.read(id).await
+    }
+
+    async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
+        self.read(id).await
+    }
+
+    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
+        self.index.list(owner, limit).await
+    }
+}
+
+pub struct SqlImageIndex {
+    db: Db,
+}
+
+impl SqlImageIndex {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl ImageIndex for SqlImageIndex {
+    async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO images (id, owner, mime, size_bytes, created_at_ms) VALUES (?, ?, ?, ?, ?)")
-            .bind(id)
+            .bind(&image.id)
             .bind(owner)
-            .bind(format.mime())
-            .bind(bytes.len() as i64)
-            .bind(SystemClock.now_ms())
+            .bind(&image.mime)
+            .bind(image.size_bytes)
+            .bind(image.created_at_ms)
             .execute(&self.db.pool)
             .await?;
         Ok(())
     }
 
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError> {
-        if !ids::is_valid("img", id) {
-            return Ok(None);
-        }
+    async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let owned: Option<String> =
             sqlx::query_scalar("SELECT id FROM images WHERE id = ? AND owner = ?")
                 .bind(id)
                 .bind(owner)
                 .fetch_optional(&self.db.pool)
                 .await?;
-        match owned {
-            Some(_) => self.read(id).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
-        self.read(id).await
+        Ok(owned.is_some())
     }
 
     async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {

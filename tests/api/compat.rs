@@ -87,3 +87,58 @@ async fn the_official_google_genai_client_is_relayed_to_gemini_with_the_gateways
         "{usage}"
     );
 }
+
+#[tokio::test]
+async fn the_native_surface_takes_the_key_as_a_query_parameter_and_answers_in_googles_envelope() {
+    let app = TestApp::offline().await;
+    let anonymous = reqwest::Client::new();
+    let body = serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "a red kite"}]}],
+                                  "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "1:1", "imageSize": "512"}}});
+    let ok = anonymous
+        .post(app.url(&format!(
+            "/v1beta/models/gemini-3.1-flash-image:generateContent?key={}",
+            app.key
+        )))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let answer: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(answer["candidates"][0]["finishReason"], "STOP");
+    assert!(
+        answer["candidates"][0]["content"]["parts"][0]["inlineData"]["data"]
+            .as_str()
+            .is_some()
+    );
+
+    let refused = anonymous
+        .post(app.url("/v1beta/models/gemini-3.1-flash-image:generateContent?key=wrong"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], 401);
+    assert_eq!(error["error"]["status"], "UNAUTHENTICATED");
+
+    let unknown = anonymous
+        .post(app.url(&format!(
+            "/v1beta/models/dall-e-3:generateContent?key={}",
+            app.key
+        )))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let error: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["status"], "NOT_FOUND");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("models/dall-e-3 is not found")
+    );
+}

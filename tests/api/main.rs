@@ -21,4 +21,7 @@ mod openapi;
 mod playground;
 mod process;
 mod quality;
+mod scale_out;
+mod shared_limits;
+mod storage_story;
 mod story;

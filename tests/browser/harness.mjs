@@ -46,7 +46,10 @@ export async function startImagegate() {
   const log = [];
   child.stderr.on('data', (chunk) => log.push(chunk.toString()));
   const address = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start-up line in ${START_TIMEOUT_MS} ms:\n${log.join('')}`)), START_TIMEOUT_MS);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no start-up line in ${START_TIMEOUT_MS} ms:\n${log.join('')}`));
+    }, START_TIMEOUT_MS);
     child.once('exit', (code) => reject(new Error(`imagegate exited with ${code}:\n${log.join('')}`)));
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
       log.push(`${line}\n`);
@@ -58,10 +61,8 @@ export async function startImagegate() {
       }
     });
   });
-  const base = `http://${address}`;
-  await assertServesTheWorkTree(base);
-  return {
-    base,
+  const server = {
+    base: `http://${address}`,
     key,
     log,
     async stop() {
@@ -73,6 +74,13 @@ export async function startImagegate() {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  try {
+    await assertServesTheWorkTree(server.base);
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return server;
 }
 
 /**

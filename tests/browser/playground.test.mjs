@@ -1,7 +1,8 @@
 // The playground at GET /, driven in headless Chromium the way a person would use it:
-// the page loads, a key is entered, an image is generated and shown, a mask is painted
-// and an inpaint returns, a two-turn chat shows two images, a 3-step story completes,
-// and the page holds up on a 375 px screen and with the keyboard alone. Screenshots of
+// the page loads, a key is entered, an image is generated and shown, background (async)
+// work survives a reload, a mask is painted and an inpaint returns, a two-turn chat
+// shows two images, a 3-step story completes, and the page holds up on a 375 px screen
+// and with the keyboard alone. Screenshots of
 // each step go to target/browser-screenshots/.
 
 import assert from 'node:assert/strict';
@@ -25,11 +26,13 @@ before(async () => {
   page.setDefaultTimeout(STEP_TIMEOUT);
   // Any script error or refused load (a CSP violation included) fails the run.
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  // Chromium logs every 4xx answer as a console error; the test provokes 400 and 401 on
-  // purpose, and the page shows them. Anything else logged as an error is a problem.
+  // Chromium logs every 4xx answer and failed load as a console error; the test provokes
+  // 400, 401 and a cut-off poll on purpose, and the page shows them. Anything else logged
+  // as an error is a problem.
+  const expected = /^Failed to load resource: (the server responded with a status of 40[01]|net::ERR_FAILED)/;
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return;
-    if (/^Failed to load resource: the server responded with a status of 40[01]/.test(msg.text())) return;
+    if (expected.test(msg.text())) return;
     problems.push(`console: ${msg.text()}`);
   });
 });
@@ -134,6 +137,35 @@ test('the playground, end to end in Chromium', async (t) => {
     await page.fill('#generate-temperature', '');
   });
 
+  await t.test('background (async) work is picked up again after a reload', async () => {
+    await open('generate');
+    await page.fill('#generate-prompt', 'A lighthouse at night, in the background');
+    await page.selectOption('#generate-size', '512');
+    await page.check('#generate-async');
+    // The first status poll is cut off, as if the network dropped: the page keeps the
+    // request's id. The server has the work regardless.
+    let cut = false;
+    await page.route('**/requests/*', (route) => {
+      if (cut) return route.continue();
+      cut = true;
+      return route.abort();
+    });
+    await page.click('#generate-form button[type="submit"]');
+    await page.waitForSelector('#generate-form [data-error] .message');
+    assert.match(await page.textContent('#generate-form [data-error]'), /could not be reached/);
+    const pending = await page.evaluate(() => JSON.parse(localStorage.getItem('imagegate.pending')));
+    assert.equal(pending.length, 1);
+    assert.equal(pending[0].tool, 'tool-generate');
+    await page.unroute('**/requests/*');
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    await naturalSize('#tool-generate [data-result] img');
+    assert.match(await page.textContent('#tool-generate [data-result] .meta'), new RegExp(pending[0].id));
+    assert.equal(await page.evaluate(() => localStorage.getItem('imagegate.pending')), '[]');
+    await page.uncheck('#generate-async');
+    await shoot(page, '04b-background');
+  });
+
   await t.test('a mask is painted on the picture and the inpaint returns', async () => {
     const source = await sourceImage('street', 'a quiet street with a blue car');
     await open('inpaint');
@@ -233,6 +265,11 @@ test('the playground, end to end in Chromium', async (t) => {
   await t.test('the one-request story fills every card at the end', async () => {
     await page.check('#story-mode-whole');
     await page.fill('#story-steps', '2');
+    await page.click('#story-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelectorAll('[data-story-grid] li[data-filled-at] img').length === 2);
+    assert.match(await page.textContent('#tool-story [data-result]'), /2 of 2 steps/);
+    // And the same in the background: submitted with async, polled, filled at the end.
+    await page.check('#story-mode-background');
     await page.click('#story-form button[type="submit"]');
     await page.waitForFunction(() => document.querySelectorAll('[data-story-grid] li[data-filled-at] img').length === 2);
     assert.match(await page.textContent('#tool-story [data-result]'), /2 of 2 steps/);

@@ -72,12 +72,11 @@ async fn every_authenticated_response_carries_rate_limit_headers_errors_included
     ];
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses, [200, 400, 404, 404]);
-    for (n, response) in responses.iter().enumerate() {
+    // Reading a stored image is not counted (it is not new work), but says where the key stands.
+    let remaining = ["599", "598", "598", "597"];
+    for (response, left) in responses.iter().zip(remaining) {
         assert_eq!(header(response, "x-ratelimit-limit"), "600");
-        assert_eq!(
-            header(response, "x-ratelimit-remaining"),
-            (599 - n).to_string()
-        );
+        assert_eq!(header(response, "x-ratelimit-remaining"), left);
         assert!(
             header(response, "x-ratelimit-reset")
                 .parse::<u64>()

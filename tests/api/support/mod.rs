@@ -2,16 +2,15 @@
 //! local fake of Google's API.
 
 pub mod fake_gemini;
+pub mod services;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use imagegate::app::App;
 use imagegate::clock::{Clock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
-use imagegate::store::Db;
-use imagegate::store::keys::SqlKeyStore;
+use imagegate::store::Storage;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -24,6 +23,8 @@ pub struct TestApp {
     pub key: String,
     pub data_dir: Option<TempDir>,
     pub clock: Arc<dyn Clock>,
+    /// The configuration the server started with (its database issues further keys).
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -74,7 +75,7 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
-        let app = App::build_with_clock(config, clock.clone())
+        let app = App::build_with_clock(config.clone(), clock.clone())
             .await
             .expect("the app builds");
         let addr = app.local_addr();
@@ -82,13 +83,14 @@ impl TestApp {
         let server = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
-        let key = issue_key(data_dir.path(), "paid", clock.now_ms()).await;
+        let key = issue_key(&config, "paid", clock.now_ms()).await;
         Self {
             base: format!("http://{addr}"),
             client: client_with_key(Some(&key)),
             key,
             data_dir: Some(data_dir),
             clock,
+            config,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -119,8 +121,7 @@ impl TestApp {
 
     /// Issues another key of `tier`, as `imagegate keys create` does.
     pub async fn create_key(&self, tier: &str) -> String {
-        let dir = self.data_dir.as_ref().expect("data dir");
-        issue_key(dir.path(), tier, self.clock.now_ms()).await
+        issue_key(&self.config, tier, self.clock.now_ms()).await
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
@@ -150,9 +151,10 @@ impl TestApp {
     }
 }
 
-async fn issue_key(data_dir: &std::path::Path, tier: &str, now_ms: i64) -> String {
-    let db = Db::open(data_dir).await.expect("the database opens");
-    let issued = imagegate::auth::issue_key(&SqlKeyStore::new(db), tier, None, now_ms)
+/// Issues a key in the database `config` names, as `imagegate keys create` does.
+pub async fn issue_key(config: &Config, tier: &str, now_ms: i64) -> String {
+    let storage = Storage::open(config).await.expect("the database opens");
+    let issued = imagegate::auth::issue_key(storage.keys.as_ref(), tier, None, now_ms)
         .await
         .expect("a key is issued");
     issued.token.expose().to_owned()
