@@ -4,6 +4,7 @@ mod support;
 
 mod advanced;
 mod async_jobs;
+mod browser;
 mod chat;
 mod cli;
 mod compat;
