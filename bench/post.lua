@@ -3,9 +3,11 @@
 --
 --   BENCH_BODY      the JSON body (required)
 --   BENCH_KEY       sent as `Authorization: Bearer ...` when set
---   BENCH_REQUESTS  with BENCH_THREADS and BENCH_CONNECTIONS: send exactly this many
---                   requests, then stop once all have completed, instead of running for
---                   the whole of -d (which then only bounds the run)
+--   BENCH_REQUESTS  with BENCH_THREADS, BENCH_CONNECTIONS and BENCH_DONE_FILE: send
+--                   exactly this many requests; each thread appends a line to
+--                   BENCH_DONE_FILE once all of its requests have completed. (wrk itself
+--                   runs until -d is over, or until SIGINT, which bench/run.sh sends when
+--                   every thread has written its line.)
 
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
@@ -21,17 +23,20 @@ if total ~= nil then
   local connections = tonumber(os.getenv("BENCH_CONNECTIONS"))
   local quota = math.floor(total / threads)
   local per_thread = math.floor(connections / threads)
+  local done_file = os.getenv("BENCH_DONE_FILE")
   local calls = 0
   -- wrk calls delay() before every request: once per connection when it opens, then
   -- after every completed response. The first `quota` calls send at once; later ones
-  -- park their connection, and the call that follows the last completion ends the thread.
+  -- park their connection, and the call that follows the last completion reports it.
   function delay()
     calls = calls + 1
     if calls <= quota then
       return 0
     end
-    if calls >= quota + per_thread then
-      wrk.thread:stop()
+    if calls == quota + per_thread then
+      local f = io.open(done_file, "a")
+      f:write("done\n")
+      f:close()
     end
     return 3600000
   end

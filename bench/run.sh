@@ -148,7 +148,9 @@ drop_images() { find "$WORK/data/images" -type f -delete 2>/dev/null || true; }
 DIRECT_BODY='{"contents":[{"role":"user","parts":[{"text":"A watercolor lighthouse on a cliff at dusk"}]}],"generationConfig":{"responseModalities":["TEXT","IMAGE"]}}'
 GATEWAY_BODY='{"prompt":"A watercolor lighthouse on a cliff at dusk"}'
 
-# load NAME TARGET(direct|gateway) CONNECTIONS [wrk options...]: one wrk run, one result line.
+# load NAME TARGET(direct|gateway) CONNECTIONS [wrk options...]: one wrk run, one result
+# line. With BENCH_REQUESTS set, exactly that many requests, ended as soon as all have
+# completed (-d is then only the upper bound).
 load() {
   local name=$1 target=$2 connections=$3
   shift 3
@@ -162,9 +164,21 @@ load() {
     body=$GATEWAY_BODY
     key=$KEY
   fi
+  local done_file=$WORK/wrk.done
+  : >"$done_file"
+  BENCH_BODY=$body BENCH_KEY=$key BENCH_THREADS=$threads BENCH_CONNECTIONS=$connections \
+    BENCH_DONE_FILE=$done_file \
+    wrk -t"$threads" -c"$connections" -s bench/post.lua "$@" "$url" >"$WORK/wrk.out" &
+  local wrk_pid=$!
+  if [[ -n ${BENCH_REQUESTS:-} ]]; then
+    while kill -0 "$wrk_pid" 2>/dev/null && (($(wc -l <"$done_file") < threads)); do
+      sleep 0.2
+    done
+    kill -INT "$wrk_pid" 2>/dev/null || true
+  fi
+  wait "$wrk_pid"
   local line
-  line=$(BENCH_BODY=$body BENCH_KEY=$key BENCH_THREADS=$threads BENCH_CONNECTIONS=$connections \
-    wrk -t"$threads" -c"$connections" -s bench/post.lua "$@" "$url" | sed -n 's/^RESULT //p')
+  line=$(sed -n 's/^RESULT //p' "$WORK/wrk.out")
   say "$name: $line"
   record "{\"phase\":\"$name\",\"target\":\"$target\",\"connections\":$connections,\"wrk\":$line}"
   drop_images

@@ -131,6 +131,8 @@ async fn main() -> anyhow::Result<()> {
         .with_state(slots.clone());
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
+    // reqwest is built without a default TLS provider (as in imagegate); plain HTTP here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     // One probe first: a server without async answers it with 400 straight away.
     if let Submitted::Refused(message) = one_job(&args, &http, &slots, &hook).await {

@@ -16,13 +16,13 @@ use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
 use crate::jobs::Jobs;
+use crate::limits::Limiters;
 use crate::models::ModelTable;
 use crate::monitoring::{MeteredUsage, Metrics, Monitoring, Readiness};
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
-use crate::store::requests::SqlRequestStore;
-use crate::store::{Db, FsImageStore, ImageStore, SqlSessionStore};
+use crate::store::Storage;
 
 pub struct App {
     listener: TcpListener,
@@ -57,14 +57,11 @@ impl App {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let db = Db::open(&config.data_dir)
+        let storage = Storage::open(&config).await.context("opening storage")?;
+        let limiters = Limiters::open(&config)
             .await
-            .context("opening the database")?;
-        let images: Arc<dyn ImageStore> = Arc::new(
-            FsImageStore::open(&config.data_dir, db.clone())
-                .await
-                .with_context(|| format!("opening data directory {}", config.data_dir.display()))?,
-        );
+            .context("connecting to Redis (redis_url)")?;
+        let images = storage.images.clone();
         let metrics = Arc::new(Metrics::default());
         let gemini: Option<Arc<GeminiProvider>> =
             match (config.effective_provider(), &config.google_api_key) {
@@ -90,7 +87,8 @@ impl App {
         tracing::info!(
             address = %addr,
             provider = provider.name(),
-            storage = %format!("embedded (files under {})", config.data_dir.display()),
+            storage = %storage.description,
+            limits = %limiters.description,
             default_model = %config.default_model,
             models = %models.names().join(", "),
             google_api_key = if config.google_api_key.is_some() { "configured (redacted)" } else { "not set" },
@@ -104,10 +102,10 @@ impl App {
             tracing::info!(base_url = %config.gemini.base_url, api_version = %config.gemini.api_version, deadline_secs = config.gemini.deadline_secs, "gemini upstream");
         }
 
-        let access = Access::embedded(&config, &db, clock.clone());
+        let access = Access::new(&config, &storage, limiters, clock.clone());
         let readiness = Readiness::new(
-            db.clone(),
-            config.data_dir.join("images"),
+            storage.database.clone(),
+            storage.blobs.clone(),
             provider.name(),
             config.google_api_key.is_some(),
         );
@@ -116,7 +114,7 @@ impl App {
         let generator = Generator::new(provider, images.clone()).with_usage_sink(Arc::new(usage));
         let models = Arc::new(models);
         let chat = Arc::new(ChatService::new(
-            Arc::new(SqlSessionStore::new(db.clone())),
+            storage.sessions.clone(),
             images.clone(),
             generator.clone(),
             models.clone(),
@@ -124,16 +122,12 @@ impl App {
             config.sessions.clone(),
             config.default_model.clone(),
         ));
-        let jobs = Arc::new(
-            Jobs::open(
-                Arc::new(SqlRequestStore::new(db.clone())),
-                &config.data_dir,
-                clock.clone(),
-                config.jobs.clone(),
-            )
-            .await
-            .context("opening the async request store")?,
-        );
+        let jobs = Arc::new(Jobs::new(
+            storage.requests.clone(),
+            storage.blobs.clone(),
+            clock.clone(),
+            config.jobs.clone(),
+        ));
         let state = AppState {
             generator,
             models,
@@ -187,7 +181,11 @@ impl App {
             }
         });
         let workers = self.jobs.spawn(self.replay, stop.subscribe());
-        let served = axum::serve(self.listener, self.router)
+        // `into_make_service`: each connection shares the router. Served as a plain
+        // `Router`, axum deep-copies every route's middleware stack per connection (about
+        // 90 KB), which was most of the memory of 1,000 requests held open
+        // (docs/benchmarks.md).
+        let served = axum::serve(self.listener, self.router.into_make_service())
             .with_graceful_shutdown(shutdown)
             .await;
         // Workers take no new request and finish the one they run (it is paid for); past

@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ConfigFlags),
     /// Print the effective configuration, secrets redacted.
     Config(ConfigFlags),
+    /// Apply the database migrations (`serve` also does at start) and print the version.
+    Migrate(ConfigFlags),
     /// Generate an image from a prompt (talks to a running server).
     Generate(crate::client::GenerateArgs),
     /// Edit an image with a prompt.
@@ -36,6 +38,17 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys_cli::KeysCommand,
     },
+}
+
+/// `imagegate migrate`: opens the configured storage, which applies missing migrations
+/// (each once, even when instances start together), and says where the schema stands.
+pub async fn migrate(config: &Config) -> anyhow::Result<String> {
+    let storage = crate::store::Storage::open(config).await?;
+    let version = storage.database.schema_version().await?;
+    Ok(format!(
+        "database schema at version {version} ({})\n",
+        storage.description
+    ))
 }
 
 pub fn load_config(flags: &ConfigFlags) -> anyhow::Result<Config> {

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use crate::limits::Tiers;
 use crate::models::ModelOverride;
 
+pub mod storage;
+pub use storage::{ObjectStoreConfig, RedisConfig, ServiceUrl};
+
 /// A secret string whose `Debug` never shows the value.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -67,6 +70,14 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Additions to and replacements of the embedded model table (contract §8).
     pub models: Vec<ModelOverride>,
+    /// `sqlite://FILE` or `postgres://…`; unset: `imagegate.db` in the data directory.
+    pub database_url: Option<ServiceUrl>,
+    /// Per-key limits shared by every instance using this Redis; unset: in this process.
+    pub redis_url: Option<ServiceUrl>,
+    pub redis: RedisConfig,
+    /// `s3://BUCKET[/PREFIX]` for image and request bytes; unset: under the data directory.
+    pub object_store_url: Option<String>,
+    pub object_store: ObjectStoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +143,11 @@ impl Default for Config {
             tiers: Tiers::default(),
             auth: AuthConfig::default(),
             models: Vec::new(),
+            database_url: None,
+            redis_url: None,
+            redis: RedisConfig::default(),
+            object_store_url: None,
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -276,6 +292,15 @@ pub struct ConfigFlags {
     pub gemini_base_url: Option<String>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// `sqlite://FILE` or `postgres://USER@HOST/DB` (also IMAGEGATE_DATABASE_URL).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// `redis://HOST:PORT` for limits shared by several instances (also IMAGEGATE_REDIS_URL).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// `s3://BUCKET[/PREFIX]` for image bytes (also IMAGEGATE_OBJECT_STORE_URL).
+    #[arg(long)]
+    pub object_store_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -410,6 +435,7 @@ impl Config {
         if let Some(v) = parsed(env, "IMAGEGATE_MAX_INPUT_EDGE")? {
             self.limits.max_input_edge = v;
         }
+        self.apply_storage_env(env)?;
         Ok(())
     }
 
@@ -432,9 +458,19 @@ impl Config {
         if let Some(v) = flags.log_format {
             self.log_format = v;
         }
+        if let Some(v) = &flags.database_url {
+            self.database_url = Some(ServiceUrl::new(v.clone()));
+        }
+        if let Some(v) = &flags.redis_url {
+            self.redis_url = Some(ServiceUrl::new(v.clone()));
+        }
+        if let Some(v) = &flags.object_store_url {
+            self.object_store_url = Some(v.clone());
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_storage()?;
         let g = &self.gemini;
         if !(g.deadline_secs.is_finite() && g.deadline_secs > 0.0) {
             return Err(ConfigError::Invalid(

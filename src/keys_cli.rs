@@ -11,8 +11,8 @@ use crate::auth::{IssuedKey, issue_key};
 use crate::cli::load_config as load;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, ConfigFlags};
-use crate::store::Db;
-use crate::store::keys::{KeyStore, SqlKeyStore};
+use crate::store::Storage;
+use crate::store::keys::KeyStore;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
@@ -95,17 +95,18 @@ pub async fn create(
         );
     }
     let store = open(config).await?;
-    Ok(issue_key(&store, tier, name, SystemClock.now_ms()).await?)
+    Ok(issue_key(store.as_ref(), tier, name, SystemClock.now_ms()).await?)
 }
 
-async fn open(config: &Config) -> anyhow::Result<SqlKeyStore> {
+/// The key store of the configured database (`database_url`, or the data directory's).
+async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let db = Db::open(&config.data_dir)
+    let storage = Storage::open(config)
         .await
         .context("opening the database")?;
-    Ok(SqlKeyStore::new(db))
+    Ok(storage.keys)
 }
 
 /// At the first start ever (no key was ever issued), issues a paid key and shows it on
@@ -126,7 +127,7 @@ pub async fn ensure_first_key(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let issued = issue_key(
-        &store,
+        store.as_ref(),
         "paid",
         Some("first key".into()),
         SystemClock.now_ms(),

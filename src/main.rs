@@ -32,6 +32,12 @@ async fn main() -> anyhow::Result<()> {
             );
             std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
         }
+        Command::Migrate(flags) => {
+            let config = load_config(&flags)?;
+            init_tracing(config.log_format);
+            let summary = imagegate::cli::migrate(&config).await?;
+            std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
+        }
         Command::Keys { command } => imagegate::keys_cli::run(command).await?,
         Command::Generate(args) => exit_on_error(client::generate(args).await),
         Command::Edit(args) => exit_on_error(client::edit(args).await),

@@ -7,12 +7,10 @@ use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::generation::UsageSink;
-use crate::limits::memory::{InFlight, SlidingWindow};
-use crate::limits::{ConcurrencyLimiter, RateLimiter, Tiers};
-use crate::store::Db;
-use crate::store::idempotency::{IdempotencyStore, SqlIdempotencyStore};
-use crate::store::keys::SqlKeyStore;
-use crate::store::usage::{SqlUsageStore, UsageRecorder, UsageStore};
+use crate::limits::{ConcurrencyLimiter, Limiters, RateLimiter, Tiers};
+use crate::store::Storage;
+use crate::store::idempotency::IdempotencyStore;
+use crate::store::usage::{UsageRecorder, UsageStore};
 
 use super::idempotency::SingleFlight;
 
@@ -29,23 +27,28 @@ pub struct Access {
 }
 
 impl Access {
-    /// Keys, usage and replays in the embedded database; limits counted in this process.
-    pub fn embedded(config: &Config, db: &Db, clock: Arc<dyn Clock>) -> Self {
+    /// Keys, usage and replays in the configured database; limits from `limiters`.
+    /// (Concurrent identical idempotent requests are joined per process by
+    /// `SingleFlight`; across instances the stored result still answers every repeat
+    /// that arrives after the first finished.)
+    pub fn new(
+        config: &Config,
+        storage: &Storage,
+        limiters: Limiters,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let google_key = config
             .google_api_key
             .as_ref()
             .filter(|_| config.auth.accept_google_key);
         Self {
-            authenticator: Arc::new(Authenticator::new(
-                Arc::new(SqlKeyStore::new(db.clone())),
-                google_key,
-            )),
+            authenticator: Arc::new(Authenticator::new(storage.keys.clone(), google_key)),
             tiers: Arc::new(config.tiers.clone()),
-            rate: Arc::new(SlidingWindow::default()),
-            concurrency: Arc::new(InFlight::default()),
-            idempotency: Arc::new(SqlIdempotencyStore::new(db.clone())),
+            rate: limiters.rate,
+            concurrency: limiters.concurrency,
+            idempotency: storage.idempotency.clone(),
             single_flight: Arc::new(SingleFlight::default()),
-            usage: Arc::new(SqlUsageStore::new(db.clone())),
+            usage: storage.usage.clone(),
             clock,
         }
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
 use crate::api::form::{Form, FormSpec};
+use crate::api::generation_body;
 use crate::api::json::JsonBody;
 use crate::api::quality::{self, QUALITY_FIELDS, form_quality};
 use crate::caller::RequestContext;
@@ -215,7 +216,7 @@ pub async fn intake(
 /// was routed to its successor (RFC 9745 `Deprecation`, plus the model actually used).
 pub fn respond(outcome: Outcome) -> Response {
     let headers = model_headers(&outcome);
-    (headers, axum::Json(outcome.response)).into_response()
+    (headers, generation_body::json(outcome.response)).into_response()
 }
 
 pub fn model_headers(outcome: &Outcome) -> HeaderMap {

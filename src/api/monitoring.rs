@@ -31,6 +31,14 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, A
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read at each scrape: the queue is durable and shared, so no counter of ours could
+    // know what other instances added or took.
+    match state.jobs.queue_depth().await {
+        Ok(depth) => state.monitoring.metrics.set_queue_depth(depth),
+        Err(e) => {
+            tracing::warn!(error = %e, cause = e.cause.as_deref().unwrap_or("-"), "queue depth unavailable for /metrics")
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -236,7 +236,8 @@ impl Generator {
                 .map_err(ApiError::internal)??;
         }
         let (image_ids, usage) = self.keep(&ctx, &generated, prices).await?;
-        let images: Vec<String> = generated.images.iter().map(base64_of).collect();
+        // Moved, not copied: each is as large as the image (docs/benchmarks.md).
+        let images: Vec<String> = generated.images.iter_mut().map(take_base64).collect();
         let mime_types = generated.images.iter().map(|i| i.format.mime()).collect();
         tracing::info!(
             images = images.len(),
@@ -264,10 +265,12 @@ impl Generator {
     }
 }
 
-fn base64_of(image: &OutputImage) -> String {
+/// The image's standard base64: the upstream's own when it had one (taken out of `image`,
+/// which keeps its bytes), else encoded here.
+fn take_base64(image: &mut OutputImage) -> String {
     image
         .base64
-        .clone()
+        .take()
         .unwrap_or_else(|| base64::engine::general_purpose::STANDARD.encode(&image.bytes))
 }
 

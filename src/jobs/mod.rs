@@ -6,7 +6,6 @@
 
 pub mod webhooks;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,11 +21,14 @@ use crate::clock::{Clock, rfc3339};
 use crate::config::JobsConfig;
 use crate::error::{ApiError, ErrorKind};
 use crate::ids;
+use crate::store::BlobStore;
 use crate::store::requests::{Cancel, NewDelivery, RequestRecord, RequestStore};
 
 pub struct Jobs {
     store: Arc<dyn RequestStore>,
-    bodies: PathBuf,
+    /// Request bodies, in the blob store every instance shares: a request accepted by
+    /// one instance can be run by another.
+    blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
     pub config: JobsConfig,
     wake: tokio::sync::Notify,
@@ -37,25 +39,23 @@ fn not_found() -> ApiError {
 }
 
 impl Jobs {
-    pub async fn open(
+    pub fn new(
         store: Arc<dyn RequestStore>,
-        data_dir: &std::path::Path,
+        blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
         config: JobsConfig,
-    ) -> std::io::Result<Self> {
-        let bodies = data_dir.join("requests");
-        tokio::fs::create_dir_all(&bodies).await?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             store,
-            bodies,
+            blobs,
             clock,
             config,
             wake: tokio::sync::Notify::new(),
-        })
+        }
     }
 
-    fn body_path(&self, id: &str) -> Option<PathBuf> {
-        ids::is_valid("req", id).then(|| self.bodies.join(format!("{id}.body")))
+    fn body_key(id: &str) -> Option<String> {
+        ids::is_valid("req", id).then(|| format!("requests/{id}.body"))
     }
 
     /// Stores the request (body first, then the row) so it survives a crash, then wakes a worker.
@@ -68,16 +68,8 @@ impl Jobs {
         body: Bytes,
         webhook_url: Option<String>,
     ) -> Result<(), ApiError> {
-        let file = self
-            .body_path(id)
-            .ok_or_else(|| ApiError::internal("malformed request id"))?;
-        let tmp = file.with_extension("part");
-        tokio::fs::write(&tmp, &body)
-            .await
-            .map_err(ApiError::internal)?;
-        tokio::fs::rename(&tmp, &file)
-            .await
-            .map_err(ApiError::internal)?;
+        let key = Self::body_key(id).ok_or_else(|| ApiError::internal("malformed request id"))?;
+        self.blobs.put(&key, body).await?;
         self.store
             .insert(&RequestRecord {
                 id: id.to_owned(),
@@ -168,8 +160,11 @@ impl Jobs {
     }
 
     async fn remove_body(&self, id: &str) {
-        if let Some(path) = self.body_path(id) {
-            let _ = tokio::fs::remove_file(path).await;
+        if let Some(key) = Self::body_key(id)
+            && let Err(e) = self.blobs.delete(&key).await
+        {
+            // Only space is lost: the finished request never reads its body again.
+            tracing::warn!(request_id = %id, error = %e, "request body not removed");
         }
     }
 
@@ -235,12 +230,13 @@ impl Jobs {
         job: &RequestRecord,
         router: &Router,
     ) -> Result<Result<Value, Value>, ApiError> {
-        let path = self
-            .body_path(&job.id)
-            .ok_or_else(|| ApiError::internal("malformed request id"))?;
-        let body = tokio::fs::read(&path)
-            .await
-            .map_err(|e| ApiError::internal(format!("request body: {e}")))?;
+        let key =
+            Self::body_key(&job.id).ok_or_else(|| ApiError::internal("malformed request id"))?;
+        let body = self
+            .blobs
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("request body {key} is missing")))?;
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(&job.path)

@@ -4,8 +4,43 @@
 //! instances serve the same keys.
 
 pub mod memory;
+pub mod redis;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The counters every request goes through, chosen once from the configuration:
+/// shared through Redis when `redis_url` is set, otherwise this process's own.
+pub struct Limiters {
+    pub rate: Arc<dyn RateLimiter>,
+    pub concurrency: Arc<dyn ConcurrencyLimiter>,
+    /// For the start-up log (no credentials).
+    pub description: String,
+}
+
+impl Limiters {
+    pub async fn open(config: &crate::config::Config) -> Result<Self, ::redis::RedisError> {
+        Ok(match &config.redis_url {
+            Some(url) => {
+                let shared = Arc::new(redis::RedisLimits::connect(url, &config.redis).await?);
+                Self {
+                    rate: shared.clone(),
+                    concurrency: shared,
+                    description: format!("shared in Redis at {}", url.redacted()),
+                }
+            }
+            None => Self::in_memory(),
+        })
+    }
+
+    pub fn in_memory() -> Self {
+        Self {
+            rate: Arc::new(memory::SlidingWindow::default()),
+            concurrency: Arc::new(memory::InFlight::default()),
+            description: "in this process".into(),
+        }
+    }
+}
 
 use serde::{Deserialize, Serialize};
 

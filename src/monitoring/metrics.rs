@@ -166,7 +166,7 @@ impl Default for Metrics {
             },
             queue_depth: Gauge {
                 name: "imagegate_queue_depth",
-                help: "Generation requests waiting in the async queue. Always 0 in this build: every request runs inline.",
+                help: "Async requests stored and waiting to run (status queued), read from the store at each scrape.",
                 value: AtomicI64::new(0),
             },
             upstream_calls: Family::new(
@@ -269,7 +269,6 @@ impl Metrics {
         self.cost.add([model], cost_usd);
     }
 
-    /// For the async queue, when it exists.
     pub fn set_queue_depth(&self, depth: i64) {
         self.queue_depth.value.store(depth, Ordering::Relaxed);
     }

@@ -1,22 +1,22 @@
 //! `GET /ready`: can this process serve generations now? Storage must answer (a trivial
-//! query on the database, a file written and removed in the image directory) and an
+//! query on the database, an object written and removed where images go) and an
 //! upstream must be configured. Google itself is not called: a probe every few seconds
 //! would spend quota, and an upstream outage is reported per request (502/503/504), not by
 //! taking every instance out of the load balancer at once.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::store::Db;
+use crate::store::{BlobStore, DatabaseHealth};
 
 /// A probe that has not answered by then counts as failed; load balancers time out too.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Readiness {
-    db: Db,
-    image_dir: PathBuf,
+    database: Arc<dyn DatabaseHealth>,
+    blobs: Arc<dyn BlobStore>,
     provider: &'static str,
     /// Only the gemini provider needs a key; whether one is set, never the key.
     upstream_key: bool,
@@ -49,10 +49,15 @@ impl Report {
 }
 
 impl Readiness {
-    pub fn new(db: Db, image_dir: PathBuf, provider: &'static str, upstream_key: bool) -> Self {
+    pub fn new(
+        database: Arc<dyn DatabaseHealth>,
+        blobs: Arc<dyn BlobStore>,
+        provider: &'static str,
+        upstream_key: bool,
+    ) -> Self {
         Self {
-            db,
-            image_dir,
+            database,
+            blobs,
             provider,
             upstream_key,
         }
@@ -86,22 +91,11 @@ impl Readiness {
     }
 
     async fn ping_database(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.pool)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.database.ping().await.map_err(|e| e.to_string())
     }
 
     async fn write_probe(&self) -> Result<(), String> {
-        // A unique name, so concurrent probes never remove each other's file.
-        let path = self.image_dir.join(format!(".ready-{}", ulid::Ulid::new()));
-        tokio::fs::write(&path, b"ready")
-            .await
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(|e| format!("removing {}: {e}", path.display()))
+        self.blobs.probe().await.map_err(|e| e.to_string())
     }
 }
 

@@ -73,7 +73,16 @@ impl From<StoreError> for crate::error::ApiError {
 impl Db {
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("imagegate.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// A database named by a `sqlite://FILE` URL (`database_url`).
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL is durable across process crashes (not power loss of the host).

@@ -56,7 +56,7 @@ pub fn utc_day(ms: i64) -> time::Date {
 }
 
 /// Sums stay exact in integer micro-dollars; `Usage::priced` already rounds to them.
-fn micro_usd(cost_usd: f64) -> i64 {
+pub(crate) fn micro_usd(cost_usd: f64) -> i64 {
     (cost_usd * 1e6).round() as i64
 }
 
@@ -75,7 +75,7 @@ fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError>
     Ok(u64::try_from(value).unwrap_or(0))
 }
 
-fn stored(n: u64) -> i64 {
+pub(crate) fn stored(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

@@ -16,7 +16,7 @@ use crate::support::{client_with_key, file_part, json_of};
 /// Noise, so the upload's base64 is long and cannot be mistaken for anything else.
 fn noisy_png() -> Vec<u8> {
     let image = image::RgbImage::from_fn(96, 64, |x, y| {
-        let h = (x * 7919 ^ y * 104_729).wrapping_mul(2_654_435_761);
+        let h = ((x * 7919) ^ (y * 104_729)).wrapping_mul(2_654_435_761);
         image::Rgb([(h >> 24) as u8, (h >> 16) as u8, (h >> 8) as u8])
     });
     let mut out = std::io::Cursor::new(Vec::new());

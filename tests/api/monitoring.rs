@@ -107,7 +107,24 @@ async fn requests_are_counted_by_route_template_never_by_raw_path() {
         "the scrape itself"
     );
     assert!(text.contains("# HELP imagegate_queue_depth"));
-    assert!(text.contains("imagegate_queue_depth 0\n"));
+    assert!(text.contains("imagegate_queue_depth 0\n"), "nothing queued");
+}
+
+#[tokio::test]
+async fn queue_depth_counts_async_requests_waiting_to_run() {
+    let app = TestApp::spawn(|c| {
+        c.provider = ProviderChoice::Offline;
+        c.jobs.workers = 0;
+    })
+    .await;
+    for prompt in ["a fox", "a hare"] {
+        let body = json!({"prompt": prompt, "async": true});
+        assert_eq!(app.post_json("/generate-image", body).await.status(), 202);
+    }
+
+    let text = metrics_text(&app).await;
+
+    assert_eq!(sample(&text, "imagegate_queue_depth"), Some(2.0), "{text}");
 }
 
 #[tokio::test]

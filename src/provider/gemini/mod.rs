@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::Rng as _;
 use reqwest::StatusCode;
+use tokio::sync::Semaphore;
 
 use crate::config::{GeminiConfig, Secret};
 use crate::monitoring::Metrics;
@@ -34,7 +35,19 @@ pub struct GeminiProvider {
     max_backoff: Duration,
     /// Calls and retries by outcome; a private registry unless [`Self::with_metrics`].
     metrics: Arc<Metrics>,
+    /// KiB of answers being downloaded at once (see [`BODY_BUDGET_KIB`]).
+    bodies: Arc<Semaphore>,
 }
+
+/// How much of the upstream's answers is downloaded at once. Answers are megabytes of
+/// base64 and generations are slow, so many finish together: 1,000 calls held by a 10 s
+/// upstream all answer within a few milliseconds, and reading every answer at once took
+/// the gateway past 4 GB (docs/benchmarks.md). Callers beyond the budget wait with their
+/// answer still in the socket. 16 MiB is eight 1K PNG answers: enough to keep both cores
+/// busy decoding, while downloads over a slow link still overlap.
+const BODY_BUDGET_KIB: u32 = 16 * 1024;
+/// Budgeted for an answer that does not say how long it is.
+const UNKNOWN_BODY_BYTES: u64 = 8 << 20;
 
 /// A non-2xx answer, kept until we know whether it will be retried.
 struct Failure {
@@ -133,7 +146,27 @@ impl GeminiProvider {
             initial_backoff: Duration::from_millis(config.initial_backoff_ms),
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             metrics: Arc::default(),
+            bodies: Arc::new(Semaphore::new(BODY_BUDGET_KIB as usize)),
         })
+    }
+
+    /// Reads an answer within the download budget, into one buffer of the announced size
+    /// (not a list of chunks copied together at the end).
+    async fn read_body(&self, mut response: reqwest::Response) -> reqwest::Result<Bytes> {
+        let announced = response.content_length();
+        let kib = announced
+            .unwrap_or(UNKNOWN_BODY_BYTES)
+            .div_ceil(1024)
+            .clamp(1, u64::from(BODY_BUDGET_KIB)) as u32;
+        // The semaphore is never closed, so this always yields a permit.
+        let _permit = self.bodies.acquire_many(kib).await.ok();
+        // The upstream's length is a hint, not trusted with an allocation past 64 MiB.
+        let capacity = announced.unwrap_or(0).min(64 << 20) as usize;
+        let mut body = BytesMut::with_capacity(capacity);
+        while let Some(chunk) = response.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -195,7 +228,7 @@ impl GeminiProvider {
             let answer = match sent {
                 Ok(response) => {
                     let status = response.status();
-                    response.bytes().await.map(|bytes| (status, bytes))
+                    self.read_body(response).await.map(|bytes| (status, bytes))
                 }
                 Err(e) => Err(e),
             };

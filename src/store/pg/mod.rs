@@ -1,0 +1,137 @@
+//! PostgreSQL, for several instances sharing one state (contract §1). The same traits as
+//! the embedded SQLite stores, the same tables (BIGINT unix-milliseconds, JSON as TEXT),
+//! and migrations embedded in the binary, applied at start and by `imagegate migrate`.
+
+mod idempotency;
+mod images;
+mod keys;
+mod requests;
+mod sessions;
+mod usage;
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use idempotency::PgIdempotencyStore;
+pub use images::PgImageIndex;
+pub use keys::PgKeyStore;
+pub use requests::PgRequestStore;
+pub use sessions::PgSessionStore;
+pub use usage::PgUsageStore;
+
+use crate::clock::{Clock as _, SystemClock};
+use crate::store::{DatabaseHealth, StoreError};
+
+/// (version, name, SQL). Append only: a released migration is never edited. The
+/// versions match the SQLite ones, so both backends describe the same schema.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "sessions",
+        include_str!("../../../migrations/postgres/0001_sessions.sql"),
+    ),
+    (
+        2,
+        "images",
+        include_str!("../../../migrations/postgres/0002_images.sql"),
+    ),
+    (
+        3,
+        "api_keys",
+        include_str!("../../../migrations/postgres/0003_api_keys.sql"),
+    ),
+    (
+        4,
+        "usage",
+        include_str!("../../../migrations/postgres/0004_usage.sql"),
+    ),
+    (
+        5,
+        "idempotency",
+        include_str!("../../../migrations/postgres/0005_idempotency.sql"),
+    ),
+    (
+        6,
+        "requests",
+        include_str!("../../../migrations/postgres/0006_requests.sql"),
+    ),
+];
+
+#[derive(Clone)]
+pub struct PgDb {
+    pub pool: PgPool,
+}
+
+impl PgDb {
+    /// Connects (the URL may set `options=-c search_path=…` to use a schema) and applies
+    /// the migrations that are missing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // A request waiting this long for a connection is better answered with a 500.
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // One transaction under an advisory lock (per schema): instances starting
+        // together apply each migration once, and a failed one leaves nothing behind.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('imagegate.migrate.' || current_schema()))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(SystemClock.now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(version, name, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DatabaseHealth for PgDb {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

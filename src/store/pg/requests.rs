@@ -1,0 +1,274 @@
+//! Async requests and webhook deliveries in PostgreSQL. Claims lock the chosen row with
+//! `FOR UPDATE SKIP LOCKED`: workers of every instance claim at once without waiting on
+//! each other and without two of them taking the same row. The attempt number fences
+//! later writes exactly as in the embedded store.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row as _};
+
+use super::PgDb;
+use crate::store::StoreError;
+use crate::store::requests::{Cancel, Delivery, NewDelivery, RequestRecord, RequestStore};
+
+pub struct PgRequestStore {
+    db: PgDb,
+}
+
+impl PgRequestStore {
+    pub fn new(db: PgDb) -> Self {
+        Self { db }
+    }
+}
+
+fn record(row: &PgRow) -> Result<RequestRecord, sqlx::Error> {
+    Ok(RequestRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        tier: row.try_get("tier")?,
+        path: row.try_get("path")?,
+        content_type: row.try_get("content_type")?,
+        body_ref: row.try_get("body_ref")?,
+        webhook_url: row.try_get("webhook_url")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+    })
+}
+
+async fn insert_delivery(
+    tx: &mut PgConnection,
+    request: &str,
+    owner: &str,
+    delivery: &NewDelivery,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, request_id, owner, url, payload, status, next_attempt_ms, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+    )
+    .bind(&delivery.id)
+    .bind(request)
+    .bind(owner)
+    .bind(&delivery.url)
+    .bind(&delivery.payload)
+    .bind(now_ms)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl RequestStore for PgRequestStore {
+    async fn insert(&self, r: &RequestRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO requests (id, owner, tier, path, content_type, body_ref, webhook_url, status, attempts, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.owner)
+        .bind(&r.tier)
+        .bind(&r.path)
+        .bind(&r.content_type)
+        .bind(&r.body_ref)
+        .bind(&r.webhook_url)
+        .bind(r.created_at_ms)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str, owner: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM requests WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.as_ref().map(record).transpose()?)
+    }
+
+    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE requests SET status = 'running', attempts = attempts + 1, lease_until_ms = $1
+             WHERE id = (SELECT id FROM requests
+                         WHERE status = 'queued' OR (status = 'running' AND lease_until_ms < $2)
+                         ORDER BY created_at_ms LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.as_ref().map(record).transpose()?)
+    }
+
+    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET lease_until_ms = $1 WHERE id = $2 AND attempts = $3 AND status = 'running'",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        attempt: i64,
+        status: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+        now_ms: i64,
+        delivery: Option<&NewDelivery>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE requests SET status = $1, result = $2, error = $3, finished_at_ms = $4, lease_until_ms = NULL
+             WHERE id = $5 AND attempts = $6 AND status = 'running' RETURNING owner",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(error)
+        .bind(now_ms)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        if let Some(d) = delivery {
+            let owner: String = row.try_get("owner")?;
+            insert_delivery(&mut tx, id, &owner, d, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        delivery: Option<&NewDelivery>,
+    ) -> Result<Cancel, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE requests SET status = 'canceled', finished_at_ms = $1 WHERE id = $2 AND owner = $3 AND status = 'queued'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            if let Some(d) = delivery {
+                insert_delivery(&mut tx, id, owner, d, now_ms).await?;
+            }
+            tx.commit().await?;
+            return Ok(Cancel::Canceled);
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM requests WHERE id = $1 AND owner = $2")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        Ok(status.map_or(Cancel::NotFound, Cancel::Too))
+    }
+
+    async fn queue_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    async fn claim_delivery(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, lease_until_ms = $1
+             WHERE id = (SELECT id FROM webhook_deliveries
+                         WHERE status = 'pending' AND next_attempt_ms <= $2 AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                         ORDER BY next_attempt_ms LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Delivery {
+            id: row.try_get("id")?,
+            request_id: row.try_get("request_id")?,
+            owner: row.try_get("owner")?,
+            url: row.try_get("url")?,
+            payload: row.try_get("payload")?,
+            attempts: row.try_get("attempts")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+        }))
+    }
+
+    async fn delivery_attempted(
+        &self,
+        id: &str,
+        http_status: Option<u16>,
+        status: &str,
+        next_attempt_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, last_status = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), lease_until_ms = NULL
+             WHERE id = $4",
+        )
+        .bind(if next_attempt_ms.is_some() { "pending" } else { status })
+        .bind(http_status.map(i64::from))
+        .bind(next_attempt_ms)
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+                .fetch_one(&self.db.pool)
+                .await?,
+        )
+    }
+
+    async fn webhook_secret(
+        &self,
+        owner: &str,
+        make: &(dyn Fn() -> String + Send + Sync),
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        // Two instances making the first secret at once: one insert wins, both read it.
+        sqlx::query(
+            "INSERT INTO webhook_secrets (owner, secret, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING",
+        )
+        .bind(owner)
+        .bind(make())
+        .bind(now_ms)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE owner = $1")
+                .bind(owner)
+                .fetch_one(&self.db.pool)
+                .await?,
+        )
+    }
+}

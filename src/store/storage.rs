@@ -1,0 +1,121 @@
+//! Opens the configured storage once at start-up: the database named by `database_url`
+//! (embedded SQLite by default, or PostgreSQL) with its migrations applied, and the blob
+//! store named by `object_store_url` (files under the data directory by default, or
+//! S3). Everything else sees only the traits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::Config;
+use crate::store::blobs::{BlobStore, ObjectBlobs};
+use crate::store::idempotency::{IdempotencyStore, SqlIdempotencyStore};
+use crate::store::images::{ImageStore, SqlImageIndex, StoredImages};
+use crate::store::keys::{KeyStore, SqlKeyStore};
+use crate::store::pg::{
+    PgDb, PgIdempotencyStore, PgImageIndex, PgKeyStore, PgRequestStore, PgSessionStore,
+    PgUsageStore,
+};
+use crate::store::requests::{RequestStore, SqlRequestStore};
+use crate::store::sessions::{SessionStore, SqlSessionStore};
+use crate::store::usage::{SqlUsageStore, UsageStore};
+use crate::store::{Db, StoreError};
+
+/// Is the database answering, and which migrations has it got?
+#[async_trait]
+pub trait DatabaseHealth: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The highest applied migration.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+}
+
+#[async_trait]
+impl DatabaseHealth for Db {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// Every store the service uses, as trait objects.
+#[derive(Clone)]
+pub struct Storage {
+    pub keys: Arc<dyn KeyStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub images: Arc<dyn ImageStore>,
+    pub usage: Arc<dyn UsageStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub requests: Arc<dyn RequestStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub database: Arc<dyn DatabaseHealth>,
+    /// For the start-up log: where state and bytes are kept, without credentials.
+    pub description: String,
+}
+
+impl Storage {
+    /// Opens the database (applying missing migrations) and the blob store.
+    pub async fn open(config: &Config) -> Result<Self, StoreError> {
+        let blobs: Arc<dyn BlobStore> = Arc::new(match &config.object_store_url {
+            Some(url) => ObjectBlobs::s3(url, &config.object_store)?,
+            None => ObjectBlobs::local(&config.data_dir)?,
+        });
+        let url = config.database_url.as_ref();
+        let (mut storage, database) = match url.map(|u| (u.scheme(), u.expose())) {
+            Some(("postgres" | "postgresql", url)) => (
+                Self::postgres(PgDb::connect(url).await?, blobs),
+                "PostgreSQL",
+            ),
+            Some((_, url)) => (Self::sqlite(Db::open_url(url).await?, blobs), "SQLite"),
+            None => (
+                Self::sqlite(Db::open(&config.data_dir).await?, blobs),
+                "SQLite",
+            ),
+        };
+        let at = url.map_or_else(
+            || config.data_dir.join("imagegate.db").display().to_string(),
+            |u| u.redacted(),
+        );
+        storage.description = format!("{database} at {at}; bytes in {}", storage.blobs.describe());
+        Ok(storage)
+    }
+
+    /// The embedded stores over one SQLite database.
+    pub fn sqlite(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
+        let index = Arc::new(SqlImageIndex::new(db.clone()));
+        Self {
+            keys: Arc::new(SqlKeyStore::new(db.clone())),
+            sessions: Arc::new(SqlSessionStore::new(db.clone())),
+            images: Arc::new(StoredImages::new(index, blobs.clone())),
+            usage: Arc::new(SqlUsageStore::new(db.clone())),
+            idempotency: Arc::new(SqlIdempotencyStore::new(db.clone())),
+            requests: Arc::new(SqlRequestStore::new(db.clone())),
+            blobs,
+            database: Arc::new(db),
+            description: String::new(),
+        }
+    }
+
+    /// The shared stores over one PostgreSQL database (or one schema of it).
+    pub fn postgres(db: PgDb, blobs: Arc<dyn BlobStore>) -> Self {
+        let index = Arc::new(PgImageIndex::new(db.clone()));
+        Self {
+            keys: Arc::new(PgKeyStore::new(db.clone())),
+            sessions: Arc::new(PgSessionStore::new(db.clone())),
+            images: Arc::new(StoredImages::new(index, blobs.clone())),
+            usage: Arc::new(PgUsageStore::new(db.clone())),
+            idempotency: Arc::new(PgIdempotencyStore::new(db.clone())),
+            requests: Arc::new(PgRequestStore::new(db.clone())),
+            blobs,
+            database: Arc::new(db),
+            description: String::new(),
+        }
+    }
+}

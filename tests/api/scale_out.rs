@@ -1,0 +1,328 @@
+//! Two instances on different ports sharing PostgreSQL, Redis and S3 behave as one
+//! service: a chat continues on the other instance, the free tier's 15 a minute holds
+//! across both, and a request accepted by an instance that is then killed completes on
+//! the other.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagegate::clock::{Clock, ManualClock, SystemClock};
+use imagegate::config::{Config, ProviderChoice, Secret};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
+use crate::support::services::{PgSchema, RedisPrefix, S3Bucket};
+use crate::support::{TestApp, client_with_key, json_of};
+
+/// PostgreSQL, Redis and S3, each of its own for one test; `None` when skipped.
+struct Shared {
+    pg: PgSchema,
+    redis: RedisPrefix,
+    s3: S3Bucket,
+}
+
+impl Shared {
+    async fn create() -> Option<Self> {
+        Some(Self {
+            pg: PgSchema::create().await?,
+            redis: RedisPrefix::create().await?,
+            s3: S3Bucket::create().await?,
+        })
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.database_url = Some(self.pg.database_url());
+        self.redis.configure(config);
+        self.s3.configure(config);
+    }
+
+    /// An instance with a data directory of its own: nothing is shared through files.
+    async fn instance(&self, clock: Arc<dyn Clock>, extra: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        TestApp::spawn_full(dir, clock, |c| {
+            self.configure(c);
+            extra(c);
+        })
+        .await
+    }
+}
+
+fn gemini(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
+    let base_url = fake.base_url();
+    move |c: &mut Config| {
+        c.provider = ProviderChoice::Gemini;
+        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
+        c.gemini.base_url = base_url.clone();
+        c.gemini.deadline_secs = 20.0;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    // Strict mode: a turn is refused unless its history carries the images and thought
+    // signatures of earlier turns byte for byte, so B must read A's image from S3.
+    let fake = FakeGemini::start_with(FakeOptions {
+        strict_signatures: true,
+        ..Default::default()
+    })
+    .await;
+    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    assert_ne!(a.base, b.base);
+    // One key, issued through A's database, used on both.
+    let on_b = client_with_key(Some(&a.key));
+
+    let (status, _, created) = json_of(
+        a.post_json(
+            "/chat/create",
+            json!({"system_prompt": "You refine images."}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let session = created["session_id"].as_str().unwrap();
+    let (status, _, first) = json_of(
+        a.post_json(
+            &format!("/chat/{session}/message"),
+            json!({"message": "draw a cat [[fake:thoughts]]"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+
+    let (status, _, second) = json_of(
+        on_b.post(b.url(&format!("/chat/{session}/message")))
+            .json(&json!({"message": "make it blue"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "the second turn runs on B: {second}");
+    assert_eq!(second["turn"], 2);
+    let history: Value = on_b
+        .get(b.url(&format!("/chat/{session}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let roles: Vec<&str> = history["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user", "model"]);
+    let image = first["image_ids"][0].as_str().unwrap();
+    let served = on_b
+        .get(b.url(&format!("/images/{image}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200, "B serves the image A stored");
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_tier_limit_of_15_a_minute_holds_across_both_instances() {
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    let clock = ManualClock::starting_now();
+    let a = shared
+        .instance(Arc::new(clock.clone()), |c| {
+            c.provider = ProviderChoice::Offline
+        })
+        .await;
+    let b = shared
+        .instance(Arc::new(clock.clone()), |c| {
+            c.provider = ProviderChoice::Offline
+        })
+        .await;
+    let free = client_with_key(Some(&a.create_key("free").await));
+    let call = |app: &TestApp| {
+        free.post(app.url("/generate-image"))
+            .json(&json!({"prompt": "a small red square"}))
+            .send()
+    };
+    for i in 0..15 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let response = call(app).await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(
+            response.headers()["x-ratelimit-remaining"],
+            (14 - i).to_string().as_str()
+        );
+    }
+    for app in [&a, &b] {
+        let refused = call(app).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            429,
+            "the 16th request in a minute, on either instance"
+        );
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    clock.advance_ms(60_000);
+    assert_eq!(
+        call(&b).await.unwrap().status(),
+        200,
+        "a minute later the window has room again"
+    );
+}
+
+/// The real binary with the shared services, as a second machine would run it.
+async fn start_process(
+    shared: &Shared,
+    fake: &FakeGemini,
+    dir: &std::path::Path,
+) -> (Child, String) {
+    let mut config = Config::default();
+    shared.configure(&mut config);
+    let s3 = &config.object_store;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--provider",
+            "gemini",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--gemini-base-url", &fake.base_url()])
+        .args([
+            "--database-url",
+            &shared.pg.url,
+            "--redis-url",
+            &shared.redis.url,
+        ])
+        .args(["--object-store-url", &shared.s3.url])
+        .env("IMAGEGATE_REDIS_KEY_PREFIX", &shared.redis.prefix)
+        .env(
+            "IMAGEGATE_OBJECT_STORE_ENDPOINT",
+            s3.endpoint.as_deref().unwrap(),
+        )
+        .env("IMAGEGATE_OBJECT_STORE_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("IMAGEGATE_JOBS_LEASE_SECS", "1.5")
+        .env("IMAGEGATE_UPSTREAM_DEADLINE_SECS", "30")
+        .env("GOOGLE_API_KEY", FAKE_API_KEY)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("a start-up line")
+            .unwrap()
+            .expect("still running");
+        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["fields"]["message"] == "imagegate starting" {
+            let storage = entry["fields"]["storage"].as_str().unwrap_or_default();
+            assert!(
+                storage.starts_with("PostgreSQL") && storage.contains("s3://"),
+                "{storage}"
+            );
+            assert!(
+                !storage.contains("testing"),
+                "no credentials in the log: {storage}"
+            );
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{address}"))
+}
+
+async fn status_on(base: &str, id: &str) -> Value {
+    client_with_key(Some(FAKE_API_KEY))
+        .get(format!("{base}/requests/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    let fake = FakeGemini::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, a_base) = start_process(&shared, &fake, dir.path()).await;
+
+    let accepted = client_with_key(Some(FAKE_API_KEY))
+        .post(format!("{a_base}/generate-image"))
+        .json(&json!({"prompt": "a lighthouse at dusk [[fake:slow_3000]]", "async": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A's worker has the request upstream: the fake has seen the call.
+    for _ in 0..400 {
+        if !fake.calls_for("lighthouse").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status_on(&a_base, &id).await["status"], "running");
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+
+    // B shares nothing with A but the services; its data directory is new.
+    let b = shared
+        .instance(Arc::new(SystemClock), |c| {
+            gemini(&fake)(c);
+            c.jobs.lease_secs = 1.5;
+            c.jobs.poll_ms = 50;
+        })
+        .await;
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = status_on(&b.base, &id).await;
+        if last["status"] == "succeeded" || last["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert!(
+        last["result"]["images"][0]
+            .as_str()
+            .is_some_and(|i| !i.is_empty())
+    );
+    assert_eq!(
+        fake.calls_for("lighthouse").len(),
+        2,
+        "A's attempt died; B's succeeded"
+    );
+}

@@ -1,0 +1,193 @@
+//! The async queue's half of the storage story: claims in order under leases, fencing of
+//! a dead worker's attempt, cancel, webhook deliveries and their retries, and workers
+//! that claim at once without ever sharing a request.
+
+use std::collections::HashSet;
+
+use imagegate::ids::new_id;
+use imagegate::store::Storage;
+use imagegate::store::requests::{Cancel, NewDelivery, RequestRecord};
+
+use super::NOW;
+
+fn queued(created_at_ms: i64) -> RequestRecord {
+    let id = new_id("req");
+    RequestRecord {
+        body_ref: id.clone(),
+        id,
+        owner: "alice".into(),
+        tier: "free".into(),
+        path: "/generate-image".into(),
+        content_type: "application/json".into(),
+        webhook_url: Some("https://example.com/hook".into()),
+        status: "queued".into(),
+        attempts: 0,
+        result: None,
+        error: None,
+        created_at_ms,
+        finished_at_ms: None,
+    }
+}
+
+fn delivery() -> NewDelivery {
+    NewDelivery {
+        id: new_id("msg"),
+        url: "https://example.com/hook".into(),
+        payload: "{}".into(),
+    }
+}
+
+pub async fn the_queue_leases_fences_cancels_and_delivers(s: &Storage) {
+    let q = &s.requests;
+    let (first, second, third) = (queued(NOW), queued(NOW + 1), queued(NOW + 2));
+    for r in [&first, &second, &third] {
+        q.insert(r).await.unwrap();
+    }
+    assert_eq!(q.queue_depth().await.unwrap(), 3);
+    let claimed = q.claim(NOW + 10, 1_000).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.id.as_str(), claimed.attempts),
+        (first.id.as_str(), 1),
+        "oldest first"
+    );
+    assert_eq!(
+        q.claim(NOW + 10, 1_000).await.unwrap().unwrap().id,
+        second.id
+    );
+    assert_eq!(
+        q.cancel(&third.id, "alice", NOW + 11, Some(&delivery()))
+            .await
+            .unwrap(),
+        Cancel::Canceled
+    );
+    assert_eq!(
+        q.cancel(&first.id, "alice", NOW + 11, None).await.unwrap(),
+        Cancel::Too("running".into())
+    );
+    assert_eq!(
+        q.cancel(&first.id, "mallory", NOW + 11, None)
+            .await
+            .unwrap(),
+        Cancel::NotFound
+    );
+    assert!(
+        q.claim(NOW + 20, 1_000).await.unwrap().is_none(),
+        "nothing queued, no lease expired"
+    );
+
+    assert!(q.renew(&first.id, 1, NOW + 5_000).await.unwrap());
+    // The second request's worker died: its lease runs out and the request is taken again.
+    let retaken = q.claim(NOW + 2_000, 1_000).await.unwrap().unwrap();
+    assert_eq!(
+        (retaken.id.as_str(), retaken.attempts),
+        (second.id.as_str(), 2)
+    );
+    let webhook = delivery();
+    let done = |attempt| {
+        q.finish(
+            &second.id,
+            attempt,
+            "succeeded",
+            Some("{}"),
+            None,
+            NOW + 2_100,
+            Some(&webhook),
+        )
+    };
+    assert!(
+        !done(1).await.unwrap(),
+        "the dead worker's attempt is fenced off"
+    );
+    assert!(done(2).await.unwrap());
+    let finished = q.get(&second.id, "alice").await.unwrap().unwrap();
+    assert_eq!(
+        (finished.status.as_str(), finished.finished_at_ms),
+        ("succeeded", Some(NOW + 2_100))
+    );
+    assert_eq!(q.get(&second.id, "mallory").await.unwrap(), None);
+
+    assert_eq!(q.pending_deliveries().await.unwrap(), 2);
+    let sent = q
+        .claim_delivery(NOW + 3_000, 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let other = q
+        .claim_delivery(NOW + 3_000, 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(sent.id, other.id);
+    assert!(
+        q.claim_delivery(NOW + 3_000, 10_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "both are leased"
+    );
+    q.delivery_attempted(&sent.id, Some(200), "delivered", None)
+        .await
+        .unwrap();
+    q.delivery_attempted(&other.id, Some(500), "pending", Some(NOW + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(q.pending_deliveries().await.unwrap(), 1);
+    assert!(
+        q.claim_delivery(NOW + 59_999, 10_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "not due yet"
+    );
+    assert_eq!(
+        q.claim_delivery(NOW + 60_000, 10_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+
+    let secret = q
+        .webhook_secret("alice", &|| "whsec_first".into(), NOW)
+        .await
+        .unwrap();
+    let again = q
+        .webhook_secret("alice", &|| "whsec_second".into(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        (secret.as_str(), again.as_str()),
+        ("whsec_first", "whsec_first")
+    );
+}
+
+pub async fn concurrent_workers_never_claim_the_same_request(s: &Storage) {
+    let mut ids = HashSet::new();
+    for i in 0..12 {
+        let r = queued(NOW + 100_000 + i);
+        ids.insert(r.id.clone());
+        s.requests.insert(&r).await.unwrap();
+    }
+    let workers = (0..4).map(|_| {
+        let requests = s.requests.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(r) = requests.claim(NOW + 100_000, 3_600_000).await.unwrap() {
+                mine.push(r.id);
+            }
+            mine
+        })
+    });
+    let mut claimed = Vec::new();
+    for worker in workers {
+        claimed.extend(worker.await.unwrap());
+    }
+    let distinct: HashSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(
+        claimed.len(),
+        distinct.len(),
+        "a request was claimed twice: {claimed:?}"
+    );
+    assert!(ids.is_subset(&distinct), "every request was claimed");
+}
