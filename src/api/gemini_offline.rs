@@ -159,27 +159,33 @@ fn envelope(parts: Vec<Value>, finish: Option<&str>, request_id: &str) -> Value 
     })
 }
 
+/// Runs the translated request; the answer's text and its images with their types.
+async fn run(
+    state: &AppState,
+    ctx: &RequestContext,
+    model: ResolvedModel,
+    body: &[u8],
+) -> Result<(Option<String>, Vec<(String, &'static str)>, String, String), ApiError> {
+    let outcome = state
+        .generator
+        .run(ctx, request(state, model, body)?)
+        .await?;
+    let r = outcome.response;
+    let images = r.images.into_iter().zip(r.mime_types).collect();
+    Ok((r.text, images, r.finish_reason, r.request_id))
+}
+
 pub async fn generate(
     state: &AppState,
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let outcome = state
-        .generator
-        .run(ctx, request(state, model, body)?)
-        .await?;
-    let r = &outcome.response;
-    let images: Vec<(String, &'static str)> = r
-        .images
-        .iter()
-        .cloned()
-        .zip(r.mime_types.iter().copied())
-        .collect();
+    let (text, images, finish, id) = run(state, ctx, model, body).await?;
     Ok(envelope(
-        answer_parts(r.text.as_deref(), &images),
-        Some(&r.finish_reason),
-        &r.request_id,
+        answer_parts(text.as_deref(), &images),
+        Some(&finish),
+        &id,
     ))
 }
 
@@ -190,26 +196,12 @@ pub async fn stream(
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<String, ApiError> {
-    let outcome = state
-        .generator
-        .run(ctx, request(state, model, body)?)
-        .await?;
-    let r = &outcome.response;
-    let images: Vec<(String, &'static str)> = r
-        .images
-        .iter()
-        .cloned()
-        .zip(r.mime_types.iter().copied())
-        .collect();
+    let (text, images, finish, id) = run(state, ctx, model, body).await?;
     let mut events = Vec::new();
-    if let Some(text) = r.text.as_deref() {
-        events.push(envelope(answer_parts(Some(text), &[]), None, &r.request_id));
+    if let Some(text) = text.as_deref() {
+        events.push(envelope(answer_parts(Some(text), &[]), None, &id));
     }
-    events.push(envelope(
-        answer_parts(None, &images),
-        Some(&r.finish_reason),
-        &r.request_id,
-    ));
+    events.push(envelope(answer_parts(None, &images), Some(&finish), &id));
     Ok(events
         .iter()
         .map(|e| format!("data: {e}\r\n\r\n"))

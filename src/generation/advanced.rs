@@ -10,26 +10,10 @@ use crate::error::ApiError;
 use crate::generation::PostProcess;
 use crate::generation::canvas::{self, Directions, ExtensionRatio, GrownCanvas, Mask, Placement};
 use crate::generation::params::{Options, Prompt, Strength};
+use crate::generation::requests::request;
 use crate::generation::styles::{self, Style};
 use crate::imaging::{self, ImageFormat, InputImage};
-use crate::provider::{OutputImage, Part, ProviderRequest, Role, Task, Turn};
-
-fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
-    ProviderRequest {
-        model: options.model,
-        task,
-        system_instruction: None,
-        contents: vec![Turn {
-            role: Role::User,
-            parts,
-        }],
-        modalities: options.modalities,
-        temperature: options.temperature,
-        aspect_ratio: options.aspect_ratio,
-        image_size: options.image_size,
-        seed: options.seed,
-    }
-}
+use crate::provider::{OutputImage, Part, ProviderRequest, Task};
 
 fn decode_original(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
     imaging::decode(bytes)

@@ -6,7 +6,8 @@ use crate::generation::prompts;
 use crate::imaging::InputImage;
 use crate::provider::{Part, ProviderRequest, Role, Task, Turn};
 
-fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
+/// A one-turn request from the user: `parts`, with the shared options.
+pub fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
     ProviderRequest {
         model: options.model,
         task,
