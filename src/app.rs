@@ -128,6 +128,9 @@ impl App {
             clock.clone(),
             config.jobs.clone(),
         ));
+        let url_signer = UrlSigner::shared(storage.requests.as_ref(), clock.now_ms())
+            .await
+            .context("the URL signing secret")?;
         let state = AppState {
             generator,
             models,
@@ -137,8 +140,7 @@ impl App {
             default_model: config.default_model.clone(),
             clock,
             access,
-            url_signer: UrlSigner::load_or_create(&config.data_dir)
-                .context("the URL signing key")?,
+            url_signer,
             gemini,
             monitoring,
             jobs: jobs.clone(),

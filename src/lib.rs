@@ -7,9 +7,10 @@
 //! - [`provider`]: where images come from (Gemini over HTTP, or offline).
 //! - [`imaging`]: image bytes at the edges (sniffing, limits, downscaling).
 //! - [`models`]: the model table, retired names and prices.
-//! - [`store`]: durable state (images, sessions, keys, usage, idempotent results).
+//! - [`store`]: durable state (images, sessions, keys, usage, idempotent results, async
+//!   requests) in SQLite or PostgreSQL; bytes in files or S3.
 //! - [`auth`]: API keys and who a bearer token stands for.
-//! - [`limits`]: per-key rate and concurrency limits by tier.
+//! - [`limits`]: per-key rate and concurrency limits by tier (in memory or in Redis).
 //! - [`quality`]: the guide's image quality metrics, matching NumPy.
 //! - [`monitoring`]: Prometheus metrics, `/stats`, readiness.
 //! - [`keys_cli`]: `imagegate keys create|list|revoke`.

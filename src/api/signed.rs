@@ -1,19 +1,25 @@
 //! Signed, expiring image URLs for clients that expect a plain URL they can fetch
 //! without credentials (OpenAI's `response_format: "url"`). The signature is an
-//! HMAC-SHA256 of `id.expires` under a key kept in the data directory, so URLs survive
-//! restarts and work on every instance sharing that directory.
+//! HMAC-SHA256 of `id.expires` under a secret kept in the database, so URLs survive
+//! restarts and work on every instance sharing the database.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
-use rand::RngCore as _;
 use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::api::AppState;
 use crate::error::ApiError;
 use crate::imaging::ImageFormat;
+use crate::jobs::webhooks;
+use crate::store::StoreError;
+use crate::store::requests::RequestStore;
+use base64::Engine as _;
+
+/// The row of the secrets table that holds the URL signing secret (no key id has a `:`).
+const SECRET_OWNER: &str = "server:url-signing";
 
 /// OpenAI's image URLs expire after an hour; ours do the same.
 const URL_TTL_MS: i64 = 60 * 60 * 1000;
@@ -25,23 +31,18 @@ pub struct UrlSigner {
 }
 
 impl UrlSigner {
-    /// Reads the key from `<data_dir>/url-signing.key`, creating it on first start.
-    pub fn load_or_create(data_dir: &std::path::Path) -> std::io::Result<Self> {
-        let path = data_dir.join("url-signing.key");
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => Self::from_key(&bytes),
-            Ok(_) => Err(std::io::Error::other(format!(
-                "{} is not a 32-byte key",
-                path.display()
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                write_private(&path, &key)?;
-                Self::from_key(&key)
-            }
-            Err(e) => Err(e),
-        }
+    /// The signer for a server-wide secret kept in the shared database (so every
+    /// instance signs and verifies alike), made once on first start.
+    pub async fn shared(requests: &dyn RequestStore, now_ms: i64) -> Result<Self, StoreError> {
+        // The secrets table's get-or-create is one atomic statement on both backends, so
+        // instances starting together still agree on one key.
+        let secret = requests
+            .webhook_secret(SECRET_OWNER, &webhooks::new_secret, now_ms)
+            .await?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(secret.trim_start_matches("whsec_"))
+            .map_err(|e| StoreError::new(format!("URL signing secret: {e}")))?;
+        Self::from_key(&key).map_err(|e| StoreError::new(e.to_string()))
     }
 
     fn from_key(key: &[u8]) -> std::io::Result<Self> {
@@ -69,23 +70,6 @@ impl UrlSigner {
         // `verify_slice` compares in constant time.
         now_ms <= expires_ms && self.mac(id, expires_ms).verify_slice(&given).is_ok()
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// A path (to prefix with the server's origin) that serves `id` for the next hour.

@@ -24,5 +24,6 @@ mod process;
 mod quality;
 mod scale_out;
 mod shared_limits;
+mod storage_cli;
 mod storage_story;
 mod story;

@@ -8,7 +8,7 @@ mod queue;
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use imagegate::config::Config;
+use imagegate::config::{Config, ServiceUrl};
 use imagegate::generation::Usage;
 use imagegate::ids::new_id;
 use imagegate::imaging::ImageFormat;
@@ -257,12 +257,17 @@ fn config_in(dir: &tempfile::TempDir) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_storage_story_holds_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&config_in(&dir)).await.unwrap();
+    // Named by URL here; every other test uses the default file in the data directory.
+    let file = dir.path().join("state.db");
+    let mut config = config_in(&dir);
+    config.database_url = Some(ServiceUrl::new(format!("sqlite://{}", file.display())));
+    let storage = Storage::open(&config).await.unwrap();
     assert!(
         storage.description.starts_with("SQLite"),
         "{}",
         storage.description
     );
+    assert!(file.exists(), "the database is the file the URL names");
     the_storage_story(&storage).await;
 }
 

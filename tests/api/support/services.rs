@@ -53,7 +53,11 @@ impl PgSchema {
         let admin = std::env::var("IMAGEGATE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES.into());
         let name = unique("t_");
-        let connected = sqlx::PgPool::connect(&admin).await;
+        let connected = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&admin)
+            .await;
         let pool = match connected {
             Ok(pool) => pool,
             Err(e) => return unavailable("PostgreSQL", format!("{admin}: {e}")),
