@@ -30,7 +30,9 @@ pub fn picture(width: u32, height: u32, noise_bits: u32) -> RgbImage {
             f64::from(y) / f64::from(height),
         );
         // Three slow waves, one per channel, so neighbouring pixels are alike.
-        let wave = |a: f64, b: f64| (127.5 + 100.0 * ((a * fx + b * fy) * 6.283).sin()) as i64;
+        let wave = |a: f64, b: f64| {
+            (127.5 + 100.0 * ((a * fx + b * fy) * std::f64::consts::TAU).sin()) as i64
+        };
         let channel = |base: i64, shift: u32| (base + noise(shift)).clamp(0, 255) as u8;
         Rgb([
             channel(wave(1.0, 0.3), 0),
