@@ -23,6 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{Listener as _, ListenerExt as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
@@ -188,8 +189,12 @@ async fn main() -> std::io::Result<()> {
         .route("/admin/config", post(admin))
         .route("/stats", get(stats))
         .with_state(fake.clone());
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    // As imagegate does: answers must not wait for a delayed ACK (Nagle).
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     println!(
         "listening on {} (png {} bytes, jpeg {} bytes; answers {} and {} bytes)",
         listener.local_addr()?,

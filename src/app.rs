@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::api::access::Access;
@@ -183,11 +184,19 @@ impl App {
             }
         });
         let workers = self.jobs.spawn(self.replay, stop.subscribe());
+        // TCP_NODELAY: a response goes out in several writes (its images are chunks of
+        // their own), and Nagle's algorithm would hold the last small one until the
+        // client's delayed ACK, 40 ms later.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         // `into_make_service`: each connection shares the router. Served as a plain
         // `Router`, axum deep-copies every route's middleware stack per connection (about
         // 90 KB), which was most of the memory of 1,000 requests held open
         // (docs/benchmarks.md).
-        let served = axum::serve(self.listener, self.router.into_make_service())
+        let served = axum::serve(listener, self.router.into_make_service())
             .with_graceful_shutdown(shutdown)
             .await;
         // Workers take no new request and finish the one they run (it is paid for); past

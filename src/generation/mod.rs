@@ -161,20 +161,36 @@ impl Generator {
         generated: &Generated,
         prices: Prices,
     ) -> Result<(Vec<String>, Usage), ApiError> {
-        let mut image_ids = Vec::with_capacity(generated.images.len());
-        for image in &generated.images {
-            let id = ids::new_id("img");
-            self.images
-                .put(&id, &ctx.caller.key_id, image.format, image.bytes.clone())
-                .await?;
-            image_ids.push(id);
-        }
+        let image_ids: Vec<String> = generated
+            .images
+            .iter()
+            .map(|_| ids::new_id("img"))
+            .collect();
+        let store = async {
+            for (image, id) in generated.images.iter().zip(&image_ids) {
+                self.images
+                    .put(id, &ctx.caller.key_id, image.format, image.bytes.clone())
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        };
         // The offline provider reports no tokens, so it costs nothing.
         let usage = Usage::priced(generated.usage, prices);
-        if let Some(sink) = &self.usage {
-            sink.record(ctx, &generated.model, &usage, image_ids.len())
-                .await?;
-        }
+        let record = async {
+            match &self.usage {
+                Some(sink) => {
+                    sink.record(ctx, &generated.model, &usage, image_ids.len())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        // Side by side: writing the images (megabytes to disk) and recording the usage (a
+        // database row) are independent, and both finish even if the other fails, since
+        // the upstream has charged for the call either way.
+        let (stored, recorded) = tokio::join!(store, record);
+        stored?;
+        recorded?;
         Ok((image_ids, usage))
     }
 

@@ -32,6 +32,8 @@ pub struct Jobs {
     clock: Arc<dyn Clock>,
     pub config: JobsConfig,
     wake: tokio::sync::Notify,
+    /// Wakes the webhook sender when a delivery is queued, instead of at its next poll.
+    deliveries: tokio::sync::Notify,
 }
 
 fn not_found() -> ApiError {
@@ -51,6 +53,7 @@ impl Jobs {
             clock,
             config,
             wake: tokio::sync::Notify::new(),
+            deliveries: tokio::sync::Notify::new(),
         }
     }
 
@@ -128,6 +131,9 @@ impl Jobs {
         let delivery = self.delivery_for(&canceled);
         match self.store.cancel(id, owner, now, delivery.as_ref()).await? {
             Cancel::Canceled => {
+                if delivery.is_some() {
+                    self.deliveries.notify_one();
+                }
                 self.remove_body(id).await;
                 Ok(Self::status_body(&canceled))
             }
@@ -214,6 +220,9 @@ impl Jobs {
                 delivery.as_ref(),
             )
             .await?;
+        if recorded && delivery.is_some() {
+            self.deliveries.notify_one();
+        }
         if recorded {
             self.remove_body(&job.id).await;
             tracing::info!(request_id = %job.id, status, attempt = job.attempts, "async request finished");
@@ -370,6 +379,7 @@ impl Jobs {
                     continue;
                 }
                 tokio::select! {
+                    () = jobs.deliveries.notified() => {}
                     () = tokio::time::sleep(jobs.config.poll()) => {}
                     _ = stop.changed() => break,
                 }

@@ -43,9 +43,9 @@ pub struct GeminiProvider {
 /// base64 and generations are slow, so many finish together: 1,000 calls held by a 10 s
 /// upstream all answer within a few milliseconds, and reading every answer at once took
 /// the gateway past 4 GB (docs/benchmarks.md). Callers beyond the budget wait with their
-/// answer still in the socket. 16 MiB is eight 1K PNG answers: enough to keep both cores
+/// answer still in the socket. 8 MiB is four 1K PNG answers: enough to keep two cores
 /// busy decoding, while downloads over a slow link still overlap.
-const BODY_BUDGET_KIB: u32 = 16 * 1024;
+const BODY_BUDGET_KIB: u32 = 8 * 1024;
 /// Budgeted for an answer that does not say how long it is.
 const UNKNOWN_BODY_BYTES: u64 = 8 << 20;
 
@@ -135,6 +135,10 @@ impl GeminiProvider {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
+            // After a burst of answers, connections past these are closed instead of
+            // idling with the buffers they read megabytes through: kept, they held most
+            // of the ~560 MiB peak of 1,000 held calls answering at once (docs/benchmarks.md).
+            .pool_max_idle_per_host(64)
             .build()?;
         Ok(Self {
             http,
