@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::async_jobs::Receiver;
@@ -37,20 +36,8 @@ async fn start(dir: &std::path::Path, fake: &str) -> (Child, String) {
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("a start-up line")
-            .unwrap()
-            .expect("still running");
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["fields"]["message"] == "imagegate starting" {
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let fields = crate::support::started(&mut child).await;
+    let address = fields["address"].as_str().unwrap().to_owned();
     (child, format!("http://{address}"))
 }
 

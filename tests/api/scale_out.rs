@@ -10,7 +10,6 @@ use std::time::Duration;
 use imagegate::clock::{Clock, ManualClock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
@@ -229,29 +228,17 @@ async fn start_process(
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("a start-up line")
-            .unwrap()
-            .expect("still running");
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["fields"]["message"] == "imagegate starting" {
-            let storage = entry["fields"]["storage"].as_str().unwrap_or_default();
-            assert!(
-                storage.starts_with("PostgreSQL") && storage.contains("s3://"),
-                "{storage}"
-            );
-            assert!(
-                !storage.contains("testing"),
-                "no credentials in the log: {storage}"
-            );
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let fields = crate::support::started(&mut child).await;
+    let storage = fields["storage"].as_str().unwrap_or_default();
+    assert!(
+        storage.starts_with("PostgreSQL") && storage.contains("s3://"),
+        "{storage}"
+    );
+    assert!(
+        !storage.contains("testing"),
+        "no credentials in the log: {storage}"
+    );
+    let address = fields["address"].as_str().unwrap().to_owned();
     (child, format!("http://{address}"))
 }
 
