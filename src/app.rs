@@ -16,6 +16,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
+use crate::generation::execute::Executor;
+use crate::generation::work::WorkEnv;
+use crate::imaging::IntakeLimits;
 use crate::jobs::Jobs;
 use crate::limits::Limiters;
 use crate::models::ModelTable;
@@ -28,8 +31,6 @@ use crate::store::Storage;
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
-    /// The routes as async workers replay stored requests through them.
-    replay: axum::Router,
     jobs: Arc<Jobs>,
     addr: SocketAddr,
     chat: Arc<ChatService>,
@@ -123,11 +124,35 @@ impl App {
             config.sessions.clone(),
             config.default_model.clone(),
         ));
+        let executor = Arc::new(Executor::new(
+            WorkEnv {
+                models: models.clone(),
+                default_model: config.default_model.clone(),
+                max_prompt_chars: config.limits.max_prompt_chars,
+                intake: IntakeLimits {
+                    max_file_bytes: config.limits.max_file_bytes,
+                    max_pixels: config.limits.max_input_pixels,
+                    max_edge: config.limits.max_input_edge,
+                },
+            },
+            generator.clone(),
+            chat.clone(),
+            access.concurrency.clone(),
+            access.tiers.clone(),
+        ));
+        let legacy = Arc::new(api::jobs::LegacyBodies {
+            max_file_bytes: config.limits.max_file_bytes,
+            limits: api::form::BodyLimits {
+                max_body_bytes: config.limits.max_multipart_bytes,
+            },
+        });
         let jobs = Arc::new(Jobs::new(
             storage.requests.clone(),
             storage.blobs.clone(),
             clock.clone(),
             config.jobs.clone(),
+            executor.clone(),
+            legacy,
         ));
         let url_signer = UrlSigner::shared(storage.requests.as_ref(), clock.now_ms())
             .await
@@ -145,11 +170,11 @@ impl App {
             gemini,
             monitoring,
             jobs: jobs.clone(),
+            executor,
         };
         Ok(Self {
             listener,
-            router: api::router(state.clone()),
-            replay: api::replay_router(state),
+            router: api::router(state),
             jobs,
             addr,
             chat,
@@ -183,7 +208,7 @@ impl App {
                 }
             }
         });
-        let workers = self.jobs.spawn(self.replay, stop.subscribe());
+        let workers = self.jobs.spawn(stop.subscribe());
         // TCP_NODELAY: a response goes out in several writes (its images are chunks of
         // their own), and Nagle's algorithm would hold the last small one until the
         // client's delayed ACK, 40 ms later.

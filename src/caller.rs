@@ -13,10 +13,4 @@ pub struct Caller {
 pub struct RequestContext {
     pub request_id: String,
     pub caller: Caller,
-    /// Validate only: the pipeline stops before any provider call (async submission).
-    pub dry_run: bool,
 }
-
-/// Marks a request as an async submission's validation pass.
-#[derive(Debug, Clone, Copy)]
-pub struct DryRun;

@@ -124,6 +124,8 @@ pub struct LimitsConfig {
     pub max_input_pixels: u64,
     /// JSON bodies carry no images; anything this large is a mistake or an attack.
     pub max_json_bytes: usize,
+    /// A whole multipart body: three files at the limit plus the text fields fit.
+    pub max_multipart_bytes: usize,
 }
 
 impl Default for Config {
@@ -270,6 +272,7 @@ impl Default for LimitsConfig {
             max_input_edge: 1024,
             max_input_pixels: 50_000_000,
             max_json_bytes: 1024 * 1024,
+            max_multipart_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -30,8 +30,6 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// `GET /ready` when storage or the upstream configuration is not usable.
     NotReady,
-    /// An async submission passed validation; never rendered (the submit path answers 202).
-    Validated,
 }
 
 impl ErrorKind {
@@ -43,7 +41,6 @@ impl ErrorKind {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::SessionFull | Self::Conflict => StatusCode::CONFLICT,
-            Self::Validated => StatusCode::ACCEPTED,
             Self::ContentBlocked | Self::NoImageGenerated => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,7 +59,6 @@ impl ErrorKind {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::FileTooLarge => "file_too_large",
             Self::SessionFull => "session_full",
-            Self::Validated => "validated",
             Self::Conflict => "conflict",
             Self::ContentBlocked => "content_blocked",
             Self::NoImageGenerated => "no_image_generated",

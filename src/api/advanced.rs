@@ -1,182 +1,120 @@
-//! `POST /advanced/inpaint`, `/advanced/outpaint`, `/advanced/style-transfer`.
+//! `POST /advanced/inpaint`, `/advanced/outpaint`, `/advanced/style-transfer`: each body
+//! read into a unit of work and handed to `api::submit`.
 
-use axum::extract::{Multipart, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::api::AppState;
-use crate::api::form::{Form, FormSpec};
-use crate::api::generate::{OPTION_FIELDS, intake, raw_options, respond};
+use crate::api::form::Form;
+use crate::api::generate::{raw_options, read_form, run_generation};
+use crate::api::submit::{Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
-use crate::generation::advanced::{self, Inpaint, Outpaint};
-use crate::generation::canvas::{Directions, ExtensionRatio};
-use crate::generation::params::{Prompt, Strength};
-use crate::generation::styles::Style;
-use bytes::Bytes;
+use crate::generation::work::{ImageRole, Work};
 
-fn fields(own: &[&'static str]) -> Vec<&'static str> {
-    own.iter().copied().chain(OPTION_FIELDS).collect()
-}
+const INPAINT_FIELDS: &[&str] = &["prompt", "region_description"];
+const OUTPAINT_FIELDS: &[&str] = &["prompt", "direction", "extension_ratio"];
+const STYLE_FIELDS: &[&str] = &["style", "style_strength", "preserve_content", "prompt"];
 
-async fn read(
-    state: &AppState,
-    multipart: Multipart,
-    own: &[&'static str],
-    files: &'static [&'static str],
-) -> Result<Form, ApiError> {
-    let text_fields = fields(own);
-    let spec = FormSpec {
-        text_fields: &text_fields,
-        file_fields: files,
-        max_file_bytes: state.limits.max_file_bytes,
-    };
-    Form::read(multipart, &spec).await
-}
-
-/// Exactly one file under `field`, required.
-fn one_file(form: &mut Form, field: &str) -> Result<Bytes, ApiError> {
-    let mut files = form.files(field);
-    if files.len() > 1 {
-        return Err(
-            ApiError::invalid(field, format!("Send exactly one '{field}' file."))
-                .detail("count", files.len()),
-        );
-    }
-    files.pop().ok_or_else(|| {
-        ApiError::invalid(field, format!("The {field} is required.")).detail("reason", "missing")
+pub fn inpaint_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
+    Ok(Work::Inpaint {
+        prompt: form.text("prompt")?,
+        region_description: form.text("region_description")?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "image", ImageRole::Input),
+        masks: uploads.take(form, "mask", ImageRole::Input),
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
+pub fn outpaint_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
+    Ok(Work::Outpaint {
+        prompt: form.text("prompt")?,
+        direction: form.list("direction")?,
+        extension_ratio: form.number("extension_ratio")?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "image", ImageRole::Input),
+    })
+}
+
+pub fn style_transfer_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
+    Ok(Work::StyleTransfer {
+        style: form.text("style")?,
+        style_strength: form.number("style_strength")?,
+        preserve_content: form.bool("preserve_content")?,
+        prompt: form.text("prompt")?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "image", ImageRole::Input),
+    })
+}
+
+type Build = fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>;
+
+async fn handle(
+    state: AppState,
+    ctx: RequestContext,
+    request: Request,
+    path: &str,
+    own: &[&'static str],
+    files: &[&str],
+    build: Build,
+) -> Result<Response, ApiError> {
+    let mut form = read_form(&state, request, own, files).await?;
+    let submission = Submission::from_form(&form)?;
+    let mut uploads = Uploads::default();
+    let work = build(&mut form, &mut uploads)?;
+    run_generation(&state, &ctx, path, work, uploads, submission).await
 }
 
 pub async fn inpaint(
     State(state): State<AppState>,
     ctx: RequestContext,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let mut form = read(
-        &state,
-        multipart,
-        &["prompt", "region_description"],
+    let path = "/advanced/inpaint";
+    handle(
+        state,
+        ctx,
+        request,
+        path,
+        INPAINT_FIELDS,
         &["image", "mask"],
+        inpaint_work,
     )
-    .await?;
-    let prompt = Prompt::parse(
-        "prompt",
-        form.text("prompt")?,
-        state.limits.max_prompt_chars,
-    )?;
-    let region_description = form
-        .text("region_description")?
-        .filter(|r| !r.trim().is_empty());
-    if region_description
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > state.limits.max_prompt_chars)
-    {
-        return Err(
-            ApiError::invalid("region_description", "The region description is too long.")
-                .detail("max_length", state.limits.max_prompt_chars),
-        );
-    }
-    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
-    let original = one_file(&mut form, "image")?;
-    let masks = form.files("mask");
-    if masks.len() > 1 {
-        return Err(
-            ApiError::invalid("mask", "Send at most one mask.").detail("count", masks.len())
-        );
-    }
-    let image = intake(&state, "image", vec![original.clone()])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("intake lost the image"))?;
-    let mask = intake(&state, "mask", masks).await?.pop();
-    let job = Inpaint {
-        prompt,
-        region_description,
-        image,
-        original,
-        mask,
-    };
-    let (request, post) = blocking(move || advanced::inpaint(job, options)).await?;
-    Ok(respond(
-        state.generator.run_with(&ctx, request, post).await?,
-    ))
+    .await
 }
 
 pub async fn outpaint(
     State(state): State<AppState>,
     ctx: RequestContext,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let mut form = read(
-        &state,
-        multipart,
-        &["prompt", "direction", "extension_ratio"],
+    let path = "/advanced/outpaint";
+    handle(
+        state,
+        ctx,
+        request,
+        path,
+        OUTPAINT_FIELDS,
         &["image"],
+        outpaint_work,
     )
-    .await?;
-    let prompt = Prompt::parse(
-        "prompt",
-        form.text("prompt")?,
-        state.limits.max_prompt_chars,
-    )?;
-    let directions = Directions::parse(form.list("direction")?.as_deref())?;
-    let ratio = ExtensionRatio::parse(form.number("extension_ratio")?)?;
-    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
-    let original = one_file(&mut form, "image")?;
-    // Validates format, size and dimensions; the canvas is grown from the upload itself.
-    intake(&state, "image", vec![original.clone()]).await?;
-    let job = Outpaint {
-        prompt,
-        original,
-        directions,
-        ratio,
-        max_edge: state.limits.max_input_edge,
-        max_pixels: state.limits.max_input_pixels,
-    };
-    let (request, post) = blocking(move || advanced::outpaint(job, options)).await?;
-    Ok(respond(
-        state.generator.run_with(&ctx, request, Some(post)).await?,
-    ))
+    .await
 }
 
 pub async fn style_transfer(
     State(state): State<AppState>,
     ctx: RequestContext,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let mut form = read(
-        &state,
-        multipart,
-        &["style", "style_strength", "preserve_content", "prompt"],
+    let path = "/advanced/style-transfer";
+    handle(
+        state,
+        ctx,
+        request,
+        path,
+        STYLE_FIELDS,
         &["image"],
+        style_transfer_work,
     )
-    .await?;
-    let style = Style::parse(form.text("style")?)?;
-    let strength = form
-        .number("style_strength")?
-        .map(|v| Strength::parse("style_strength", v, 0.0))
-        .transpose()?;
-    let preserve_content = form.bool("preserve_content")?.unwrap_or(true);
-    let extra = form
-        .text("prompt")?
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| Prompt::parse("prompt", Some(p), state.limits.max_prompt_chars))
-        .transpose()?;
-    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
-    let original = one_file(&mut form, "image")?;
-    let image = intake(&state, "image", vec![original])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("intake lost the image"))?;
-    let request =
-        advanced::style_transfer(image, style, strength, preserve_content, extra, options);
-    Ok(respond(state.generator.run(&ctx, request).await?))
+    .await
 }

@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::api::context::RequestId;
-use crate::caller::{Caller, DryRun, RequestContext};
+use crate::caller::{Caller, RequestContext};
 use crate::error::{ApiError, ErrorKind};
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -30,11 +30,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .map(|r| r.0.clone())
             .ok_or_else(|| ApiError::internal("request id middleware missing"))?;
         let caller = Caller::from_request_parts(parts, state).await?;
-        let dry_run = parts.extensions.get::<DryRun>().is_some();
-        Ok(Self {
-            request_id,
-            caller,
-            dry_run,
-        })
+        Ok(Self { request_id, caller })
     }
 }

@@ -1,20 +1,20 @@
 //! `POST /chat/create`, `POST /chat/{id}/message`, `GET /chat/{id}`, `DELETE /chat/{id}`.
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::header;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::api::AppState;
-use crate::api::form::{Form, FormSpec};
-use crate::api::generate::{intake, model_headers, one_or_many, raw_options};
+use crate::api::form::{Form, is_multipart};
+use crate::api::generate::{model_headers, one_or_many, raw_options, read_form};
 use crate::api::json::JsonBody;
+use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::{Caller, RequestContext};
 use crate::error::ApiError;
-use crate::generation::GenerationResponse;
-use crate::generation::chat::ChatMessage;
-use crate::generation::params::{Prompt, RawOptions};
+use crate::generation::execute::{Done, MessageResponse};
+use crate::generation::params::RawOptions;
+use crate::generation::work::{ImageRole, Work};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +37,7 @@ pub async fn create(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MessageBody {
+pub struct MessageBody {
     message: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     response_modalities: Option<Vec<String>>,
@@ -45,23 +45,45 @@ struct MessageBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
+    #[serde(rename = "async")]
+    run_async: Option<serde_json::Value>,
+    webhook_url: Option<String>,
 }
 
-const MESSAGE_FIELDS: &[&str] = &[
-    "message",
-    "response_modalities",
-    "temperature",
-    "aspect_ratio",
-    "image_size",
-    "seed",
-];
+impl MessageBody {
+    pub fn into_work(self, session_id: String) -> Result<(Work, Submission), ApiError> {
+        let submission = Submission::from_json(self.run_async, self.webhook_url)?;
+        let work = Work::ChatMessage {
+            session_id,
+            message: self.message,
+            options: RawOptions {
+                model: None,
+                response_modalities: self.response_modalities,
+                temperature: self.temperature,
+                aspect_ratio: self.aspect_ratio,
+                image_size: self.image_size,
+                seed: self.seed,
+            },
+            images: Vec::new(),
+        };
+        Ok((work, submission))
+    }
+}
 
-#[derive(Serialize)]
-struct MessageResponse {
-    #[serde(flatten)]
-    generation: GenerationResponse,
+const MESSAGE_FIELDS: &[&str] = &["message"];
+
+/// A multipart message as a unit of work (`model` is read only to be refused).
+pub fn message_work(
     session_id: String,
-    turn: i64,
+    form: &mut Form,
+    uploads: &mut Uploads,
+) -> Result<Work, ApiError> {
+    Ok(Work::ChatMessage {
+        session_id,
+        message: form.text("message")?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "image", ImageRole::Input),
+    })
 }
 
 /// JSON `{"message": …}`, or multipart with `message` and an optional `image`.
@@ -71,69 +93,36 @@ pub async fn message(
     Path(session_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let max_chars = state.limits.max_prompt_chars;
-    let msg = if is_multipart {
-        let multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| {
-                ApiError::invalid("body", "The multipart body is malformed.")
-                    .caused_by(e.body_text())
-            })?;
-        let spec = FormSpec {
-            text_fields: MESSAGE_FIELDS,
-            file_fields: &["image"],
-            max_file_bytes: state.limits.max_file_bytes,
-        };
-        let mut form = Form::read(multipart, &spec).await?;
-        let message = Prompt::parse("message", form.text("message")?, max_chars)?;
-        if form.text("model")?.is_some() {
-            return Err(ApiError::invalid(
-                "model",
-                "A session's model is fixed when it is created.",
-            ));
-        }
-        let options = raw_options(&form)?;
-        let files = form.files("image");
-        if files.len() > 1 {
-            return Err(
-                ApiError::invalid("image", "Send at most one image per message.")
-                    .detail("count", files.len()),
-            );
-        }
-        let image = intake(&state, "image", files).await?.pop();
-        ChatMessage {
-            message,
-            image,
-            options,
-        }
+    let mut uploads = Uploads::default();
+    let (work, submission) = if is_multipart(&request) {
+        let mut form = read_form(&state, request, MESSAGE_FIELDS, &["image"]).await?;
+        let submission = Submission::from_form(&form)?;
+        (
+            message_work(session_id, &mut form, &mut uploads)?,
+            submission,
+        )
     } else {
         let JsonBody(body) = JsonBody::<MessageBody>::from_request(request, &state).await?;
-        ChatMessage {
-            message: Prompt::parse("message", body.message, max_chars)?,
-            image: None,
-            options: RawOptions {
-                model: None,
-                response_modalities: body.response_modalities,
-                temperature: body.temperature,
-                aspect_ratio: body.aspect_ratio,
-                image_size: body.image_size,
-                seed: body.seed,
-            },
-        }
+        body.into_work(session_id)?
     };
-    let reply = state.chat.send(&ctx, &session_id, msg).await?;
-    let headers = model_headers(&reply.outcome);
-    let body = MessageResponse {
-        generation: reply.outcome.response,
-        session_id: reply.session_id,
-        turn: reply.turn,
-    };
-    Ok((headers, Json(body)).into_response())
+    let path = "/chat/{session_id}/message";
+    match submit::accept(&state, &ctx, path, work, uploads, submission).await? {
+        Accepted::Queued(response) => Ok(response),
+        Accepted::Run(plan, inputs) => match submit::run(&state, &ctx, *plan, inputs).await? {
+            Done::Chat(reply) => {
+                let headers = model_headers(&reply.outcome);
+                let body = MessageResponse {
+                    generation: reply.outcome.response,
+                    session_id: reply.session_id,
+                    turn: reply.turn,
+                };
+                Ok((headers, Json(body)).into_response())
+            }
+            _ => Err(ApiError::internal(
+                "a chat message produced another kind of result",
+            )),
+        },
+    }
 }
 
 pub async fn history(

@@ -1,8 +1,12 @@
 //! Multipart bodies: files read chunk by chunk with a per-file limit (reading stops at
 //! the limit), text fields as Python `requests` sends them, unknown fields refused.
+//!
+//! The one intake for multipart: the whole body, each file, each text field and the
+//! number of parts are bounded while the body streams in (chunked bodies included),
+//! so nothing past a limit is ever buffered.
 
-use axum::extract::Multipart;
-use axum::extract::multipart::MultipartError;
+use axum::extract::Request;
+use axum::http::header;
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{ApiError, ErrorKind};
@@ -11,11 +15,22 @@ use crate::imaging;
 /// Text fields are short (the longest is a 2000-character prompt); this only bounds memory.
 const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 
+/// A body no route could use: more parts than any form has fields several times over.
+pub const MAX_PARTS: usize = 32;
+
 pub struct FormSpec<'a> {
     pub text_fields: &'a [&'a str],
     pub file_fields: &'a [&'a str],
     pub max_file_bytes: usize,
 }
+
+/// The whole body's limit (`limits.max_multipart_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+}
+
+type Multipart = multer::Multipart<'static>;
 
 #[derive(Default)]
 pub struct Form {
@@ -23,21 +38,75 @@ pub struct Form {
     files: Vec<(String, Bytes)>,
 }
 
-fn multipart_error(e: MultipartError) -> ApiError {
-    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
-    } else {
-        ApiError::new(
+fn multipart_error(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { limit } => {
+            ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
+                .detail("max_bytes", limit)
+        }
+        other => ApiError::new(
             ErrorKind::InvalidRequest,
             "The multipart body is malformed.",
         )
         .detail("field", "body")
-        .caused_by(e.body_text())
+        .caused_by(other),
     }
 }
 
+fn malformed(cause: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid("body", "The multipart body is malformed.").caused_by(cause)
+}
+
+/// Is the request's body `multipart/form-data`?
+pub fn is_multipart(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
 impl Form {
-    pub async fn read(mut multipart: Multipart, spec: &FormSpec<'_>) -> Result<Self, ApiError> {
+    /// Reads a request's multipart body within `limits` and `spec`.
+    pub async fn from_request(
+        request: Request,
+        spec: &FormSpec<'_>,
+        limits: BodyLimits,
+    ) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                "Expected a multipart/form-data body.",
+            )
+            .detail("field", "Content-Type"));
+        }
+        let boundary = multer::parse_boundary(&content_type).map_err(malformed)?;
+        let stream = request.into_body().into_data_stream();
+        Self::read(multer_for(stream, boundary, limits), spec).await
+    }
+
+    /// Reads a multipart body already in memory (a request stored by an older version).
+    pub async fn from_bytes(
+        content_type: &str,
+        body: Bytes,
+        spec: &FormSpec<'_>,
+        limits: BodyLimits,
+    ) -> Result<Self, ApiError> {
+        let boundary = multer::parse_boundary(content_type).map_err(malformed)?;
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        Self::read(multer_for(stream, boundary, limits), spec).await
+    }
+
+    async fn read(mut multipart: Multipart, spec: &FormSpec<'_>) -> Result<Self, ApiError> {
         let mut form = Self::default();
         let outcome = form.read_fields(&mut multipart, spec).await;
         if let Err(e) = &outcome
@@ -53,7 +122,16 @@ impl Form {
         multipart: &mut Multipart,
         spec: &FormSpec<'_>,
     ) -> Result<(), ApiError> {
+        let mut parts = 0;
         while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(ApiError::invalid(
+                    "body",
+                    format!("The form has too many parts; at most {MAX_PARTS} are read."),
+                )
+                .detail("max_parts", MAX_PARTS));
+            }
             let name = field.name().unwrap_or_default().to_owned();
             let is_file = spec.file_fields.contains(&name.as_str());
             if !is_file && !spec.text_fields.contains(&name.as_str()) {
@@ -184,6 +262,11 @@ impl Form {
         Ok(seen.then_some(out))
     }
 
+    /// Whether a text field was sent at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.values(name).next().is_some()
+    }
+
     pub fn files(&mut self, name: &str) -> Vec<Bytes> {
         let (taken, kept) = std::mem::take(&mut self.files)
             .into_iter()
@@ -193,10 +276,20 @@ impl Form {
     }
 }
 
+fn multer_for<S, E>(stream: S, boundary: String, limits: BodyLimits) -> Multipart
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(limits.max_body_bytes as u64));
+    multer::Multipart::with_constraints(stream, boundary, constraints)
+}
+
 /// After an early 413 the answer goes out at once, but a client that writes its whole
 /// body before reading (Python `requests`) would see a connection reset instead if we
 /// closed with unread data. So the rest is read and thrown away in the background —
-/// never buffered — bounded by the route's body limit and by time ("lingering close").
+/// never buffered — bounded by the body limit and by time ("lingering close").
 fn discard_rest(mut multipart: Multipart) {
     const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
     tokio::spawn(async move {

@@ -1,23 +1,22 @@
-//! `POST /generate-image`, `/edit-image`, `/compose-images` (contract §2): parse the
-//! wire shape, build one provider request, run the pipeline, answer.
+//! `POST /generate-image`, `/edit-image`, `/compose-images` (contract §2): read the wire
+//! shape into a unit of work, hand it to `api::submit`, answer.
 
-use axum::extract::{Multipart, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
 use crate::api::form::{Form, FormSpec};
 use crate::api::generation_body;
 use crate::api::json::JsonBody;
-use crate::api::quality::{self, QUALITY_FIELDS, form_quality};
+use crate::api::submit::{self, ASYNC_FIELDS, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
-use crate::generation::params::{Prompt, RawOptions, Strength};
-use crate::generation::quality_check::QualityCheck;
-use crate::generation::{Outcome, prompts, requests};
-use crate::imaging::{self, InputImage};
+use crate::generation::Outcome;
+use crate::generation::execute::Done;
+use crate::generation::params::RawOptions;
+use crate::generation::work::{ImageRole, QualityAsk, Work};
 use crate::models::Retirement;
 
 /// `response_modalities` as a list, or a single string for convenience.
@@ -47,6 +46,31 @@ pub struct GenerateImageBody {
     seed: Option<i64>,
     include_quality: Option<bool>,
     min_quality_score: Option<f64>,
+    #[serde(rename = "async")]
+    run_async: Option<serde_json::Value>,
+    webhook_url: Option<String>,
+}
+
+impl GenerateImageBody {
+    pub fn into_work(self) -> Result<(Work, Submission), ApiError> {
+        let submission = Submission::from_json(self.run_async, self.webhook_url)?;
+        let work = Work::Generate {
+            prompt: self.prompt,
+            options: RawOptions {
+                model: self.model,
+                response_modalities: self.response_modalities,
+                temperature: self.temperature,
+                aspect_ratio: self.aspect_ratio,
+                image_size: self.image_size,
+                seed: self.seed,
+            },
+            quality: QualityAsk {
+                include_quality: self.include_quality,
+                min_quality_score: self.min_quality_score,
+            },
+        };
+        Ok((work, submission))
+    }
 }
 
 pub async fn generate_image(
@@ -54,22 +78,36 @@ pub async fn generate_image(
     ctx: RequestContext,
     JsonBody(body): JsonBody<GenerateImageBody>,
 ) -> Result<Response, ApiError> {
-    let prompt = Prompt::parse("prompt", body.prompt, state.limits.max_prompt_chars)?;
-    let check = QualityCheck::parse(body.include_quality, body.min_quality_score)?;
-    let options = RawOptions {
-        model: body.model,
-        response_modalities: body.response_modalities,
-        temperature: body.temperature,
-        aspect_ratio: body.aspect_ratio,
-        image_size: body.image_size,
-        seed: body.seed,
+    let (work, submission) = body.into_work()?;
+    run_generation(
+        &state,
+        &ctx,
+        "/generate-image",
+        work,
+        Uploads::default(),
+        submission,
+    )
+    .await
+}
+
+/// Accepts `work` and answers: 202 when queued, else the generation response.
+pub async fn run_generation(
+    state: &AppState,
+    ctx: &RequestContext,
+    path: &str,
+    work: Work,
+    uploads: Uploads,
+    submission: Submission,
+) -> Result<Response, ApiError> {
+    match submit::accept(state, ctx, path, work, uploads, submission).await? {
+        Accepted::Queued(response) => Ok(response),
+        Accepted::Run(plan, inputs) => match submit::run(state, ctx, *plan, inputs).await? {
+            Done::Generation(outcome) => Ok(respond(outcome)),
+            _ => Err(ApiError::internal(
+                "a generation produced another kind of result",
+            )),
+        },
     }
-    .parse(&state.models, &state.default_model)?;
-    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
-        Ok(requests::text_to_image(p, options.clone()))
-    })
-    .await?;
-    Ok(respond(outcome))
 }
 
 pub const OPTION_FIELDS: [&str; 6] = [
@@ -92,124 +130,98 @@ pub fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
     })
 }
 
+/// The form fields a generation route takes: its own, the shared options, async.
+pub fn fields(own: &[&'static str]) -> Vec<&'static str> {
+    own.iter()
+        .copied()
+        .chain(OPTION_FIELDS)
+        .chain(ASYNC_FIELDS)
+        .collect()
+}
+
+/// Reads a generation route's multipart body through the one bounded intake.
+pub async fn read_form(
+    state: &AppState,
+    request: Request,
+    own: &[&'static str],
+    files: &[&str],
+) -> Result<Form, ApiError> {
+    let text_fields = fields(own);
+    let spec = FormSpec {
+        text_fields: &text_fields,
+        file_fields: files,
+        max_file_bytes: state.limits.max_file_bytes,
+    };
+    Form::from_request(request, &spec, state.body_limits()).await
+}
+
+pub fn form_quality(form: &Form) -> Result<QualityAsk, ApiError> {
+    Ok(QualityAsk {
+        include_quality: form.bool("include_quality")?,
+        min_quality_score: form.number("min_quality_score")?,
+    })
+}
+
 const EDIT_FIELDS: &[&str] = &[
     "prompt",
     "preserve_subject",
     "edit_strength",
-    QUALITY_FIELDS[0],
-    QUALITY_FIELDS[1],
-    OPTION_FIELDS[0],
-    OPTION_FIELDS[1],
-    OPTION_FIELDS[2],
-    OPTION_FIELDS[3],
-    OPTION_FIELDS[4],
-    OPTION_FIELDS[5],
+    "include_quality",
+    "min_quality_score",
 ];
+
+/// `/edit-image` as a unit of work.
+pub fn edit_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
+    Ok(Work::Edit {
+        prompt: form.text("prompt")?,
+        edit_strength: form.number("edit_strength")?,
+        preserve_subject: form.bool("preserve_subject")?,
+        quality: form_quality(form)?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "image", ImageRole::Input),
+    })
+}
 
 pub async fn edit_image(
     State(state): State<AppState>,
     ctx: RequestContext,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let spec = FormSpec {
-        text_fields: EDIT_FIELDS,
-        file_fields: &["image"],
-        max_file_bytes: state.limits.max_file_bytes,
-    };
-    let mut form = Form::read(multipart, &spec).await?;
-    let prompt = Prompt::parse(
-        "prompt",
-        form.text("prompt")?,
-        state.limits.max_prompt_chars,
-    )?;
-    let strength = form
-        .number("edit_strength")?
-        .map(|v| Strength::parse("edit_strength", v, 0.1))
-        .transpose()?;
-    let preserve_subject = form.bool("preserve_subject")?.unwrap_or(false);
-    let check = form_quality(&form)?;
-    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
-    let files = form.files("image");
-    if files.len() > 1 {
-        return Err(
-            ApiError::invalid("image", "Send exactly one image to edit.")
-                .detail("count", files.len()),
-        );
-    }
-    let image = intake(&state, "image", files).await?.pop().ok_or_else(|| {
-        ApiError::invalid("image", "The image is required.").detail("reason", "missing")
-    })?;
-    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
-        let (image, options) = (image.clone(), options.clone());
-        Ok(requests::edit(
-            p,
-            image,
-            strength,
-            preserve_subject,
-            options,
-        ))
-    })
-    .await?;
-    Ok(respond(outcome))
+    let mut form = read_form(&state, request, EDIT_FIELDS, &["image"]).await?;
+    let submission = Submission::from_form(&form)?;
+    let mut uploads = Uploads::default();
+    let work = edit_work(&mut form, &mut uploads)?;
+    run_generation(&state, &ctx, "/edit-image", work, uploads, submission).await
 }
 
 const COMPOSE_FIELDS: &[&str] = &[
     "prompt",
     "composition_style",
-    QUALITY_FIELDS[0],
-    QUALITY_FIELDS[1],
-    OPTION_FIELDS[0],
-    OPTION_FIELDS[1],
-    OPTION_FIELDS[2],
-    OPTION_FIELDS[3],
-    OPTION_FIELDS[4],
-    OPTION_FIELDS[5],
+    "include_quality",
+    "min_quality_score",
 ];
+
+/// `/compose-images` as a unit of work.
+pub fn compose_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
+    Ok(Work::Compose {
+        prompt: form.text("prompt")?,
+        composition_style: form.text("composition_style")?,
+        quality: form_quality(form)?,
+        options: raw_options(form)?,
+        images: uploads.take(form, "images", ImageRole::Input),
+    })
+}
 
 pub async fn compose_images(
     State(state): State<AppState>,
     ctx: RequestContext,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let spec = FormSpec {
-        text_fields: COMPOSE_FIELDS,
-        file_fields: &["images"],
-        max_file_bytes: state.limits.max_file_bytes,
-    };
-    let mut form = Form::read(multipart, &spec).await?;
-    let prompt = Prompt::parse(
-        "prompt",
-        form.text("prompt")?,
-        state.limits.max_prompt_chars,
-    )?;
-    let style = prompts::parse_composition_style(form.text("composition_style")?.as_deref())?;
-    let check = form_quality(&form)?;
-    let options = raw_options(&form)?.parse(&state.models, &state.default_model)?;
-    let files = form.files("images");
-    requests::check_compose_count(files.len())?;
-    let images = intake(&state, "images", files).await?;
-    let outcome = quality::generate(&state, &ctx, check, prompt, |p| {
-        requests::compose(p, images.clone(), style, options.clone())
-    })
-    .await?;
-    Ok(respond(outcome))
-}
-
-/// Validates and downscales uploads off the async threads.
-pub async fn intake(
-    state: &AppState,
-    field: &'static str,
-    files: Vec<Bytes>,
-) -> Result<Vec<InputImage>, ApiError> {
-    let limits = state.intake_limits();
-    tokio::task::spawn_blocking(move || {
-        files
-            .into_iter()
-            .map(|bytes| imaging::accept_input(field, bytes, &limits))
-            .collect()
-    })
-    .await
-    .map_err(ApiError::internal)?
+    let mut form = read_form(&state, request, COMPOSE_FIELDS, &["images"]).await?;
+    let submission = Submission::from_form(&form)?;
+    let mut uploads = Uploads::default();
+    let work = compose_work(&mut form, &mut uploads)?;
+    run_generation(&state, &ctx, "/compose-images", work, uploads, submission).await
 }
 
 /// The generation response, with the model-substitution headers when a retired name

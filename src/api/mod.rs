@@ -24,6 +24,7 @@ pub mod playground;
 pub mod quality;
 pub mod signed;
 pub mod story;
+pub mod submit;
 pub mod usage;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
     /// Async requests and webhooks.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Runs units of work, for requests and for the async workers alike.
+    pub executor: Arc<crate::generation::execute::Executor>,
     /// Metrics, `/stats` and readiness.
     pub monitoring: Arc<Monitoring>,
 }
@@ -75,9 +78,17 @@ impl AppState {
         }
     }
 
-    /// The largest body any route accepts: three files at the limit plus the text fields.
+    /// The largest body any route accepts.
     fn max_body_bytes(&self) -> usize {
-        self.limits.max_file_bytes * 3 + 1024 * 1024
+        self.limits
+            .max_multipart_bytes
+            .max(self.limits.max_json_bytes)
+    }
+
+    pub fn body_limits(&self) -> form::BodyLimits {
+        form::BodyLimits {
+            max_body_bytes: self.limits.max_multipart_bytes,
+        }
     }
 }
 
@@ -127,27 +138,9 @@ fn routes() -> Router<AppState> {
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
 }
 
-/// The routes as async workers replay stored requests: the caller and request id come
-/// with the request, and limits, idempotency and async diversion were applied when it
-/// was accepted.
-pub fn replay_router(state: AppState) -> Router {
-    routes()
-        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
-        .layer(CatchPanicLayer::custom(context::panic_response))
-        .layer(middleware::from_fn_with_state(
-            state.monitoring.clone(),
-            context::request_context,
-        ))
-        .with_state(state)
-}
-
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes();
     routes()
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            jobs::accept_async,
-        ))
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
         .layer(middleware::from_fn_with_state(

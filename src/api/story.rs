@@ -1,8 +1,8 @@
 //! `POST /story/generate`.
 
-use axum::Json;
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -11,10 +11,19 @@ use serde::Deserialize;
 
 use crate::api::AppState;
 use crate::api::json::JsonBody;
+use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
-use crate::generation::params::{Prompt, RawOptions};
-use crate::generation::story::{self, StoryRequest, StoryStep};
+use crate::generation::execute::{Done, Inputs};
+use crate::generation::params::RawOptions;
+use crate::generation::story::StoryStep;
+use crate::generation::work::{Plan, Work};
+
+/// Events a slow reader may leave unread before its story waits for it. The story's
+/// steps are stored as they finish whatever the reader does; only the telling waits.
+const STORY_EVENTS_BUFFERED: usize = 4;
+/// How long a story waits for a reader to take a step's event.
+const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +37,30 @@ pub struct StoryBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
+    #[serde(rename = "async")]
+    run_async: Option<serde_json::Value>,
+    webhook_url: Option<String>,
+}
+
+impl StoryBody {
+    pub fn into_work(self) -> Result<(Work, Submission), ApiError> {
+        let submission = Submission::from_json(self.run_async, self.webhook_url)?;
+        let work = Work::Story {
+            description: self.description,
+            num_images: self.num_images,
+            content_type: self.content_type,
+            style: self.style,
+            options: RawOptions {
+                model: self.model,
+                response_modalities: None,
+                temperature: self.temperature,
+                aspect_ratio: self.aspect_ratio,
+                image_size: self.image_size,
+                seed: self.seed,
+            },
+        };
+        Ok((work, submission))
+    }
 }
 
 /// With `Accept: text/event-stream` the answer is a stream: one `step` event per finished
@@ -39,68 +72,78 @@ pub async fn generate(
     headers: HeaderMap,
     JsonBody(body): JsonBody<StoryBody>,
 ) -> Result<Response, ApiError> {
-    let request = StoryRequest {
-        description: Prompt::parse(
-            "description",
-            body.description,
-            state.limits.max_prompt_chars,
-        )?,
-        steps: story::parse_steps(body.num_images)?,
-        content_type: story::parse_content_type(body.content_type.as_deref())?,
-        style: match body.style {
-            Some(s) if s.chars().count() > 500 => {
-                return Err(ApiError::invalid(
-                    "style",
-                    "The style is too long. Maximum length is 500 characters.",
-                )
-                .detail("max_length", 500)
-                .detail("current_length", s.chars().count()));
-            }
-            other => other.filter(|s| !s.trim().is_empty()),
-        },
-        options: RawOptions {
-            model: body.model,
-            response_modalities: None,
-            temperature: body.temperature,
-            aspect_ratio: body.aspect_ratio,
-            image_size: body.image_size,
-            seed: body.seed,
-        }
-        .parse(&state.models, &state.default_model)?,
-    };
+    let (work, submission) = body.into_work()?;
+    let path = "/story/generate";
+    let (plan, inputs) =
+        match submit::accept(&state, &ctx, path, work, Uploads::default(), submission).await? {
+            Accepted::Queued(response) => return Ok(response),
+            Accepted::Run(plan, inputs) => (*plan, inputs),
+        };
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if wants_stream {
-        return Ok(stream(state, ctx, request));
+        return Ok(stream(&state, &ctx, plan, inputs));
     }
-    let outcome = story::generate(&state.generator, &ctx, request, &|_| {}).await?;
-    let headers = crate::api::generate::substitution_headers(
-        &outcome.response.generation.model,
-        outcome.substituted.as_ref(),
-    );
-    Ok((headers, Json(outcome.response)).into_response())
+    match submit::run(&state, &ctx, plan, inputs).await? {
+        Done::Story(outcome) => {
+            let headers = crate::api::generate::substitution_headers(
+                &outcome.response.generation.model,
+                outcome.substituted.as_ref(),
+            );
+            Ok((headers, Json(outcome.response)).into_response())
+        }
+        _ => Err(ApiError::internal(
+            "a story produced another kind of result",
+        )),
+    }
 }
 
-fn stream(state: AppState, ctx: RequestContext, request: StoryRequest) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    // The story runs to the end even if the client goes away: its steps are paid for.
-    tokio::spawn(async move {
-        let steps = tx.clone();
-        let progress = move |step: &StoryStep| {
-            if let Ok(event) = Event::default().event("step").json_data(step) {
-                let _ = steps.send(event);
+fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(STORY_EVENTS_BUFFERED);
+    let steps = tx.clone();
+    // A reader that does not keep up holds back only its own story (the channel is
+    // bounded); the step is already stored when it is told. A reader that has not taken
+    // an event for `STALLED_READER` is treated as gone: the story goes on untold.
+    let progress = Box::new(move |step: StoryStep| {
+        let steps = steps.clone();
+        Box::pin(async move {
+            if steps.is_closed() {
+                return;
             }
-        };
-        let last = match story::generate(&state.generator, &ctx, request, &progress).await {
-            Ok(outcome) => Event::default().event("done").json_data(&outcome.response),
+            if let Ok(event) = Event::default().event("step").json_data(&step)
+                && tokio::time::timeout(STALLED_READER, steps.send(event))
+                    .await
+                    .is_err()
+            {
+                tracing::info!(
+                    step = step.index,
+                    "story reader stalled; steps go on untold"
+                );
+            }
+        }) as futures_util::future::BoxFuture<'static, ()>
+    });
+    let request_id = ctx.request_id.clone();
+    // The story runs to the end even if the client goes away: its steps are paid for.
+    let work = submit::spawn_with_progress(state, ctx, plan, inputs, progress);
+    tokio::spawn(async move {
+        let last = match work.await {
+            Ok(Ok(Done::Story(outcome))) => {
+                Event::default().event("done").json_data(&outcome.response)
+            }
+            Ok(Ok(_)) => Event::default()
+                .event("error")
+                .json_data(ApiError::internal("not a story").body(&request_id)),
+            Ok(Err(e)) => Event::default()
+                .event("error")
+                .json_data(e.body(&request_id)),
             Err(e) => Event::default()
                 .event("error")
-                .json_data(e.body(&ctx.request_id)),
+                .json_data(ApiError::internal(e).body(&request_id)),
         };
         if let Ok(event) = last {
-            let _ = tx.send(event);
+            let _ = tx.send(event).await;
         }
     });
     let events = futures_util::stream::unfold(rx, |mut rx| async move {

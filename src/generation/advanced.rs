@@ -3,6 +3,8 @@
 //! the original's; outpainting grows the canvas itself and pastes the original back.
 //! Composited results are PNG (lossless), so those pixels reach the client unchanged.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use image::DynamicImage;
 
@@ -20,8 +22,12 @@ fn decode_original(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
         .map_err(|e| ApiError::invalid("image", "The image could not be decoded.").caused_by(e))
 }
 
-/// Applies `f` to each model image and returns the result as PNG.
-fn composite_each(f: impl Fn(&DynamicImage) -> DynamicImage + Send + 'static) -> PostProcess {
+/// The work done on each model image once it is back (mask compositing, canvas
+/// restoration). Shared: the `n` copies of one request use one decode of the original.
+pub type Composite = Arc<dyn Fn(&DynamicImage) -> DynamicImage + Send + Sync>;
+
+/// Applies `composite` to each model image and returns the result as PNG.
+pub fn post_process(composite: Composite) -> PostProcess {
     Box::new(move |images: Vec<OutputImage>| {
         images
             .into_iter()
@@ -33,8 +39,8 @@ fn composite_each(f: impl Fn(&DynamicImage) -> DynamicImage + Send + 'static) ->
                     )
                     .caused_by(e)
                 })?;
-                let bytes =
-                    imaging::encode(&f(&model), ImageFormat::Png).map_err(ApiError::internal)?;
+                let bytes = imaging::encode(&composite(&model), ImageFormat::Png)
+                    .map_err(ApiError::internal)?;
                 Ok(OutputImage {
                     format: ImageFormat::Png,
                     bytes,
@@ -59,7 +65,7 @@ pub struct Inpaint {
 pub fn inpaint(
     job: Inpaint,
     options: Options,
-) -> Result<(ProviderRequest, Option<PostProcess>), ApiError> {
+) -> Result<(ProviderRequest, Option<Composite>), ApiError> {
     let mut parts = vec![Part::image(job.image.format, job.image.bytes.clone())];
     let (region, post) = match &job.mask {
         Some(mask_image) => {
@@ -70,8 +76,8 @@ pub fn inpaint(
             parts.push(Part::image(ImageFormat::Png, overlay));
             let original = decode_original(&job.original)?;
             let full = Mask::from_png(&mask_image.bytes, original.width(), original.height())?;
-            let post =
-                composite_each(move |model| canvas::composite_inpaint(&original, model, &full));
+            let post: Composite =
+                Arc::new(move |model| canvas::composite_inpaint(&original, model, &full));
             (sent.bounding_box(), Some(post))
         }
         None => (None, None),
@@ -96,10 +102,7 @@ pub struct Outpaint {
 
 /// Grows the uploaded image's canvas, sends a downscaled copy of it, and composites the
 /// model's fill back around the untouched original. CPU-bound.
-pub fn outpaint(
-    job: Outpaint,
-    options: Options,
-) -> Result<(ProviderRequest, PostProcess), ApiError> {
+pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Composite), ApiError> {
     let original = decode_original(&job.original)?;
     let (gw, gh) = canvas::grown_size(
         original.width(),
@@ -137,7 +140,8 @@ pub fn outpaint(
     let bytes = imaging::encode(&sent_image, ImageFormat::Png).map_err(ApiError::internal)?;
     let text = styles::outpaint_prompt(job.prompt.as_str(), job.directions);
     let parts = vec![Part::image(ImageFormat::Png, bytes), Part::text(text)];
-    let post = composite_each(move |model| canvas::composite_outpaint(model, &grown, &original));
+    let post: Composite =
+        Arc::new(move |model| canvas::composite_outpaint(model, &grown, &original));
     Ok((
         request(
             options,

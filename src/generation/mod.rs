@@ -4,12 +4,15 @@
 pub mod advanced;
 pub mod canvas;
 pub mod chat;
+pub mod execute;
+pub mod openai;
 pub mod params;
 pub mod prompts;
 pub mod quality_check;
 pub mod requests;
 pub mod story;
 pub mod styles;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::caller::RequestContext;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use crate::ids;
 use crate::models::{Prices, Retirement};
 use crate::provider::{
@@ -142,10 +145,6 @@ impl Generator {
         request: ProviderRequest,
         post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
-        if ctx.dry_run {
-            // Everything before the provider call ran: the request is valid.
-            return Err(ApiError::new(ErrorKind::Validated, "validated"));
-        }
         let this = self.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move { this.run_to_end(ctx, request, post).await })

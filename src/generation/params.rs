@@ -1,7 +1,7 @@
 //! Parsed request values. Each type is built only through `parse`, which produces the
 //! contract's error `details` on failure, so later code never re-checks a range.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::models::{ModelTable, ResolvedModel};
@@ -185,8 +185,9 @@ impl ImageSize {
     }
 }
 
-/// Options every generation endpoint shares, as sent (JSON or multipart).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Options every generation endpoint shares, as sent (JSON or multipart); stored as is
+/// in a unit of work and parsed into [`Options`] when it is planned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RawOptions {
     pub model: Option<String>,
     pub response_modalities: Option<Vec<String>>,

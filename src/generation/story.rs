@@ -2,6 +2,7 @@
 //! characters, setting and style carry from step to step. A failed step fails the
 //! request and says which step.
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::caller::RequestContext;
@@ -90,6 +91,19 @@ pub fn parse_content_type(value: Option<&str>) -> Result<&'static str, ApiError>
         })
 }
 
+/// The optional style line: at most 500 characters; blank means none.
+pub fn parse_style(value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(s) if s.chars().count() > 500 => Err(ApiError::invalid(
+            "style",
+            "The style is too long. Maximum length is 500 characters.",
+        )
+        .detail("max_length", 500)
+        .detail("current_length", s.chars().count())),
+        other => Ok(other.filter(|s| !s.trim().is_empty())),
+    }
+}
+
 fn step_prompt(req: &StoryRequest, step: usize) -> String {
     let n = req.steps;
     if step == 1 {
@@ -153,12 +167,16 @@ fn trim_context(contents: &mut Vec<Turn>) {
     }
 }
 
-/// Runs every step; `progress` sees each step as soon as it is done (for streaming).
+/// Sees each story step as soon as it is done and stored (for streaming); the next step
+/// starts when the returned future ends.
+pub type Progress<'a> = &'a (dyn Fn(StoryStep) -> BoxFuture<'static, ()> + Send + Sync);
+
+/// Runs every step; `progress` sees each step as soon as it is done.
 pub async fn generate(
     generator: &Generator,
     ctx: &RequestContext,
     req: StoryRequest,
-    progress: &(dyn Fn(&StoryStep) + Send + Sync),
+    progress: Progress<'_>,
 ) -> Result<StoryOutcome, ApiError> {
     let mut contents: Vec<Turn> = Vec::new();
     let mut steps = Vec::with_capacity(req.steps);
@@ -216,7 +234,7 @@ pub async fn generate(
                 .copied()
                 .unwrap_or(ImageFormat::Png.mime()),
         };
-        progress(&done);
+        progress(done.clone()).await;
         steps.push(done);
         all = Some(match all {
             None => response,

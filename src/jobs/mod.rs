@@ -1,31 +1,48 @@
 //! Durable async work (contract §5). An accepted request is written to storage before its
-//! 202 goes out; workers claim requests under a lease, replay them through the same
-//! routes a synchronous request takes, and record the outcome together with its webhook
-//! delivery. A request whose worker died is taken up again when the lease expires, a
-//! bounded number of times.
+//! 202 goes out, as a typed unit of work ([`Work`]) whose uploads are already in the blob
+//! store; workers claim requests under a lease, run them with the same executor the
+//! synchronous path uses, and record the outcome together with its webhook delivery. A
+//! request whose worker died is taken up again when the lease expires, a bounded number
+//! of times.
+//!
+//! Requests accepted by versions before typed work were stored as their HTTP body; a
+//! worker still finishes them: [`LegacyWork`] turns such a body into the same `Work`.
 
 pub mod webhooks;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, header};
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-use crate::api::context::RequestId;
-use crate::caller::Caller;
+use crate::caller::{Caller, RequestContext};
 use crate::clock::{Clock, rfc3339};
 use crate::config::JobsConfig;
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::execute::{self, Executor};
+use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work};
 use crate::ids;
 use crate::store::BlobStore;
 use crate::store::requests::{Cancel, NewDelivery, RequestRecord, RequestStore};
 
+/// Reads a request stored in the format before typed work (its HTTP body) as a unit
+/// of work and the uploads it carried inline.
+#[async_trait::async_trait]
+pub trait LegacyWork: Send + Sync + 'static {
+    async fn decode(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(Work, HashMap<String, Bytes>), ApiError>;
+}
+
 pub struct Jobs {
     store: Arc<dyn RequestStore>,
+    executor: Arc<Executor>,
+    legacy: Arc<dyn LegacyWork>,
     /// Request bodies, in the blob store every instance shares: a request accepted by
     /// one instance can be run by another.
     blobs: Arc<dyn BlobStore>,
@@ -46,9 +63,13 @@ impl Jobs {
         blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
         config: JobsConfig,
+        executor: Arc<Executor>,
+        legacy: Arc<dyn LegacyWork>,
     ) -> Self {
         Self {
             store,
+            executor,
+            legacy,
             blobs,
             clock,
             config,
@@ -61,25 +82,49 @@ impl Jobs {
         ids::is_valid("req", id).then(|| format!("requests/{id}.body"))
     }
 
-    /// Stores the request (body first, then the row) so it survives a crash, then wakes a worker.
+    /// Where an upload of request `id` is kept until the request has run.
+    fn input_key(id: &str, n: usize) -> String {
+        format!("requests/{id}.input{n}")
+    }
+
+    /// Stores the work (uploads first, then the unit itself, then the row) so it survives
+    /// a crash, then wakes a worker. `uploads` holds the bytes of `work`'s image keys.
     pub async fn submit(
         &self,
         id: &str,
         caller: &Caller,
         path: &str,
-        content_type: &str,
-        body: Bytes,
+        mut work: Work,
+        mut uploads: HashMap<String, Bytes>,
         webhook_url: Option<String>,
     ) -> Result<(), ApiError> {
         let key = Self::body_key(id).ok_or_else(|| ApiError::internal("malformed request id"))?;
-        self.blobs.put(&key, body).await?;
+        let mut stored = Vec::new();
+        let mut n = 0;
+        work.rekey(|old| {
+            let new = Self::input_key(id, n);
+            n += 1;
+            stored.push((new.clone(), uploads.remove(old)));
+            new
+        });
+        for (input, bytes) in stored {
+            let bytes =
+                bytes.ok_or_else(|| ApiError::internal(format!("upload for {input} missing")))?;
+            self.blobs.put(&input, bytes).await?;
+        }
+        let unit = StoredWork {
+            version: WORK_VERSION,
+            work,
+        };
+        let body = serde_json::to_vec(&unit).map_err(ApiError::internal)?;
+        self.blobs.put(&key, Bytes::from(body)).await?;
         self.store
             .insert(&RequestRecord {
                 id: id.to_owned(),
                 owner: caller.key_id.clone(),
                 tier: caller.tier.clone(),
                 path: path.to_owned(),
-                content_type: content_type.to_owned(),
+                content_type: WORK_CONTENT_TYPE.to_owned(),
                 body_ref: id.to_owned(),
                 webhook_url,
                 status: "queued".into(),
@@ -166,16 +211,21 @@ impl Jobs {
     }
 
     async fn remove_body(&self, id: &str) {
-        if let Some(key) = Self::body_key(id)
-            && let Err(e) = self.blobs.delete(&key).await
-        {
-            // Only space is lost: the finished request never reads its body again.
-            tracing::warn!(request_id = %id, error = %e, "request body not removed");
+        let Some(key) = Self::body_key(id) else {
+            return;
+        };
+        // At most three images and a mask; a key that was never written is no error.
+        let inputs = (0..4).map(|n| Self::input_key(id, n));
+        for key in std::iter::once(key).chain(inputs) {
+            if let Err(e) = self.blobs.delete(&key).await {
+                // Only space is lost: the finished request never reads its body again.
+                tracing::warn!(request_id = %id, error = %e, "request body not removed");
+            }
         }
     }
 
-    /// Claims and runs one request through `router`. `false` when there was none.
-    pub async fn run_once(&self, router: &Router) -> Result<bool, ApiError> {
+    /// Claims and runs one request. `false` when there was none.
+    pub async fn run_once(&self) -> Result<bool, ApiError> {
         let lease = self.config.lease();
         let Some(job) = self
             .store
@@ -192,7 +242,7 @@ impl Jobs {
             .detail("attempts", job.attempts - 1)
             .body(&job.id))
         } else {
-            self.execute(&job, router)
+            self.execute(&job)
                 .await
                 .map_err(|e| e.body(&job.id))
                 .and_then(|r| r)
@@ -232,13 +282,8 @@ impl Jobs {
         Ok(true)
     }
 
-    /// Replays the stored request through the routes, keeping the lease alive meanwhile.
-    /// The inner result is the route's own answer: its body, or its error body.
-    async fn execute(
-        &self,
-        job: &RequestRecord,
-        router: &Router,
-    ) -> Result<Result<Value, Value>, ApiError> {
+    /// The stored unit of work and its uploads.
+    async fn load(&self, job: &RequestRecord) -> Result<(Work, HashMap<String, Bytes>), ApiError> {
         let key =
             Self::body_key(&job.id).ok_or_else(|| ApiError::internal("malformed request id"))?;
         let body = self
@@ -246,17 +291,40 @@ impl Jobs {
             .get(&key)
             .await?
             .ok_or_else(|| ApiError::internal(format!("request body {key} is missing")))?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(&job.path)
-            .header(header::CONTENT_TYPE, &job.content_type)
-            .body(Body::from(body))
-            .map_err(ApiError::internal)?;
-        request.extensions_mut().insert(RequestId(job.id.clone()));
-        request.extensions_mut().insert(Caller {
-            key_id: job.owner.clone(),
-            tier: job.tier.clone(),
-        });
+        if job.content_type != WORK_CONTENT_TYPE {
+            return self.legacy.decode(&job.path, &job.content_type, body).await;
+        }
+        let unit: StoredWork = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::internal(format!("stored work {key}: {e}")))?;
+        if unit.version != WORK_VERSION {
+            return Err(ApiError::internal(format!(
+                "stored work {key} has version {}, this build runs {WORK_VERSION}",
+                unit.version
+            )));
+        }
+        let mut uploads = HashMap::new();
+        for r in unit.work.images() {
+            let bytes =
+                self.blobs.get(&r.key).await?.ok_or_else(|| {
+                    ApiError::internal(format!("request input {} is missing", r.key))
+                })?;
+            uploads.insert(r.key.clone(), bytes);
+        }
+        Ok((unit.work, uploads))
+    }
+
+    /// Runs the stored work with the executor, keeping the lease alive meanwhile. The
+    /// key's in-flight slot is held for the whole run: work past the key's concurrency
+    /// waits here, still queued for every purpose but its lease.
+    /// The inner result is the work's own answer: its body, or its error body.
+    async fn execute(&self, job: &RequestRecord) -> Result<Result<Value, Value>, ApiError> {
+        let ctx = RequestContext {
+            request_id: job.id.clone(),
+            caller: Caller {
+                key_id: job.owner.clone(),
+                tier: job.tier.clone(),
+            },
+        };
         let lease = self.config.lease();
         let heartbeat = async {
             loop {
@@ -269,24 +337,21 @@ impl Jobs {
                     break;
                 }
             }
-            std::future::pending::<()>().await
         };
-        let run = router.clone().oneshot(request);
-        let response = tokio::select! {
-            response = run => response.map_err(|e| ApiError::internal(format!("{e:?}")))?,
-            () = heartbeat => return Err(ApiError::internal("lease lost")),
+        let run = async {
+            let _slot = self.executor.wait_for_slot(&ctx.caller).await;
+            let (work, uploads) = self.load(job).await?;
+            let plan = work.plan(&self.executor.env)?;
+            let inputs = execute::prepare(&work, uploads, self.executor.env.intake).await?;
+            self.executor
+                .run(&ctx, plan, inputs, &execute::no_progress)
+                .await?
+                .into_json()
         };
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .map_err(ApiError::internal)?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        // Error bodies are already in the contract's shape, with this request's id.
-        Ok(if status.is_success() {
-            Ok(body)
-        } else {
-            Err(body)
-        })
+        tokio::select! {
+            outcome = run => Ok(outcome.map_err(|e| e.body(&job.id))),
+            () = heartbeat => Err(ApiError::internal("lease lost")),
+        }
     }
 
     /// Sends one due webhook. `false` when none was due.
@@ -345,15 +410,14 @@ impl Jobs {
     /// Starts the request workers and the webhook sender; they stop when `stop` flips.
     pub fn spawn(
         self: &Arc<Self>,
-        router: Router,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for _ in 0..self.config.workers {
-            let (jobs, router, mut stop) = (self.clone(), router.clone(), stop.clone());
+            let (jobs, mut stop) = (self.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !*stop.borrow() {
-                    let worked = jobs.run_once(&router).await.unwrap_or_else(|e| {
+                    let worked = jobs.run_once().await.unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "request worker");
                         false
                     });

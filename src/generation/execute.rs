@@ -1,0 +1,489 @@
+//! The one executor: runs a planned unit of work, for the synchronous path and for the
+//! async worker alike, and gives back what it produced ([`Done`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::caller::RequestContext;
+use crate::error::ApiError;
+use crate::generation::advanced::{self, Inpaint, Outpaint};
+use crate::generation::chat::{ChatMessage, ChatReply, ChatService};
+use crate::generation::openai::{Format, OpenAiPlan};
+use crate::generation::params::Prompt;
+use crate::generation::quality_check::{self, QualityCheck};
+use crate::generation::story::{self, StoryOutcome};
+use crate::generation::work::{ImageRef, ImageRole, Plan, Work, WorkEnv};
+use crate::generation::{GenerationResponse, Generator, Outcome, PostProcess, requests};
+use crate::imaging::{self, ImageFormat, InputImage, IntakeLimits};
+use crate::limits::{ConcurrencyLimiter, Tiers};
+use crate::provider::ProviderRequest;
+
+/// An upload after intake: as uploaded, and as it goes upstream (checked, downscaled).
+#[derive(Clone)]
+pub struct Prepared {
+    pub original: Bytes,
+    pub image: InputImage,
+}
+
+/// The prepared uploads of one unit of work, by [`ImageRef::key`].
+#[derive(Default)]
+pub struct Inputs(HashMap<String, Prepared>);
+
+impl Inputs {
+    fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
+        self.0
+            .remove(&r.key)
+            .ok_or_else(|| ApiError::internal(format!("input {} was not prepared", r.key)))
+    }
+}
+
+/// Checks and prepares every upload `work` reads (`bytes` by key), off the async threads.
+/// The same checks run at acceptance and, for stored work, again before it runs.
+pub async fn prepare(
+    work: &Work,
+    mut bytes: HashMap<String, Bytes>,
+    limits: IntakeLimits,
+) -> Result<Inputs, ApiError> {
+    let mut wanted = Vec::new();
+    for r in work.images() {
+        let data = bytes
+            .remove(&r.key)
+            .ok_or_else(|| ApiError::internal(format!("input {} is missing", r.key)))?;
+        wanted.push((r.clone(), data));
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut inputs = Inputs::default();
+        for (r, data) in wanted {
+            let image = imaging::accept_input(&r.field, data.clone(), &limits)?;
+            let image = match r.role {
+                ImageRole::Input => image,
+                ImageRole::OpenAiMask => openai_mask(&image)?,
+            };
+            inputs.0.insert(
+                r.key,
+                Prepared {
+                    original: data,
+                    image,
+                },
+            );
+        }
+        Ok(inputs)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// OpenAI masks mark the area to edit as fully transparent; imagegate's masks mark it
+/// white. Converts one into the other.
+fn openai_mask(accepted: &InputImage) -> Result<InputImage, ApiError> {
+    let image = imaging::decode(&accepted.bytes)
+        .map_err(|e| ApiError::invalid("mask", "The mask could not be decoded.").caused_by(e))?;
+    if !image.color().has_alpha() {
+        return Err(ApiError::invalid(
+            "mask",
+            "The mask must be a PNG with transparency: transparent where the image should change.",
+        ));
+    }
+    let rgba = image.to_rgba8();
+    let converted = image::GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        image::Luma([if rgba.get_pixel(x, y)[3] == 0 { 255 } else { 0 }])
+    });
+    let bytes = imaging::encode(
+        &image::DynamicImage::ImageLuma8(converted),
+        ImageFormat::Png,
+    )
+    .map_err(ApiError::internal)?;
+    Ok(InputImage {
+        format: ImageFormat::Png,
+        bytes,
+        width: rgba.width(),
+        height: rgba.height(),
+        original_size: (rgba.width(), rgba.height()),
+    })
+}
+
+/// For work run without a listener.
+pub fn no_progress(_: story::StoryStep) -> futures_util::future::BoxFuture<'static, ()> {
+    Box::pin(std::future::ready(()))
+}
+
+/// What a unit of work produced.
+pub enum Done {
+    Generation(Outcome),
+    Chat(ChatReply),
+    Story(StoryOutcome),
+    OpenAi {
+        outcomes: Vec<Outcome>,
+        format: Format,
+    },
+}
+
+#[derive(Serialize)]
+pub struct MessageResponse {
+    #[serde(flatten)]
+    pub generation: GenerationResponse,
+    pub session_id: String,
+    pub turn: i64,
+}
+
+impl Done {
+    /// The contract's response body, as `GET /requests/{id}` reports an async result.
+    pub fn into_json(self) -> Result<Value, ApiError> {
+        let value = match self {
+            Done::Generation(outcome) => serde_json::to_value(outcome.response),
+            Done::Chat(reply) => serde_json::to_value(MessageResponse {
+                generation: reply.outcome.response,
+                session_id: reply.session_id,
+                turn: reply.turn,
+            }),
+            Done::Story(outcome) => serde_json::to_value(outcome.response),
+            Done::OpenAi { outcomes, .. } => {
+                serde_json::to_value(outcomes.into_iter().map(|o| o.response).collect::<Vec<_>>())
+            }
+        };
+        value.map_err(ApiError::internal)
+    }
+}
+
+pub use crate::generation::story::Progress;
+
+pub struct Executor {
+    pub env: WorkEnv,
+    generator: Generator,
+    chat: Arc<ChatService>,
+    concurrency: Arc<dyn ConcurrencyLimiter>,
+    tiers: Arc<Tiers>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+impl Executor {
+    pub fn new(
+        env: WorkEnv,
+        generator: Generator,
+        chat: Arc<ChatService>,
+        concurrency: Arc<dyn ConcurrencyLimiter>,
+        tiers: Arc<Tiers>,
+    ) -> Self {
+        Self {
+            env,
+            generator,
+            chat,
+            concurrency,
+            tiers,
+        }
+    }
+
+    /// Runs a plan to the end. `progress` sees each finished story step.
+    pub async fn run(
+        &self,
+        ctx: &RequestContext,
+        plan: Plan,
+        mut inputs: Inputs,
+        progress: Progress<'_>,
+    ) -> Result<Done, ApiError> {
+        let generation = |outcome| Ok(Done::Generation(outcome));
+        match plan {
+            Plan::Generate {
+                prompt,
+                options,
+                check,
+            } => generation(
+                self.checked(ctx, check, prompt, |p| {
+                    Ok(requests::text_to_image(p, options.clone()))
+                })
+                .await?,
+            ),
+            Plan::Edit {
+                prompt,
+                strength,
+                preserve_subject,
+                options,
+                check,
+                image,
+            } => {
+                let image = inputs.take(&image)?.image;
+                generation(
+                    self.checked(ctx, check, prompt, |p| {
+                        Ok(requests::edit(
+                            p,
+                            image.clone(),
+                            strength,
+                            preserve_subject,
+                            options.clone(),
+                        ))
+                    })
+                    .await?,
+                )
+            }
+            Plan::Compose {
+                prompt,
+                style,
+                options,
+                check,
+                images,
+            } => {
+                let images = images
+                    .iter()
+                    .map(|r| inputs.take(r).map(|p| p.image))
+                    .collect::<Result<Vec<_>, _>>()?;
+                generation(
+                    self.checked(ctx, check, prompt, |p| {
+                        requests::compose(p, images.clone(), style, options.clone())
+                    })
+                    .await?,
+                )
+            }
+            Plan::ChatMessage {
+                session_id,
+                message,
+                options,
+                image,
+            } => {
+                let image = image
+                    .map(|r| inputs.take(&r).map(|p| p.image))
+                    .transpose()?;
+                let msg = ChatMessage {
+                    message,
+                    image,
+                    options,
+                };
+                Ok(Done::Chat(self.chat.send(ctx, &session_id, msg).await?))
+            }
+            Plan::Story(request) => Ok(Done::Story(
+                story::generate(&self.generator, ctx, request, progress).await?,
+            )),
+            Plan::Inpaint {
+                prompt,
+                region_description,
+                options,
+                image,
+                mask,
+            } => {
+                let Prepared { original, image } = inputs.take(&image)?;
+                let mask = mask.map(|r| inputs.take(&r).map(|p| p.image)).transpose()?;
+                let job = Inpaint {
+                    prompt,
+                    region_description,
+                    image,
+                    original,
+                    mask,
+                };
+                let (request, composite) =
+                    blocking(move || advanced::inpaint(job, options)).await?;
+                let post = composite.map(advanced::post_process);
+                generation(self.generator.run_with(ctx, request, post).await?)
+            }
+            Plan::Outpaint {
+                prompt,
+                directions,
+                ratio,
+                options,
+                image,
+            } => {
+                let original = inputs.take(&image)?.original;
+                let job = Outpaint {
+                    prompt,
+                    original,
+                    directions,
+                    ratio,
+                    max_edge: self.env.intake.max_edge,
+                    max_pixels: self.env.intake.max_pixels,
+                };
+                let (request, composite) =
+                    blocking(move || advanced::outpaint(job, options)).await?;
+                let post = Some(advanced::post_process(composite));
+                generation(self.generator.run_with(ctx, request, post).await?)
+            }
+            Plan::StyleTransfer {
+                style,
+                strength,
+                preserve_content,
+                extra,
+                options,
+                image,
+            } => {
+                let image = inputs.take(&image)?.image;
+                let request = advanced::style_transfer(
+                    image,
+                    style,
+                    strength,
+                    preserve_content,
+                    extra,
+                    options,
+                );
+                generation(self.generator.run(ctx, request).await?)
+            }
+            Plan::OpenAi { plan, images, mask } => {
+                let images = images
+                    .iter()
+                    .map(|r| inputs.take(r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mask = mask.map(|r| inputs.take(&r).map(|p| p.image)).transpose()?;
+                self.openai(ctx, plan, images, mask).await
+            }
+        }
+    }
+
+    /// Runs the generation `build` makes from the prompt: once, or as the guide's
+    /// `generate_with_quality_check` when quality was asked for.
+    async fn checked(
+        &self,
+        ctx: &RequestContext,
+        check: Option<QualityCheck>,
+        prompt: Prompt,
+        build: impl Fn(Prompt) -> Result<ProviderRequest, ApiError>,
+    ) -> Result<Outcome, ApiError> {
+        let first = build(prompt.clone())?;
+        let Some(check) = check else {
+            return self.generator.run(ctx, first).await;
+        };
+        if !first.modalities.image {
+            return Err(ApiError::invalid(
+                "include_quality",
+                "Quality is measured on an image; include \"Image\" in response_modalities.",
+            ));
+        }
+        let checked = quality_check::generate_with_quality_check(check, &prompt, |p| {
+            let request = build(p);
+            let generator = self.generator.clone();
+            let ctx = ctx.clone();
+            async move { generator.run(&ctx, request?).await }
+        })
+        .await?;
+        Ok(checked.into_outcome(check))
+    }
+
+    async fn openai(
+        &self,
+        ctx: &RequestContext,
+        plan: OpenAiPlan,
+        images: Vec<Prepared>,
+        mask: Option<InputImage>,
+    ) -> Result<Done, ApiError> {
+        let OpenAiPlan {
+            prompt,
+            n,
+            format,
+            options,
+        } = plan;
+        let runs: Vec<(ProviderRequest, Option<advanced::Composite>)> = match (images.len(), mask) {
+            (0, _) => copies(requests::text_to_image(prompt, options), n),
+            (1, Some(mask)) => {
+                let Prepared { original, image } = images
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::internal("no image to edit"))?;
+                let job = Inpaint {
+                    prompt,
+                    region_description: None,
+                    image,
+                    original,
+                    mask: Some(mask),
+                };
+                // Decoded and masked once; the `n` calls share it.
+                let (request, composite) =
+                    blocking(move || advanced::inpaint(job, options)).await?;
+                (0..n)
+                    .map(|_| (request.clone(), composite.clone()))
+                    .collect()
+            }
+            (1, None) => {
+                let image = images
+                    .into_iter()
+                    .next()
+                    .map(|p| p.image)
+                    .ok_or_else(|| ApiError::internal("no image to edit"))?;
+                copies(requests::edit(prompt, image, None, false, options), n)
+            }
+            _ => {
+                let images = images.into_iter().map(|p| p.image).collect();
+                copies(requests::compose(prompt, images, "blend", options)?, n)
+            }
+        };
+        let outcomes = self.fan_out(ctx, runs).await?;
+        Ok(Done::OpenAi { outcomes, format })
+    }
+
+    /// Runs the calls in order of submission. The request's own in-flight slot runs one
+    /// at a time; every further slot the key has free is borrowed for the duration, so
+    /// the key never has more upstream calls at once than its concurrency.
+    async fn fan_out(
+        &self,
+        ctx: &RequestContext,
+        runs: Vec<(ProviderRequest, Option<advanced::Composite>)>,
+    ) -> Result<Vec<Outcome>, ApiError> {
+        let max = self.tiers.for_tier(&ctx.caller.tier).max_concurrent;
+        let mut borrowed = Vec::new();
+        while borrowed.len() + 1 < runs.len() {
+            match self.concurrency.try_acquire(&ctx.caller.key_id, max).await {
+                Some(permit) => borrowed.push(permit),
+                None => break,
+            }
+        }
+        let lanes = Arc::new(tokio::sync::Semaphore::new(borrowed.len() + 1));
+        let mut calls = Vec::with_capacity(runs.len());
+        for (request, composite) in runs {
+            let (generator, ctx, lanes) = (self.generator.clone(), ctx.clone(), lanes.clone());
+            let post: Option<PostProcess> = composite.map(advanced::post_process);
+            calls.push(tokio::spawn(async move {
+                let _lane = lanes.acquire_owned().await.map_err(ApiError::internal)?;
+                generator.run_with(&ctx, request, post).await
+            }));
+        }
+        let mut outcomes = Vec::with_capacity(calls.len());
+        let mut first_error = None;
+        for call in calls {
+            match call.await.map_err(ApiError::internal).and_then(|r| r) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Every call has ended here, so the borrowed slots are given back only now.
+        drop(borrowed);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(outcomes),
+        }
+    }
+}
+
+fn copies(
+    request: ProviderRequest,
+    n: usize,
+) -> Vec<(ProviderRequest, Option<advanced::Composite>)> {
+    (0..n).map(|_| (request.clone(), None)).collect()
+}
+
+/// How often queued work whose key is at its concurrency looks for a free slot again.
+const SLOT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Executor {
+    /// The caller's in-flight slot, waiting for one to free up: async work past the key's
+    /// concurrency waits rather than being refused, and never runs beside more than the
+    /// key's concurrency.
+    pub async fn wait_for_slot(
+        &self,
+        caller: &crate::caller::Caller,
+    ) -> crate::limits::ConcurrencyPermit {
+        let max = self.tiers.for_tier(&caller.tier).max_concurrent;
+        loop {
+            if let Some(permit) = self.concurrency.try_acquire(&caller.key_id, max).await {
+                return permit;
+            }
+            tokio::time::sleep(SLOT_RETRY).await;
+        }
+    }
+}
