@@ -181,6 +181,11 @@ impl App {
         })
     }
 
+    /// The async work queue, for tests that drive a worker directly (`run_once`).
+    pub fn jobs(&self) -> Arc<Jobs> {
+        self.jobs.clone()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

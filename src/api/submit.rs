@@ -127,6 +127,13 @@ pub async fn accept(
     let plan = work.plan(&state.executor.env)?;
     let uploads = uploads.into_map();
     let inputs = execute::prepare(&work, uploads.clone(), state.executor.env.intake).await?;
+    if let Plan::ChatMessage {
+        session_id, image, ..
+    } = &plan
+    {
+        let new_bytes = image.as_ref().map_or(0, |r| inputs.image_bytes(r));
+        state.chat.admit(&ctx.caller, session_id, new_bytes).await?;
+    }
     if !submission.run_async {
         return Ok(Accepted::Run(Box::new(plan), inputs));
     }

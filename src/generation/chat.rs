@@ -175,15 +175,15 @@ impl ChatService {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
-    pub async fn send(
+    /// The session, if it exists for `caller` and has room for one more message with
+    /// `new_bytes` of image: checked when a message is accepted and again when it runs.
+    pub async fn admit(
         &self,
-        ctx: &RequestContext,
+        caller: &Caller,
         id: &str,
-        msg: ChatMessage,
-    ) -> Result<ChatReply, ApiError> {
-        let lock = self.lock_for(id);
-        let _turn = lock.lock().await;
-        let session = self.session(&ctx.caller, id).await?;
+        new_bytes: i64,
+    ) -> Result<SessionRecord, ApiError> {
+        let session = self.session(caller, id).await?;
         let messages = session.turn_count / 2;
         if messages >= i64::from(self.config.max_turns) {
             return Err(ApiError::new(
@@ -193,7 +193,6 @@ impl ChatService {
             .detail("reason", "max_turns")
             .detail("max_turns", self.config.max_turns));
         }
-        let new_bytes = msg.image.as_ref().map_or(0, |i| i.bytes.len() as i64);
         if session.image_bytes + new_bytes > self.config.max_image_bytes as i64 {
             return Err(ApiError::new(
                 ErrorKind::SessionFull,
@@ -202,6 +201,20 @@ impl ChatService {
             .detail("reason", "max_image_bytes")
             .detail("max_image_bytes", self.config.max_image_bytes));
         }
+        Ok(session)
+    }
+
+    pub async fn send(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        msg: ChatMessage,
+    ) -> Result<ChatReply, ApiError> {
+        let lock = self.lock_for(id);
+        let _turn = lock.lock().await;
+        let new_bytes = msg.image.as_ref().map_or(0, |i| i.bytes.len() as i64);
+        let session = self.admit(&ctx.caller, id, new_bytes).await?;
+        let messages = session.turn_count / 2;
         let stored = self.sessions.turns(id).await?;
         let mut contents = Vec::with_capacity(stored.len() + 1);
         for turn in &stored {

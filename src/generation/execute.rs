@@ -34,6 +34,11 @@ pub struct Prepared {
 pub struct Inputs(HashMap<String, Prepared>);
 
 impl Inputs {
+    /// The size of a prepared image as it goes upstream (0 when absent).
+    pub fn image_bytes(&self, r: &ImageRef) -> i64 {
+        self.0.get(&r.key).map_or(0, |p| p.image.bytes.len() as i64)
+    }
+
     fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
         self.0
             .remove(&r.key)

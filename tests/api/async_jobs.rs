@@ -82,16 +82,12 @@ fn verify(secret: &str, headers: &HeaderMap, body: &str) -> bool {
         .any(|s| s == format!("v1,{expected}"))
 }
 
-async fn wait_for(app: &TestApp, id: &str, wanted: &[&str]) -> Value {
-    for _ in 0..400 {
-        let (status, _, body) = json_of(app.get(&format!("/requests/{id}")).await).await;
-        assert_eq!(status, 200, "{body}");
-        if wanted.contains(&body["status"].as_str().unwrap_or_default()) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("request {id} never reached {wanted:?}");
+/// Runs the queue until it is empty, driving the worker directly, then reads the request.
+async fn run_queue(app: &TestApp, id: &str) -> Value {
+    while app.jobs.run_once().await.expect("a worker step") {}
+    let (status, _, body) = json_of(app.get(&format!("/requests/{id}")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 async fn wait_until(mut check: impl FnMut() -> bool) {
@@ -107,6 +103,8 @@ async fn wait_until(mut check: impl FnMut() -> bool) {
 fn quick_webhooks(c: &mut imagegate::config::Config) {
     c.provider = imagegate::config::ProviderChoice::Offline;
     c.jobs.poll_ms = 20;
+    // The tests run the worker themselves (`run_once`); the webhook sender runs as usual.
+    c.jobs.workers = 0;
     c.jobs.webhooks.allow_private = true;
     c.jobs.webhooks.initial_backoff_ms = 20;
     c.jobs.webhooks.max_backoff_ms = 50;
@@ -129,7 +127,7 @@ async fn an_async_request_is_accepted_stored_and_completed() {
     assert_eq!(accepted["status"], "queued");
     assert_eq!(accepted["status_url"], format!("/requests/{id}"));
     assert_eq!(location, format!("/requests/{id}"));
-    let done = wait_for(&app, id, &["succeeded", "failed"]).await;
+    let done = run_queue(&app, id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["request_id"], id);
     assert_eq!(done["result"]["model"], "offline");
@@ -207,6 +205,7 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
     )
     .await;
     assert_eq!(status, 202);
+    run_queue(&app, &id).await;
     wait_until(|| receiver.calls().len() >= 2).await;
     let calls = receiver.calls();
     let (secret_status, _, secret) = json_of(app.get("/webhooks/secret").await).await;
@@ -224,7 +223,7 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
         "a retry keeps its message id"
     );
     let delivered: Value = serde_json::from_str(&calls[1].1).unwrap();
-    let current = wait_for(&app, &id, &["succeeded"]).await;
+    let current = run_queue(&app, &id).await;
     assert!(
         delivered == current,
         "the webhook carries the body of GET /requests/{{id}}"
@@ -237,7 +236,7 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
 async fn a_410_stops_webhook_retries() {
     let (receiver, url) = Receiver::start(&[410, 500, 500]).await;
     let app = TestApp::spawn(quick_webhooks).await;
-    let (status, _, _) = json_of(
+    let (status, id, _) = json_of(
         app.post_json(
             "/generate-image",
             json!({"prompt": "a", "async": true, "webhook_url": url, "image_size": "512"}),
@@ -246,6 +245,7 @@ async fn a_410_stops_webhook_retries() {
     )
     .await;
     assert_eq!(status, 202);
+    run_queue(&app, &id).await;
     wait_until(|| !receiver.calls().is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.calls().len(), 1);
@@ -253,11 +253,7 @@ async fn a_410_stops_webhook_retries() {
 
 #[tokio::test]
 async fn queued_requests_can_be_canceled_and_only_those() {
-    let app = TestApp::spawn(|c| {
-        quick_webhooks(c);
-        c.jobs.workers = 0;
-    })
-    .await;
+    let app = TestApp::spawn(quick_webhooks).await;
     let (_, id, _) = json_of(
         app.post_json("/generate-image", json!({"prompt": "a", "async": true}))
             .await,
@@ -273,10 +269,7 @@ async fn queued_requests_can_be_canceled_and_only_those() {
     .await;
     assert_eq!(status, 200, "{canceled}");
     assert_eq!(canceled["status"], "canceled");
-    assert_eq!(
-        wait_for(&app, &id, &["canceled"]).await["status"],
-        "canceled"
-    );
+    assert_eq!(run_queue(&app, &id).await["status"], "canceled");
     let again = app
         .client
         .post(app.url(&format!("/requests/{id}/cancel")))
@@ -295,7 +288,7 @@ async fn multipart_requests_can_run_async_too() {
         .text("async", "True");
     let (status, id, body) = json_of(app.post_form("/edit-image", form).await).await;
     assert_eq!(status, 202, "{body}");
-    let done = wait_for(&app, &id, &["succeeded", "failed"]).await;
+    let done = run_queue(&app, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let image = crate::support::decode_image(&done["result"]["images"][0]);
     assert_eq!((image.width(), image.height()), (120, 80));
@@ -323,7 +316,7 @@ async fn a_refusal_upstream_is_a_failed_request_with_the_contracts_error() {
     )
     .await;
     assert_eq!(status, 202);
-    let done = wait_for(&app, &id, &["succeeded", "failed"]).await;
+    let done = run_queue(&app, &id).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["error"], "content_blocked");
     assert_eq!(done["error"]["request_id"], id.as_str());
@@ -378,4 +371,158 @@ async fn polling_a_request_does_not_use_up_a_free_keys_minute() {
             "and do not count"
         );
     }
+}
+
+/// A request's error body without its request id, which differs between two requests.
+fn without_id(mut body: Value) -> Value {
+    body.as_object_mut().unwrap().remove("request_id");
+    body
+}
+
+type FormFn = fn() -> reqwest::multipart::Form;
+
+#[tokio::test]
+async fn the_same_invalid_input_gets_the_same_error_sync_or_async() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let json_cases = [
+        ("/generate-image", json!({"prompt": "a", "temperature": 5})),
+        (
+            "/generate-image",
+            json!({"prompt": "a", "min_quality_score": 99}),
+        ),
+        (
+            "/story/generate",
+            json!({"description": "a fox", "num_images": 11}),
+        ),
+        (
+            "/story/generate",
+            json!({"description": "a fox", "content_type": "poem"}),
+        ),
+        (
+            "/chat/chat_00000000000000000000000000/message",
+            json!({"message": "hi"}),
+        ),
+    ];
+    for (path, body) in json_cases {
+        let sync = app.post_json(path, body.clone()).await;
+        let (sync_status, _, sync_body) = json_of(sync).await;
+        let mut queued = body.clone();
+        queued["async"] = json!(true);
+        let (async_status, id, async_body) = json_of(app.post_json(path, queued).await).await;
+        assert!(sync_status >= 400, "{path} {body}: {sync_body}");
+        assert_eq!(
+            (async_status, without_id(async_body)),
+            (sync_status, without_id(sync_body)),
+            "{path} {body}"
+        );
+        expect_error(app.get(&format!("/requests/{id}")).await, 404, "not_found").await;
+    }
+    let form_cases: [(&str, FormFn); 5] = [
+        ("/edit-image", || {
+            reqwest::multipart::Form::new()
+                .part("image", file_part(b"not an image".to_vec(), "a.txt"))
+                .text("prompt", "blue")
+        }),
+        ("/compose-images", || {
+            reqwest::multipart::Form::new()
+                .part("images", file_part(png(40, 30), "a.png"))
+                .text("prompt", "together")
+        }),
+        ("/advanced/inpaint", || {
+            reqwest::multipart::Form::new()
+                .part("image", file_part(png(40, 30), "a.png"))
+                .part("mask", file_part(png(40, 30), "m.png"))
+                .part("mask", file_part(png(40, 30), "m.png"))
+                .text("prompt", "a door")
+        }),
+        ("/advanced/outpaint", || {
+            reqwest::multipart::Form::new()
+                .part("image", file_part(png(40, 30), "a.png"))
+                .text("prompt", "more sky")
+                .text("extension_ratio", "3")
+        }),
+        ("/advanced/style-transfer", || {
+            reqwest::multipart::Form::new().part("image", file_part(png(40, 30), "a.png"))
+        }),
+    ];
+    for (path, form) in form_cases {
+        let (sync_status, _, sync_body) = json_of(app.post_form(path, form()).await).await;
+        let queued = form().text("async", "true");
+        let (async_status, id, async_body) = json_of(app.post_form(path, queued).await).await;
+        assert_eq!(sync_status, 400, "{path}: {sync_body}");
+        assert_eq!(
+            (async_status, without_id(async_body)),
+            (sync_status, without_id(sync_body)),
+            "{path}"
+        );
+        expect_error(app.get(&format!("/requests/{id}")).await, 404, "not_found").await;
+    }
+    assert!(!app.jobs.run_once().await.unwrap(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn work_queued_by_an_older_version_is_finished_by_this_one() {
+    let app = TestApp::spawn(quick_webhooks).await;
+    let storage = imagegate::store::Storage::open(&app.config).await.unwrap();
+    // The old format: the route's own HTTP body (async fields taken out), re-encoded.
+    let boundary = "imagegate-b_old";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nmake it blue\r\n").as_bytes());
+    body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"image\"; filename=\"a.png\"\r\ncontent-type: image/png\r\n\r\n").as_bytes());
+    body.extend_from_slice(&png(64, 48));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let owner = {
+        // The key id of the test's own key, as the server derives it.
+        let (_, _, usage) = json_of(app.get("/usage").await).await;
+        usage["key_id"].as_str().map(str::to_owned)
+    };
+    let owner = owner.expect("the usage answer names the key");
+    let mut ids = Vec::new();
+    for (path, content_type, stored) in [
+        (
+            "/edit-image",
+            format!("multipart/form-data; boundary={boundary}"),
+            body.clone(),
+        ),
+        (
+            "/generate-image",
+            "application/json".to_owned(),
+            br#"{"prompt":"a fox","image_size":"512"}"#.to_vec(),
+        ),
+    ] {
+        let id = imagegate::ids::new_id("req");
+        storage
+            .blobs
+            .put(&format!("requests/{id}.body"), bytes::Bytes::from(stored))
+            .await
+            .unwrap();
+        storage
+            .requests
+            .insert(&imagegate::store::requests::RequestRecord {
+                id: id.clone(),
+                owner: owner.clone(),
+                tier: "paid".into(),
+                path: path.into(),
+                content_type,
+                body_ref: id.clone(),
+                webhook_url: None,
+                status: "queued".into(),
+                attempts: 0,
+                result: None,
+                error: None,
+                created_at_ms: app.clock.now_ms(),
+                finished_at_ms: None,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        let done = run_queue(&app, id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["result"]["model"], "offline");
+    }
+    let edited =
+        crate::support::decode_image(&run_queue(&app, &ids[0]).await["result"]["images"][0]);
+    assert_eq!((edited.width(), edited.height()), (64, 48));
 }

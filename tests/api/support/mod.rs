@@ -25,6 +25,8 @@ pub struct TestApp {
     pub clock: Arc<dyn Clock>,
     /// The configuration the server started with (its database issues further keys).
     pub config: Config,
+    /// The async queue, for tests that run its worker step by step (`jobs.workers = 0`).
+    pub jobs: Arc<imagegate::jobs::Jobs>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -79,6 +81,7 @@ impl TestApp {
             .await
             .expect("the app builds");
         let addr = app.local_addr();
+        let jobs = app.jobs();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run(async {
             let _ = rx.await;
@@ -91,6 +94,7 @@ impl TestApp {
             data_dir: Some(data_dir),
             clock,
             config,
+            jobs,
             shutdown: Some(tx),
             server: Some(server),
         }
