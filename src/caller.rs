@@ -13,4 +13,9 @@ pub struct Caller {
 pub struct RequestContext {
     pub request_id: String,
     pub caller: Caller,
+    /// The caller's in-flight slot, held as long as any clone of this context lives (the
+    /// work's tasks hold one). `None` only on routes without limits.
+    pub slot: Option<crate::limits::Slot>,
+    /// The request's share of the per-minute budget, charged by its work's cost.
+    pub budget: Option<crate::limits::Budget>,
 }

@@ -5,10 +5,10 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::api::AppState;
+use crate::api::caller::Queueable;
 use crate::api::form::Form;
 use crate::api::generate::{raw_options, read_form, run_generation};
 use crate::api::submit::{Submission, Uploads};
-use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::work::{ImageRole, Work};
 
@@ -51,7 +51,7 @@ type Build = fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>;
 
 async fn handle(
     state: AppState,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     request: Request,
     path: &str,
     own: &[&'static str],
@@ -62,18 +62,18 @@ async fn handle(
     let submission = Submission::from_form(&form)?;
     let mut uploads = Uploads::default();
     let work = build(&mut form, &mut uploads)?;
-    run_generation(&state, &ctx, path, work, uploads, submission).await
+    run_generation(&state, &ctx, refused, path, work, uploads, submission).await
 }
 
 pub async fn inpaint(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    queueable: Queueable,
     request: Request,
 ) -> Result<Response, ApiError> {
     let path = "/advanced/inpaint";
     handle(
         state,
-        ctx,
+        queueable,
         request,
         path,
         INPAINT_FIELDS,
@@ -85,13 +85,13 @@ pub async fn inpaint(
 
 pub async fn outpaint(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    queueable: Queueable,
     request: Request,
 ) -> Result<Response, ApiError> {
     let path = "/advanced/outpaint";
     handle(
         state,
-        ctx,
+        queueable,
         request,
         path,
         OUTPAINT_FIELDS,
@@ -103,13 +103,13 @@ pub async fn outpaint(
 
 pub async fn style_transfer(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    queueable: Queueable,
     request: Request,
 ) -> Result<Response, ApiError> {
     let path = "/advanced/style-transfer";
     handle(
         state,
-        ctx,
+        queueable,
         request,
         path,
         STYLE_FIELDS,

@@ -6,11 +6,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::api::AppState;
+use crate::api::caller::Queueable;
 use crate::api::form::{Form, is_multipart};
 use crate::api::generate::{model_headers, one_or_many, raw_options, read_form};
 use crate::api::json::JsonBody;
 use crate::api::submit::{self, Accepted, Submission, Uploads};
-use crate::caller::{Caller, RequestContext};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::generation::execute::{Done, MessageResponse};
 use crate::generation::params::RawOptions;
@@ -89,7 +90,7 @@ pub fn message_work(
 /// JSON `{"message": …}`, or multipart with `message` and an optional `image`.
 pub async fn message(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     Path(session_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -106,7 +107,7 @@ pub async fn message(
         body.into_work(session_id)?
     };
     let path = "/chat/{session_id}/message";
-    match submit::accept(&state, &ctx, path, work, uploads, submission).await? {
+    match submit::accept(&state, &ctx, refused, path, work, uploads, submission).await? {
         Accepted::Queued(response) => Ok(response),
         Accepted::Run(plan, inputs) => match submit::run(&state, &ctx, *plan, inputs).await? {
             Done::Chat(reply) => {

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
+use crate::api::caller::Queueable;
 use crate::api::form::{Form, FormSpec};
 use crate::api::generation_body;
 use crate::api::json::JsonBody;
@@ -75,13 +76,14 @@ impl GenerateImageBody {
 
 pub async fn generate_image(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     JsonBody(body): JsonBody<GenerateImageBody>,
 ) -> Result<Response, ApiError> {
     let (work, submission) = body.into_work()?;
     run_generation(
         &state,
         &ctx,
+        refused,
         "/generate-image",
         work,
         Uploads::default(),
@@ -94,12 +96,13 @@ pub async fn generate_image(
 pub async fn run_generation(
     state: &AppState,
     ctx: &RequestContext,
+    refused: Option<ApiError>,
     path: &str,
     work: Work,
     uploads: Uploads,
     submission: Submission,
 ) -> Result<Response, ApiError> {
-    match submit::accept(state, ctx, path, work, uploads, submission).await? {
+    match submit::accept(state, ctx, refused, path, work, uploads, submission).await? {
         Accepted::Queued(response) => Ok(response),
         Accepted::Run(plan, inputs) => match submit::run(state, ctx, *plan, inputs).await? {
             Done::Generation(outcome) => Ok(respond(outcome)),
@@ -184,14 +187,23 @@ pub fn edit_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiErro
 
 pub async fn edit_image(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut form = read_form(&state, request, EDIT_FIELDS, &["image"]).await?;
     let submission = Submission::from_form(&form)?;
     let mut uploads = Uploads::default();
     let work = edit_work(&mut form, &mut uploads)?;
-    run_generation(&state, &ctx, "/edit-image", work, uploads, submission).await
+    run_generation(
+        &state,
+        &ctx,
+        refused,
+        "/edit-image",
+        work,
+        uploads,
+        submission,
+    )
+    .await
 }
 
 const COMPOSE_FIELDS: &[&str] = &[
@@ -214,14 +226,23 @@ pub fn compose_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiE
 
 pub async fn compose_images(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut form = read_form(&state, request, COMPOSE_FIELDS, &["images"]).await?;
     let submission = Submission::from_form(&form)?;
     let mut uploads = Uploads::default();
     let work = compose_work(&mut form, &mut uploads)?;
-    run_generation(&state, &ctx, "/compose-images", work, uploads, submission).await
+    run_generation(
+        &state,
+        &ctx,
+        refused,
+        "/compose-images",
+        work,
+        uploads,
+        submission,
+    )
+    .await
 }
 
 /// The generation response, with the model-substitution headers when a retired name

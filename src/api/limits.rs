@@ -1,7 +1,13 @@
-//! The limits layer: per-key requests in flight and requests per minute, by tier
-//! (contract §5). Every authenticated response, errors included, says where the key
+//! The limits layer: per-key requests in flight and upstream generations per minute, by
+//! tier (contract §5). Every authenticated response, errors included, says where the key
 //! stands in `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
-//! (seconds until a used request leaves the one-minute window).
+//! (seconds until a used unit leaves the one-minute window).
+//!
+//! The in-flight slot taken here is handed to the request's work ([`Slot`] in the
+//! request context): it stays taken until the work's upstream calls end, however the
+//! client behaves. The minute's budget is charged by the work itself with its cost (a
+//! 6-step story costs 6) before any upstream call; requests that make no generation
+//! cost one, charged here once they are answered.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
@@ -11,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use crate::api::AppState;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind};
-use crate::limits::RateDecision;
+use crate::limits::{Budget, RateDecision, Slot};
 
 /// What a client refused for concurrency is told to wait: in-flight requests end at
 /// unknown times, and a second is short next to an image generation.
@@ -38,49 +44,90 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         return with_window(next.run(request).await, window);
     }
     // Concurrency first, so a request refused for it does not use up a minute slot.
-    let Some(permit) = access
+    let permit = access
         .concurrency
         .try_acquire(&caller.key_id, tier.max_concurrent)
-        .await
-    else {
-        let window = access
-            .rate
-            .peek(&caller.key_id, tier.requests_per_minute, now)
-            .await;
-        let refusal = ApiError::new(
-            ErrorKind::RateLimited,
-            format!(
-                "Too many requests in flight for this key: at most {} at a time. Retry when one finishes.",
-                tier.max_concurrent
-            ),
-        )
-        .detail("limit", "concurrency")
-        .detail("max_concurrent", tier.max_concurrent)
-        .retry_after(CONCURRENCY_RETRY_SECS);
-        return with_window(refusal.into_response(), window);
-    };
+        .await;
     let window = access
         .rate
-        .acquire(&caller.key_id, tier.requests_per_minute, now)
+        .peek(&caller.key_id, tier.requests_per_minute, now)
         .await;
+    let mut request = request;
+    let slot = match permit {
+        Some(permit) => Some(Slot::new(permit)),
+        None => {
+            let refusal = ApiError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "Too many requests in flight for this key: at most {} at a time. Retry when one finishes.",
+                    tier.max_concurrent
+                ),
+            )
+            .detail("limit", "concurrency")
+            .detail("max_concurrent", tier.max_concurrent)
+            .retry_after(CONCURRENCY_RETRY_SECS);
+            // Async work is queued even when the key's slots are taken (it waits for one
+            // in the queue), and only its handler knows whether a POST is async: it goes
+            // on, carrying the refusal every other use of the request answers with.
+            if request.method() != axum::http::Method::POST {
+                return with_window(refusal.into_response(), window);
+            }
+            request.extensions_mut().insert(ConcurrencyFull(refusal));
+            None
+        }
+    };
     if !window.allowed {
-        let refusal = ApiError::new(
-            ErrorKind::RateLimited,
-            format!(
-                "Rate limit exceeded for this key: {} requests per minute.",
-                tier.requests_per_minute
-            ),
-        )
-        .detail("limit", "requests_per_minute")
-        .detail("requests_per_minute", tier.requests_per_minute)
-        .retry_after(window.reset_after_secs().max(1));
-        return with_window(refusal.into_response(), window);
+        return with_window(over_budget(window, 1).into_response(), window);
     }
+    let clock = access.clock.clone();
+    let budget = Budget::new(
+        access.rate.clone(),
+        &caller.key_id,
+        tier.requests_per_minute,
+        move || clock.now_ms(),
+    );
+    if let Some(slot) = &slot {
+        request.extensions_mut().insert(slot.clone());
+    }
+    request.extensions_mut().insert(budget.clone());
     let response = next.run(request).await;
-    // Released as soon as the response exists, before its body is written: a client that
-    // waits for one answer before sending the next never finds its own slot still taken.
-    drop(permit);
+    let window = match (budget.decision(), &slot) {
+        (Some(decision), _) => decision,
+        // Refused for concurrency: not counted.
+        (None, None) => window,
+        // No work was charged: the request costs one unit.
+        (None, Some(_)) => match budget.charge(1).await {
+            Ok(decision) | Err(decision) => decision,
+        },
+    };
+    // This layer's hold ends with the response; the work holds its own until it ends.
+    drop(slot);
     with_window(response, window)
+}
+
+/// A request that came through without an in-flight slot, and the 429 it gets unless
+/// it turns out to be async work (which waits for a slot in the queue).
+#[derive(Debug, Clone)]
+pub struct ConcurrencyFull(pub ApiError);
+
+/// The 429 for a request whose `cost` does not fit what is left of the key's minute.
+pub fn over_budget(window: RateDecision, cost: u32) -> ApiError {
+    let mut refusal = ApiError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "Rate limit exceeded for this key: {} upstream generations per minute.",
+            window.limit
+        ),
+    )
+    .detail("limit", "requests_per_minute")
+    .detail("requests_per_minute", window.limit)
+    .retry_after(window.reset_after_secs().max(1));
+    if cost > 1 {
+        refusal = refusal
+            .detail("cost", cost)
+            .detail("remaining", window.remaining);
+    }
+    refusal
 }
 
 fn with_window(mut response: Response, window: RateDecision) -> Response {

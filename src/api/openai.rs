@@ -67,7 +67,7 @@ async fn run(
     uploads: Uploads,
 ) -> Result<Response, ApiError> {
     let path = "/v1/images";
-    match submit::accept(state, ctx, path, work, uploads, Submission::default()).await? {
+    match submit::accept(state, ctx, None, path, work, uploads, Submission::default()).await? {
         Accepted::Run(plan, inputs) => match submit::run(state, ctx, *plan, inputs).await? {
             Done::OpenAi { outcomes, format } => Ok(answer(state, headers, outcomes, format)),
             _ => Err(ApiError::internal(

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::form::{Form, FormSpec};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::imaging::{self, IntakeLimits};
 use crate::quality::{self, QualityError};
@@ -15,6 +16,8 @@ use crate::quality::{self, QualityError};
 /// bytes as uploaded (never downscaled).
 pub async fn assess(
     State(state): State<AppState>,
+    // Taken for its checks: a key at its concurrency is refused before the upload is read.
+    _caller: Caller,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let spec = FormSpec {

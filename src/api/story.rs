@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::api::AppState;
+use crate::api::caller::Queueable;
 use crate::api::json::JsonBody;
 use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
@@ -68,17 +69,26 @@ impl StoryBody {
 /// Without it, one JSON response at the end.
 pub async fn generate(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     headers: HeaderMap,
     JsonBody(body): JsonBody<StoryBody>,
 ) -> Result<Response, ApiError> {
     let (work, submission) = body.into_work()?;
     let path = "/story/generate";
-    let (plan, inputs) =
-        match submit::accept(&state, &ctx, path, work, Uploads::default(), submission).await? {
-            Accepted::Queued(response) => return Ok(response),
-            Accepted::Run(plan, inputs) => (*plan, inputs),
-        };
+    let (plan, inputs) = match submit::accept(
+        &state,
+        &ctx,
+        refused,
+        path,
+        work,
+        Uploads::default(),
+        submission,
+    )
+    .await?
+    {
+        Accepted::Queued(response) => return Ok(response),
+        Accepted::Run(plan, inputs) => (*plan, inputs),
+    };
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

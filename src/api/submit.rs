@@ -114,15 +114,24 @@ pub enum Accepted {
     Run(Box<Plan>, Inputs),
 }
 
-/// Checks `work` and queues it or hands it back to run.
+/// Checks `work` and queues it or hands it back to run. `refused` is the concurrency
+/// refusal of a request that came without an in-flight slot: it stands unless the work
+/// is async (queued work waits for a slot instead).
+#[allow(clippy::too_many_arguments)]
 pub async fn accept(
     state: &AppState,
     ctx: &RequestContext,
+    refused: Option<ApiError>,
     path: &str,
     work: Work,
     uploads: Uploads,
     submission: Submission,
 ) -> Result<Accepted, ApiError> {
+    if let Some(refusal) = refused
+        && !submission.run_async
+    {
+        return Err(refusal);
+    }
     submission.check(state).await?;
     let plan = work.plan(&state.executor.env)?;
     let uploads = uploads.into_map();
@@ -133,6 +142,15 @@ pub async fn accept(
     {
         let new_bytes = image.as_ref().map_or(0, |r| inputs.image_bytes(r));
         state.chat.admit(&ctx.caller, session_id, new_bytes).await?;
+    }
+    // The whole cost is charged before anything runs: work that would overrun the
+    // minute is refused now rather than cut off after some paid calls.
+    if let Some(budget) = &ctx.budget {
+        let cost = work.generations();
+        budget
+            .charge(cost)
+            .await
+            .map_err(|window| crate::api::limits::over_budget(window, cost))?;
     }
     if !submission.run_async {
         return Ok(Accepted::Run(Box::new(plan), inputs));

@@ -318,12 +318,9 @@ impl Jobs {
     /// waits here, still queued for every purpose but its lease.
     /// The inner result is the work's own answer: its body, or its error body.
     async fn execute(&self, job: &RequestRecord) -> Result<Result<Value, Value>, ApiError> {
-        let ctx = RequestContext {
-            request_id: job.id.clone(),
-            caller: Caller {
-                key_id: job.owner.clone(),
-                tier: job.tier.clone(),
-            },
+        let caller = Caller {
+            key_id: job.owner.clone(),
+            tier: job.tier.clone(),
         };
         let lease = self.config.lease();
         let heartbeat = async {
@@ -339,7 +336,14 @@ impl Jobs {
             }
         };
         let run = async {
-            let _slot = self.executor.wait_for_slot(&ctx.caller).await;
+            let slot = self.executor.wait_for_slot(&caller).await;
+            // The budget was charged with the work's cost when it was accepted.
+            let ctx = RequestContext {
+                request_id: job.id.clone(),
+                caller,
+                slot: Some(crate::limits::Slot::new(slot)),
+                budget: None,
+            };
             let (work, uploads) = self.load(job).await?;
             let plan = work.plan(&self.executor.env)?;
             let inputs = execute::prepare(&work, uploads, self.executor.env.intake).await?;

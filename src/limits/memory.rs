@@ -21,16 +21,18 @@ pub struct SlidingWindow {
 }
 
 impl SlidingWindow {
-    fn decide(&self, key_id: &str, limit: u32, now_ms: i64, count: bool) -> RateDecision {
+    /// Counts `cost` entries if they all fit; `cost` 0 only looks.
+    fn decide(&self, key_id: &str, limit: u32, now_ms: i64, cost: u32) -> RateDecision {
         let mut logs = lock(&self.logs);
         let log = logs.entry(key_id.to_owned()).or_default();
         while log.front().is_some_and(|&t| t + WINDOW_MS <= now_ms) {
             log.pop_front();
         }
         let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let allowed = log.len() < cap;
-        if allowed && count {
-            log.push_back(now_ms);
+        let needed = usize::try_from(cost.max(1)).unwrap_or(usize::MAX);
+        let allowed = log.len().saturating_add(needed) <= cap;
+        if allowed {
+            log.extend(std::iter::repeat_n(now_ms, cost as usize));
         }
         let decision = RateDecision {
             allowed,
@@ -47,12 +49,18 @@ impl SlidingWindow {
 
 #[async_trait::async_trait]
 impl RateLimiter for SlidingWindow {
-    async fn acquire(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision {
-        self.decide(key_id, per_minute, now_ms, true)
+    async fn acquire_n(
+        &self,
+        key_id: &str,
+        per_minute: u32,
+        now_ms: i64,
+        cost: u32,
+    ) -> RateDecision {
+        self.decide(key_id, per_minute, now_ms, cost)
     }
 
     async fn peek(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision {
-        self.decide(key_id, per_minute, now_ms, false)
+        self.decide(key_id, per_minute, now_ms, 0)
     }
 }
 
@@ -114,6 +122,20 @@ mod tests {
             window.acquire("other", 2, t0).await.allowed,
             "keys do not share a window"
         );
+    }
+
+    #[tokio::test]
+    async fn a_charge_that_does_not_fit_counts_nothing() {
+        let window = SlidingWindow::default();
+        let t0 = 1_000_000;
+        assert_eq!(window.acquire_n("k", 5, t0, 4).await.remaining, 1);
+        let refused = window.acquire_n("k", 5, t0, 2).await;
+        assert!(!refused.allowed);
+        assert_eq!(
+            refused.remaining, 1,
+            "nothing of the refused charge counted"
+        );
+        assert!(window.acquire_n("k", 5, t0, 1).await.allowed);
     }
 
     #[tokio::test]

@@ -170,10 +170,20 @@ impl RateDecision {
 
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
-    /// Counts one request of `key_id` at `now_ms` if the last minute has room for it.
-    /// A refused request is not counted, so a client that keeps retrying is not locked
-    /// out for longer than the window.
-    async fn acquire(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision;
+    /// Counts `cost` units (upstream generations) of `key_id` at `now_ms` if the last
+    /// minute has room for all of them; none are counted otherwise, so a client that
+    /// keeps retrying is not locked out for longer than the window.
+    async fn acquire_n(
+        &self,
+        key_id: &str,
+        per_minute: u32,
+        now_ms: i64,
+        cost: u32,
+    ) -> RateDecision;
+    /// Counts one unit, as [`RateLimiter::acquire_n`] does.
+    async fn acquire(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision {
+        self.acquire_n(key_id, per_minute, now_ms, 1).await
+    }
     /// The window as it stands, counting nothing (for responses refused for another reason).
     async fn peek(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision;
 }
@@ -184,8 +194,98 @@ pub trait ConcurrencyLimiter: Send + Sync + 'static {
     async fn try_acquire(&self, key_id: &str, max: u32) -> Option<ConcurrencyPermit>;
 }
 
-/// One request in flight. Dropping it (the response was produced, or the client went
-/// away and the request's future was dropped) frees the slot.
+/// One request in flight, held by its work: the request's context and every task that
+/// runs its work hold a clone, and the slot frees when the last of them ends — not when
+/// the response headers leave, and not when the client hangs up.
+#[derive(Clone)]
+pub struct Slot {
+    /// Only held: the last clone dropped frees the slot.
+    _held: Arc<ConcurrencyPermit>,
+}
+
+impl Slot {
+    pub fn new(permit: ConcurrencyPermit) -> Self {
+        Self {
+            _held: Arc::new(permit),
+        }
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
+/// A request's share of its key's per-minute budget, charged once by what the request
+/// turns out to cost: the upstream generations of its work (a 6-step story costs 6,
+/// OpenAI `n=4` costs 4), or one for anything else.
+#[derive(Clone)]
+pub struct Budget(Arc<BudgetInner>);
+
+struct BudgetInner {
+    rate: Arc<dyn RateLimiter>,
+    key_id: String,
+    per_minute: u32,
+    now_ms: Box<dyn Fn() -> i64 + Send + Sync>,
+    decision: std::sync::Mutex<Option<RateDecision>>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Budget")
+    }
+}
+
+impl Budget {
+    pub fn new(
+        rate: Arc<dyn RateLimiter>,
+        key_id: &str,
+        per_minute: u32,
+        now_ms: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(BudgetInner {
+            rate,
+            key_id: key_id.to_owned(),
+            per_minute,
+            now_ms: Box::new(now_ms),
+            decision: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Counts `cost` against the window; `Err` (nothing counted) when it does not fit.
+    pub async fn charge(&self, cost: u32) -> Result<RateDecision, RateDecision> {
+        let inner = &self.0;
+        let decision = inner
+            .rate
+            .acquire_n(&inner.key_id, inner.per_minute, (inner.now_ms)(), cost)
+            .await;
+        *inner
+            .decision
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(decision);
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(decision)
+        }
+    }
+
+    /// The decision of the charge, once one was made.
+    pub fn decision(&self) -> Option<RateDecision> {
+        *self
+            .0
+            .decision
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn per_minute(&self) -> u32 {
+        self.0.per_minute
+    }
+}
+
+/// One request in flight. Dropping it frees the slot.
 pub struct ConcurrencyPermit {
     release: Option<Box<dyn FnOnce() + Send + Sync>>,
 }

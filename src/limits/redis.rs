@@ -24,19 +24,22 @@ use crate::config::{RedisConfig, ServiceUrl};
 
 const WINDOW_MS: i64 = 60_000;
 
-/// KEYS[1] = the key's log; ARGV = now_ms, limit, window_ms, count (0/1), unique member.
-/// Returns {allowed, remaining, reset_after_ms}.
+/// KEYS[1] = the key's log; ARGV = now_ms, limit, window_ms, cost (0 only looks), unique
+/// member prefix. All of `cost` is counted or none. Returns {allowed, remaining, reset_after_ms}.
 const RATE_SCRIPT: &str = r"
 local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 local allowed = 0
-if n < limit then
+if n + math.max(cost, 1) <= limit then
   allowed = 1
-  if ARGV[4] == '1' then
-    redis.call('ZADD', KEYS[1], now, ARGV[5])
+  if cost > 0 then
+    for i = 1, cost do
+      redis.call('ZADD', KEYS[1], now, ARGV[5] .. '-' .. i)
+    end
     redis.call('PEXPIRE', KEYS[1], window)
-    n = n + 1
+    n = n + cost
   end
 end
 local reset = 0
@@ -110,7 +113,7 @@ impl RedisLimits {
         key_id: &str,
         limit: u32,
         now_ms: i64,
-        count: bool,
+        cost: u32,
     ) -> Result<RateDecision, redis::RedisError> {
         let member = format!("{now_ms}-{}", ulid::Ulid::new());
         let (allowed, remaining, reset): (i64, i64, i64) = self
@@ -119,7 +122,7 @@ impl RedisLimits {
             .arg(now_ms)
             .arg(limit)
             .arg(WINDOW_MS)
-            .arg(if count { "1" } else { "0" })
+            .arg(cost)
             .arg(member)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -136,14 +139,14 @@ impl RedisLimits {
         key_id: &str,
         limit: u32,
         now_ms: i64,
-        count: bool,
+        cost: u32,
     ) -> RateDecision {
-        match self.decide(key_id, limit, now_ms, count).await {
+        match self.decide(key_id, limit, now_ms, cost).await {
             Ok(decision) => decision,
             Err(e) => {
                 tracing::warn!(error = %e, "redis unavailable; counting this request per instance");
-                if count {
-                    self.local_rate.acquire(key_id, limit, now_ms).await
+                if cost > 0 {
+                    self.local_rate.acquire_n(key_id, limit, now_ms, cost).await
                 } else {
                     self.local_rate.peek(key_id, limit, now_ms).await
                 }
@@ -154,12 +157,18 @@ impl RedisLimits {
 
 #[async_trait::async_trait]
 impl RateLimiter for RedisLimits {
-    async fn acquire(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision {
-        self.rate_or_local(key_id, per_minute, now_ms, true).await
+    async fn acquire_n(
+        &self,
+        key_id: &str,
+        per_minute: u32,
+        now_ms: i64,
+        cost: u32,
+    ) -> RateDecision {
+        self.rate_or_local(key_id, per_minute, now_ms, cost).await
     }
 
     async fn peek(&self, key_id: &str, per_minute: u32, now_ms: i64) -> RateDecision {
-        self.rate_or_local(key_id, per_minute, now_ms, false).await
+        self.rate_or_local(key_id, per_minute, now_ms, 0).await
     }
 }
 

@@ -14,6 +14,7 @@ mod fake_gemini_selftest;
 mod gallery;
 mod gemini_upstream;
 mod guide_samples;
+mod hostile;
 mod intake_limits;
 mod keys_limits;
 mod logs;

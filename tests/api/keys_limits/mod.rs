@@ -15,7 +15,7 @@ use crate::support::TestApp;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 
 /// An offline server whose clock moves only when the test moves it.
-async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
         c.provider = ProviderChoice::Offline;
         configure(c);
@@ -25,7 +25,7 @@ async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) ->
 
 /// The Gemini provider pointed at `fake`, with a manual clock and a deadline long
 /// enough for the slow scenarios used here.
-async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
+pub async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
     let base_url = fake.base_url();
     TestApp::spawn_full(
         tempfile::tempdir().unwrap(),
@@ -42,7 +42,7 @@ async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
     .await
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()
         .get(name)

@@ -34,6 +34,7 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
+    let _in_flight = InFlight::enter(&shared);
     let query = query_pairs(uri.query().unwrap_or_default());
     let api_key = headers
         .get("x-goog-api-key")
@@ -332,4 +333,24 @@ fn recorded_images(body: &Value) -> Vec<(String, Vec<u8>)> {
             Some((mime, data))
         })
         .collect()
+}
+
+/// Counts a call as in flight from its arrival until its answer leaves.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = shared.in_flight.fetch_add(1, SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -87,6 +87,8 @@ impl FakeGemini {
             requests: Mutex::default(),
             attempts: Mutex::default(),
             signatures: Mutex::default(),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -119,6 +121,20 @@ impl FakeGemini {
         lock(&self.shared.requests).clone()
     }
 
+    /// Calls being answered right now (a slow scenario holds its call open).
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most calls this fake ever answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Requests whose last user text contains `marker_substring`.
     pub fn calls_for(&self, marker_substring: &str) -> Vec<RecordedRequest> {
         self.requests()
@@ -142,6 +158,9 @@ struct Shared {
     attempts: Mutex<HashMap<String, u32>>,
     /// Decoded bytes of every thought signature issued, for strict mode.
     signatures: Mutex<HashSet<Vec<u8>>>,
+    /// Calls being answered right now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
