@@ -26,6 +26,7 @@ use crate::monitoring::{MeteredUsage, Metrics, Monitoring, Readiness};
 use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
+use crate::provider::routing::Routed;
 use crate::store::Storage;
 
 pub struct App {
@@ -34,6 +35,9 @@ pub struct App {
     jobs: Arc<Jobs>,
     addr: SocketAddr,
     chat: Arc<ChatService>,
+    models: Arc<ModelTable>,
+    /// `registry.refresh_secs`.
+    models_refresh: Option<std::time::Duration>,
 }
 
 /// How long shutdown waits for async work in progress.
@@ -52,7 +56,15 @@ impl App {
         // reqwest is built without a default TLS provider; ring is the one we ship.
         let _ = rustls::crypto::ring::default_provider().install_default();
 
-        let models = ModelTable::with_overrides(&config.models).map_err(anyhow::Error::msg)?;
+        let key_tiers: Vec<String> = config
+            .tiers
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let models = ModelTable::with_overrides(&config.models)
+            .and_then(|m| m.with_registry_config(&config.registry, &key_tiers))
+            .map_err(anyhow::Error::msg)?;
         models
             .resolve(&config.default_model)
             .map_err(|e| anyhow::anyhow!("default_model: {}", e.message))?;
@@ -77,10 +89,16 @@ impl App {
                 }
                 _ => None,
             };
+        let models = Arc::new(match &gemini {
+            Some(g) => models.listing_from(g.clone()),
+            None => models,
+        });
         let provider: Arc<dyn ImageProvider> = match &gemini {
             Some(g) => g.clone(),
             None => Arc::new(OfflineProvider),
         };
+        // Retired and overloaded models are routed around here, for every surface.
+        let provider: Arc<dyn ImageProvider> = Arc::new(Routed::new(provider, models.clone()));
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -113,8 +131,9 @@ impl App {
         );
         let usage = MeteredUsage::new(metrics.clone(), access.usage_sink());
         let monitoring = Arc::new(Monitoring::new(metrics, readiness, clock.clone()));
-        let generator = Generator::new(provider, images.clone()).with_usage_sink(Arc::new(usage));
-        let models = Arc::new(models);
+        let generator = Generator::new(provider, images.clone())
+            .with_usage_sink(Arc::new(usage))
+            .with_tier_policy(models.tier_policy().clone());
         let chat = Arc::new(ChatService::new(
             storage.sessions.clone(),
             images.clone(),
@@ -159,7 +178,7 @@ impl App {
             .context("the URL signing secret")?;
         let state = AppState {
             generator,
-            models,
+            models: models.clone(),
             chat: chat.clone(),
             images,
             limits: config.limits.clone(),
@@ -178,6 +197,8 @@ impl App {
             jobs,
             addr,
             chat,
+            models,
+            models_refresh: config.registry.refresh_interval(),
         })
     }
 
@@ -188,6 +209,11 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The model registry, for tests that refresh it directly.
+    pub fn models(&self) -> Arc<ModelTable> {
+        self.models.clone()
     }
 
     /// Serves until `shutdown` resolves; in-flight requests are then allowed to finish.
@@ -213,6 +239,10 @@ impl App {
                 }
             }
         });
+        // Upstream's model list, asked at once and then every `registry.refresh_secs`.
+        let models = self.models.clone();
+        let (every, stopped) = (self.models_refresh, stop.subscribe());
+        let registry = tokio::spawn(async move { models.keep_refreshed(every, stopped).await });
         let workers = self.jobs.spawn(stop.subscribe());
         // TCP_NODELAY: a response goes out in several writes (its images are chunks of
         // their own), and Nagle's algorithm would hold the last small one until the
@@ -233,6 +263,8 @@ impl App {
         // the grace period it is abandoned with its lease, to be taken up again later.
         let _ = stop.send(true);
         let _ = sweeper.await;
+        // A refresh in flight is only a GET; it is not worth waiting for.
+        registry.abort();
         for mut worker in workers {
             if tokio::time::timeout(WORKER_GRACE, &mut worker)
                 .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::limits::Tiers;
-use crate::models::ModelOverride;
+use crate::models::{ModelOverride, RegistryConfig};
 
 pub mod storage;
 pub use storage::{ObjectStoreConfig, RedisConfig, ServiceUrl};
@@ -68,8 +68,10 @@ pub struct Config {
     /// Per-key limits by tier (`[tiers.free]`, `[tiers.paid]`, or new tiers).
     pub tiers: Tiers,
     pub auth: AuthConfig,
-    /// Additions to and replacements of the embedded model table (contract §8).
+    /// Additions to and replacements of the embedded model table (docs/models.md).
     pub models: Vec<ModelOverride>,
+    /// Upstream model-list refresh, fallback and service-tier rules (docs/models.md).
+    pub registry: RegistryConfig,
     /// `sqlite://FILE` or `postgres://…`; unset: `imagegate.db` in the data directory.
     pub database_url: Option<ServiceUrl>,
     /// Per-key limits shared by every instance using this Redis; unset: in this process.
@@ -136,7 +138,7 @@ impl Default for Config {
             provider: ProviderChoice::Auto,
             data_dir: PathBuf::from("data"),
             google_api_key: None,
-            default_model: "gemini-3.1-flash-image".into(),
+            default_model: crate::models::DEFAULT_MODEL.into(),
             log_format: LogFormat::Pretty,
             gemini: GeminiConfig::default(),
             limits: LimitsConfig::default(),
@@ -145,6 +147,7 @@ impl Default for Config {
             tiers: Tiers::default(),
             auth: AuthConfig::default(),
             models: Vec::new(),
+            registry: RegistryConfig::default(),
             database_url: None,
             redis_url: None,
             redis: RedisConfig::default(),

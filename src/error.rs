@@ -152,6 +152,19 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// As [`Surface::of_path`], except that `/v1/models…` (claimed by OpenAI's SDK and
+    /// by google-genai, which defaults to `v1`) is Google's when the key came Google's
+    /// way or the path names a Gemini method (`…:generateContent`).
+    pub fn of_request(path: &str, google_key: bool) -> Self {
+        if path == "/v1/models" || path.starts_with("/v1/models/") {
+            if google_key || path.contains(':') {
+                return Self::Google;
+            }
+            return Self::OpenAi;
+        }
+        Self::of_path(path)
+    }
+
     pub fn of_path(path: &str) -> Self {
         if path.starts_with("/v1/") {
             Self::OpenAi

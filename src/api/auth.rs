@@ -39,7 +39,10 @@ pub async fn authenticate(
         Ok(token) => token,
         // Google's SDKs send the key as `x-goog-api-key` (or `?key=`) on its own surface.
         Err(reason) => match google_key(&request) {
-            Some(token) => token,
+            Some(token) => {
+                request.extensions_mut().insert(GoogleAuth);
+                token
+            }
             None => return unauthorized(reason),
         },
     };
@@ -59,9 +62,29 @@ pub async fn authenticate(
     }
 }
 
-/// The key as Google's clients send it, accepted on the native surface (`/v1beta/…`) only.
+/// Marks a request whose key came Google's way (`x-goog-api-key` or `?key=`): on
+/// `/v1/models`, claimed by both SDKs, it is then Google's client calling.
+#[derive(Debug, Clone, Copy)]
+pub struct GoogleAuth;
+
+/// Whether the native surface serves `path`: every `/v1beta/…` path, and the Gemini
+/// paths of `/v1` (google-genai 3.6 defaults to `v1`).
+pub fn is_native_path(path: &str) -> bool {
+    path.starts_with("/v1beta/") || path == "/v1/models" || path.starts_with("/v1/models/")
+}
+
+/// Whether the caller sent a key Google's way, whether or not it is valid.
+pub fn sends_google_key(request: &Request) -> bool {
+    request.headers().contains_key("x-goog-api-key")
+        || request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")))
+}
+
+/// The key as Google's clients send it, accepted on the native surface only.
 fn google_key(request: &Request) -> Option<String> {
-    if !request.uri().path().starts_with("/v1beta/") {
+    if !is_native_path(request.uri().path()) {
         return None;
     }
     let header = request

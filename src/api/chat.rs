@@ -14,7 +14,7 @@ use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::generation::execute::{Done, MessageResponse};
-use crate::generation::params::RawOptions;
+use crate::generation::params::{RawOptions, RawRouting};
 use crate::generation::work::{ImageRole, Work};
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +46,9 @@ pub struct MessageBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
+    service_tier: Option<String>,
+    thinking_level: Option<String>,
+    fallback: Option<bool>,
     #[serde(rename = "async")]
     run_async: Option<serde_json::Value>,
     webhook_url: Option<String>,
@@ -64,6 +67,11 @@ impl MessageBody {
                 aspect_ratio: self.aspect_ratio,
                 image_size: self.image_size,
                 seed: self.seed,
+                routing: RawRouting {
+                    service_tier: self.service_tier,
+                    thinking_level: self.thinking_level,
+                    fallback: self.fallback,
+                },
             },
             images: Vec::new(),
         };

@@ -66,7 +66,10 @@ pub async fn request_context(
         status = Empty,
         duration_ms = Empty,
     );
-    let surface = Surface::of_path(request.uri().path());
+    let surface = Surface::of_request(
+        request.uri().path(),
+        crate::api::auth::sends_google_key(&request),
+    );
     let in_flight = monitoring.metrics.in_flight();
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -1,40 +1,57 @@
-//! Google's own REST surface — `POST /v1beta/models/{model}:generateContent`,
-//! `:streamGenerateContent?alt=sse`, `:countTokens`, `GET /v1beta/models[/{model}]` — so
-//! the official `google-genai` SDKs work given imagegate's base URL and an imagegate key
-//! (`x-goog-api-key` or `?key=`). With the gemini provider the request is relayed with the
-//! gateway's own Google key and Google's answer comes back as it was, error envelopes
-//! included; images and usage are kept for the caller. The offline provider answers in
-//! the same wire format (src/api/gemini_offline.rs).
+//! Google's own REST surface — `POST /{v1,v1beta}/models/{model}:generateContent`,
+//! `:streamGenerateContent?alt=sse`, `:countTokens`, `GET /{v1,v1beta}/models[/{model}]` —
+//! so the official `google-genai` SDKs work given imagegate's base URL and an imagegate
+//! key (`x-goog-api-key` or `?key=`), whichever API version they default to (google-genai
+//! 3.6 uses `v1`). With the gemini provider the request is relayed with the gateway's own
+//! Google key and Google's answer comes back as it was, error envelopes included; images
+//! and usage are kept for the caller. A model upstream answers 404 for is retired and the
+//! same request relayed to its successor; one that stays overloaded hands over to its
+//! fallback chain when `registry.fallback` is on. The offline provider answers in the
+//! same wire format (src/api/gemini_offline.rs).
+//!
+//! `GET /v1/models` is claimed by OpenAI's SDK too: it answers in OpenAI's shape unless
+//! the caller authenticated Google's way.
 
 use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
+use crate::api::auth::GoogleAuth;
 use crate::api::gemini_offline;
-use crate::api::generate::substitution_headers;
+use crate::api::generate::{service_tier_header, substitution_headers};
 use crate::caller::RequestContext;
 use crate::error::{ApiError, ErrorKind};
-use crate::models::ResolvedModel;
+use crate::models::{Reason, ResolvedModel, ServiceTier, Substitution};
+use crate::provider::ServedAs;
 use crate::provider::gemini::interpret;
 
 /// A relayed stream is also kept to account for it afterwards; beyond this much, the
 /// relay goes on but the accounting gives up (no image answer is anywhere near it).
 const MAX_ACCOUNTED_STREAM_BYTES: usize = 128 * 1024 * 1024;
 
-fn model_not_found(model: &str) -> ApiError {
+fn model_not_found(model: &str, version: &str) -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
         format!(
-            "models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
+            "models/{model} is not found for API version {version}, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
         ),
     )
+}
+
+/// `v1` or `v1beta`, as the caller's path has it.
+fn api_version(uri: &Uri) -> &str {
+    uri.path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("v1beta")
 }
 
 fn json_response(status: u16, body: Bytes) -> Response {
@@ -50,6 +67,7 @@ fn json_response(status: u16, body: Bytes) -> Response {
 pub async fn model_action(
     State(state): State<AppState>,
     ctx: RequestContext,
+    uri: Uri,
     Path(target): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
@@ -61,13 +79,27 @@ pub async fn model_action(
     let resolved = state
         .models
         .resolve(model)
-        .map_err(|_| model_not_found(model))?;
+        .map_err(|_| model_not_found(model, api_version(&uri)))?;
+    let (body, tier) = enforce_tier(&state, &ctx, body)?;
+    if action == "generateContent" {
+        let (served, mut response) = generate(&state, &ctx, resolved, tier, body).await?;
+        let substituted = served.model.substituted.as_ref();
+        response.headers_mut().extend(substitution_headers(
+            &served.model.entry.upstream_id,
+            substituted,
+        ));
+        service_tier_header(response.headers_mut(), served.service_tier);
+        return Ok(response);
+    }
     let headers = substitution_headers(&resolved.entry.upstream_id, resolved.substituted.as_ref());
     let mut response = match action {
-        "generateContent" => generate(&state, &ctx, resolved, body).await?,
         "streamGenerateContent" => {
             let sse = query.get("alt").is_some_and(|a| a == "sse");
-            stream(&state, &ctx, resolved, body, sse).await?
+            let served = ServedAs {
+                model: resolved.clone(),
+                service_tier: tier,
+            };
+            stream(&state, &ctx, served, body, sse).await?
         }
         "countTokens" => match &state.gemini {
             Some(gemini) => {
@@ -89,34 +121,110 @@ pub async fn model_action(
     Ok(response)
 }
 
+/// The body's `serviceTier` held to the caller's key tier: refused when not allowed,
+/// rewritten when the key tier is held to another. Returns the body to relay and the
+/// tier it asks for.
+fn enforce_tier(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: Bytes,
+) -> Result<(Bytes, Option<ServiceTier>), ApiError> {
+    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
+        // Not JSON: upstream (or the offline reader) answers that in Google's words.
+        return Ok((body, None));
+    };
+    let key = ["serviceTier", "service_tier"]
+        .into_iter()
+        .find(|k| json.get(*k).is_some());
+    let asked = match key.and_then(|k| json[k].as_str()) {
+        // google-genai's enum has `unspecified`, which is the upstream's default.
+        Some(t) if t.eq_ignore_ascii_case("unspecified") => None,
+        Some(t) => Some(ServiceTier::parse(t)?),
+        None => None,
+    };
+    let tier = state.models.tier_policy().apply(&ctx.caller.tier, asked)?;
+    if tier == asked {
+        return Ok((body, tier));
+    }
+    if let (Some(object), Some(tier)) = (json.as_object_mut(), tier) {
+        object.remove("service_tier");
+        object.insert("serviceTier".into(), tier.as_str().into());
+    }
+    let body = serde_json::to_vec(&json).map_err(ApiError::internal)?;
+    Ok((Bytes::from(body), tier))
+}
+
+/// Relays a generation; a 404 retires the model and the request goes to its successor,
+/// an overload that outlasts the retries to the fallback chain when that is on.
 async fn generate(
     state: &AppState,
     ctx: &RequestContext,
     model: ResolvedModel,
+    service_tier: Option<ServiceTier>,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let Some(gemini) = &state.gemini else {
-        let answer = gemini_offline::generate(state, ctx, model, &body).await?;
-        return Ok(axum::Json(answer).into_response());
+) -> Result<(ServedAs, Response), ApiError> {
+    let mut served = ServedAs {
+        model,
+        service_tier,
     };
-    let upstream = model.entry.upstream_id.clone();
-    let (status, bytes) = gemini.forward(&upstream, "generateContent", body).await?;
-    if status == 200 {
-        keep(state, ctx, &model, &bytes).await;
+    let Some(gemini) = &state.gemini else {
+        let answer = gemini_offline::generate(state, ctx, served.model.clone(), &body).await?;
+        return Ok((served, axum::Json(answer).into_response()));
+    };
+    let requested = match &served.model.substituted {
+        Some((name, _)) => name.clone(),
+        None => served.model.entry.name.clone(),
+    };
+    let mut chain = served.model.entry.fallback.clone().into_iter();
+    let mut tried = vec![served.model.entry.name.clone()];
+    loop {
+        let upstream = served.model.entry.upstream_id.clone();
+        let (status, bytes) = gemini
+            .forward(&upstream, "generateContent", body.clone())
+            .await?;
+        let name = served.model.entry.name.clone();
+        let next = match status {
+            200 => {
+                keep(state, ctx, &served, &bytes).await;
+                return Ok((served, json_response(status, bytes)));
+            }
+            404 if state.models.mark_retired(&name) => state
+                .models
+                .resolve(&name)
+                .ok()
+                .map(|next| (next, Reason::Retired)),
+            429 | 503 if state.models.fallback_by_default() => chain
+                .by_ref()
+                .find_map(|n| state.models.resolve(&n).ok())
+                .map(|next| (next, Reason::Overloaded)),
+            _ => None,
+        };
+        let Some((next, reason)) = next.filter(|(n, _)| !tried.contains(&n.entry.name)) else {
+            return Ok((served, json_response(status, bytes)));
+        };
+        tracing::warn!(from = %name, to = %next.entry.name, status, "relaying to another model");
+        tried.push(next.entry.name.clone());
+        let shut_down = next.substituted.and_then(|(_, s)| s.shut_down);
+        served.model = ResolvedModel {
+            substituted: Some((
+                requested.clone(),
+                Substitution {
+                    successor: next.entry.name.clone(),
+                    reason,
+                    shut_down,
+                },
+            )),
+            entry: next.entry,
+        };
     }
-    Ok(json_response(status, bytes))
 }
 
 /// Keeps a relayed answer's images and usage for the caller. The client already has its
 /// answer, so a failure here is logged rather than turned into an error.
-async fn keep(state: &AppState, ctx: &RequestContext, model: &ResolvedModel, answer: &[u8]) {
-    match interpret(answer, &model.entry.upstream_id) {
+async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer: &[u8]) {
+    match interpret(answer, served.clone()) {
         Ok(generated) => {
-            if let Err(e) = state
-                .generator
-                .keep(ctx, &generated, model.entry.prices)
-                .await
-            {
+            if let Err(e) = state.generator.keep(ctx, &generated).await {
                 tracing::warn!(error = %e, "could not keep a relayed answer");
             }
         }
@@ -128,7 +236,7 @@ async fn keep(state: &AppState, ctx: &RequestContext, model: &ResolvedModel, ans
 async fn stream(
     state: &AppState,
     ctx: &RequestContext,
-    model: ResolvedModel,
+    served: ServedAs,
     body: Bytes,
     sse: bool,
 ) -> Result<Response, ApiError> {
@@ -139,11 +247,11 @@ async fn stream(
         ));
     }
     let Some(gemini) = &state.gemini else {
-        let events = gemini_offline::stream(state, ctx, model, &body).await?;
+        let events = gemini_offline::stream(state, ctx, served.model, &body).await?;
         return Ok(sse_response(Body::from(events)));
     };
     let upstream = gemini
-        .forward_stream(&model.entry.upstream_id, body)
+        .forward_stream(&served.model.entry.upstream_id, body)
         .await?;
     let status = upstream.status();
     if !status.is_success() {
@@ -177,7 +285,7 @@ async fn stream(
             }
         }
         drop(tx);
-        keep(&state, &ctx, &model, &merge_events(&kept)).await;
+        keep(&state, &ctx, &served, &merge_events(&kept)).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -227,34 +335,71 @@ fn merge_events(stream: &[u8]) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// `GET /v1beta/models`: the model table in Google's `Model` shape (active names only).
-pub async fn list_models(State(state): State<AppState>) -> Response {
-    let models: Vec<Value> = state
+/// Names that serve as themselves (retired ones are routed, not listed).
+fn active_models(state: &AppState) -> Vec<ResolvedModel> {
+    state
         .models
         .names()
         .into_iter()
-        .filter_map(|name| {
-            state
-                .models
-                .resolve(&name)
-                .ok()
-                .filter(|r| r.substituted.is_none())
-                .map(|r| model_resource(&name, &r))
-        })
+        .filter_map(|name| state.models.resolve(&name).ok())
+        .filter(|r| r.substituted.is_none())
+        .collect()
+}
+
+/// An OpenAI client on `/v1/…`: it authenticated with a bearer key, not Google's way.
+fn wants_openai_shape(uri: &Uri, google: Option<&axum::Extension<GoogleAuth>>) -> bool {
+    api_version(uri) == "v1" && google.is_none()
+}
+
+/// `GET /{v1,v1beta}/models`: the active models in Google's `Model` shape, or in
+/// OpenAI's list shape for an OpenAI client on `/v1`.
+pub async fn list_models(
+    State(state): State<AppState>,
+    uri: Uri,
+    google: Option<axum::Extension<GoogleAuth>>,
+) -> Response {
+    let models = active_models(&state);
+    if wants_openai_shape(&uri, google.as_ref()) {
+        let data: Vec<Value> = models.iter().map(openai_model).collect();
+        return axum::Json(json!({"object": "list", "data": data})).into_response();
+    }
+    let models: Vec<Value> = models
+        .iter()
+        .map(|r| model_resource(&r.entry.name, r))
         .collect();
     axum::Json(json!({"models": models})).into_response()
 }
 
 pub async fn get_model(
     State(state): State<AppState>,
+    uri: Uri,
+    google: Option<axum::Extension<GoogleAuth>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = model.strip_prefix("models/").unwrap_or(&model);
-    let resolved = state
-        .models
-        .resolve(name)
-        .map_err(|_| model_not_found(name))?;
+    let resolved = state.models.resolve(name).map_err(|_| {
+        if wants_openai_shape(&uri, google.as_ref()) {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!("The model '{name}' does not exist."),
+            )
+        } else {
+            model_not_found(name, api_version(&uri))
+        }
+    })?;
+    if wants_openai_shape(&uri, google.as_ref()) {
+        return Ok(axum::Json(openai_model(&resolved)).into_response());
+    }
     Ok(axum::Json(model_resource(name, &resolved)).into_response())
+}
+
+fn openai_model(model: &ResolvedModel) -> Value {
+    json!({
+        "id": model.entry.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "google",
+    })
 }
 
 fn model_resource(name: &str, model: &ResolvedModel) -> Value {
@@ -267,5 +412,6 @@ fn model_resource(name: &str, model: &ResolvedModel) -> Value {
         "inputTokenLimit": 32768,
         "outputTokenLimit": 32768,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        "thinking": !model.entry.thinking_levels.is_empty(),
     })
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
-use crate::generation::params::RawOptions;
+use crate::generation::params::{RawOptions, RawRouting};
 use crate::imaging::ImageFormat;
 use crate::models::ResolvedModel;
 use crate::provider::gemini::decode_base64;
@@ -111,6 +111,21 @@ fn request(
             .as_str()
             .map(str::to_owned),
         seed: config["seed"].as_i64(),
+        routing: RawRouting {
+            service_tier: field(&req, "serviceTier", "service_tier")
+                .as_str()
+                .map(str::to_owned)
+                // google-genai's enum has `unspecified`: the upstream's default.
+                .filter(|t| !t.eq_ignore_ascii_case("unspecified")),
+            thinking_level: field(
+                field(config, "thinkingConfig", "thinking_config"),
+                "thinkingLevel",
+                "thinking_level",
+            )
+            .as_str()
+            .map(str::to_owned),
+            fallback: None,
+        },
     }
     .parse(&state.models, &state.default_model)?;
     let system = field(&req, "systemInstruction", "system_instruction")["parts"]
@@ -133,6 +148,7 @@ fn request(
         aspect_ratio: options.aspect_ratio,
         image_size: options.image_size,
         seed: options.seed,
+        routing: options.routing,
     })
 }
 

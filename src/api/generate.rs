@@ -16,9 +16,9 @@ use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::Outcome;
 use crate::generation::execute::Done;
-use crate::generation::params::RawOptions;
+use crate::generation::params::{RawOptions, RawRouting};
 use crate::generation::work::{ImageRole, QualityAsk, Work};
-use crate::models::Retirement;
+use crate::models::{Reason, ServiceTier, Substitution};
 
 /// `response_modalities` as a list, or a single string for convenience.
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -45,6 +45,9 @@ pub struct GenerateImageBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
+    service_tier: Option<String>,
+    thinking_level: Option<String>,
+    fallback: Option<bool>,
     include_quality: Option<bool>,
     min_quality_score: Option<f64>,
     #[serde(rename = "async")]
@@ -64,6 +67,11 @@ impl GenerateImageBody {
                 aspect_ratio: self.aspect_ratio,
                 image_size: self.image_size,
                 seed: self.seed,
+                routing: RawRouting {
+                    service_tier: self.service_tier,
+                    thinking_level: self.thinking_level,
+                    fallback: self.fallback,
+                },
             },
             quality: QualityAsk {
                 include_quality: self.include_quality,
@@ -113,13 +121,16 @@ pub async fn run_generation(
     }
 }
 
-pub const OPTION_FIELDS: [&str; 6] = [
+pub const OPTION_FIELDS: [&str; 9] = [
     "model",
     "response_modalities",
     "temperature",
     "aspect_ratio",
     "image_size",
     "seed",
+    RawRouting::FIELDS[0],
+    RawRouting::FIELDS[1],
+    RawRouting::FIELDS[2],
 ];
 
 pub fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
@@ -130,6 +141,11 @@ pub fn raw_options(form: &Form) -> Result<RawOptions, ApiError> {
         aspect_ratio: form.text("aspect_ratio")?,
         image_size: form.text("image_size")?,
         seed: form.integer("seed")?,
+        routing: RawRouting {
+            service_tier: form.text("service_tier")?,
+            thinking_level: form.text("thinking_level")?,
+            fallback: form.bool("fallback")?,
+        },
     })
 }
 
@@ -246,32 +262,58 @@ pub async fn compose_images(
 }
 
 /// The generation response, with the model-substitution headers when a retired name
-/// was routed to its successor (RFC 9745 `Deprecation`, plus the model actually used).
+/// was routed to its successor or a fallback served (RFC 9745 `Deprecation` for a
+/// retirement, plus the model actually used), and the service tier that served.
 pub fn respond(outcome: Outcome) -> Response {
     let headers = model_headers(&outcome);
     (headers, generation_body::json(outcome.response)).into_response()
 }
 
 pub fn model_headers(outcome: &Outcome) -> HeaderMap {
-    substitution_headers(&outcome.response.model, outcome.substituted.as_ref())
+    let mut headers = substitution_headers(&outcome.response.model, outcome.substituted.as_ref());
+    service_tier_header(&mut headers, outcome.generated.served.service_tier);
+    headers
 }
 
-pub fn substitution_headers(model: &str, substituted: Option<&(String, Retirement)>) -> HeaderMap {
+/// `x-imagegate-service-tier`: the tier that served, when one was asked for.
+pub fn service_tier_header(headers: &mut HeaderMap, tier: Option<ServiceTier>) {
+    if let Some(tier) = tier {
+        headers.insert(
+            "x-imagegate-service-tier",
+            HeaderValue::from_static(tier.as_str()),
+        );
+    }
+}
+
+pub fn substitution_headers(
+    model: &str,
+    substituted: Option<&(String, Substitution)>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(model) {
         headers.insert("x-imagegate-model", v);
     }
-    if let Some((requested, retirement)) = substituted {
-        let deprecation = date_to_unix(&retirement.shut_down)
-            .map_or_else(|| "?1".to_owned(), |ts| format!("@{ts}"));
-        let pairs = [
-            ("deprecation", deprecation),
+    if let Some((requested, substitution)) = substituted {
+        let mut pairs = vec![
             ("x-imagegate-requested-model", requested.clone()),
             (
                 "x-imagegate-model-substituted",
-                format!("{requested} -> {}", retirement.successor),
+                format!("{requested} -> {}", substitution.successor),
+            ),
+            (
+                "x-imagegate-substitution-reason",
+                substitution.reason.as_str().to_owned(),
             ),
         ];
+        // Only a retired name is deprecated; an overloaded one is still the right name.
+        if substitution.reason == Reason::Retired {
+            let deprecation = substitution
+                .shut_down
+                .as_deref()
+                .and_then(date_to_unix)
+                .map_or_else(|| "?1".to_owned(), |ts| format!("@{ts}"));
+            pairs.push(("deprecation", deprecation));
+        }
         for (name, value) in pairs {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);

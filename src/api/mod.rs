@@ -17,6 +17,7 @@ pub mod images;
 pub mod jobs;
 pub mod json;
 pub mod limits;
+pub mod models;
 pub mod monitoring;
 pub mod openai;
 pub mod openapi;
@@ -108,11 +109,18 @@ fn routes() -> Router<AppState> {
         .route("/advanced/inpaint", post(advanced::inpaint))
         .route("/advanced/outpaint", post(advanced::outpaint))
         .route("/advanced/style-transfer", post(advanced::style_transfer))
+        // Google's surface on both API versions; `GET /v1/models` also answers OpenAI's SDK.
         .route("/v1beta/models", get(gemini_native::list_models))
         .route(
             "/v1beta/models/{target}",
             get(gemini_native::get_model).post(gemini_native::model_action),
         )
+        .route("/v1/models", get(gemini_native::list_models))
+        .route(
+            "/v1/models/{target}",
+            get(gemini_native::get_model).post(gemini_native::model_action),
+        )
+        .route("/models", get(models::list))
         .route("/v1/images/generations", post(openai::generations))
         .route("/v1/images/edits", post(openai::edits))
         .route("/v1/files/{image_id}", get(signed::get_file))

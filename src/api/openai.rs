@@ -21,6 +21,7 @@ use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::execute::Done;
 use crate::generation::openai::{Format, OpenAiFields};
+use crate::generation::params::RawRouting;
 use crate::generation::work::{ImageRole, Work};
 use crate::generation::{Outcome, Usage};
 
@@ -36,6 +37,9 @@ pub struct GenerationsBody {
     style: Option<String>,
     /// An end-user id for the caller's own abuse tracking; recorded nowhere else.
     user: Option<String>,
+    service_tier: Option<String>,
+    thinking_level: Option<String>,
+    fallback: Option<bool>,
 }
 
 pub async fn generations(
@@ -53,6 +57,11 @@ pub async fn generations(
         response_format: body.response_format,
         quality: body.quality,
         style: body.style,
+        routing: RawRouting {
+            service_tier: body.service_tier,
+            thinking_level: body.thinking_level,
+            fallback: body.fallback,
+        },
     };
     let work = Work::OpenAiGenerations { fields };
     run(&state, &ctx, &headers, work, Uploads::default()).await
@@ -140,6 +149,9 @@ const EDIT_FIELDS: &[&str] = &[
     "quality",
     "style",
     "user",
+    RawRouting::FIELDS[0],
+    RawRouting::FIELDS[1],
+    RawRouting::FIELDS[2],
 ];
 
 pub async fn edits(
@@ -163,6 +175,11 @@ pub async fn edits(
         response_format: form.text("response_format")?,
         quality: form.text("quality")?,
         style: form.text("style")?,
+        routing: RawRouting {
+            service_tier: form.text("service_tier")?,
+            thinking_level: form.text("thinking_level")?,
+            fallback: form.bool("fallback")?,
+        },
     };
     let mut uploads = Uploads::default();
     let mut images = uploads.take(&mut form, "image", ImageRole::Input);

@@ -16,7 +16,7 @@ use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::execute::{Done, Inputs};
-use crate::generation::params::RawOptions;
+use crate::generation::params::{RawOptions, RawRouting};
 use crate::generation::story::StoryStep;
 use crate::generation::work::{Plan, Work};
 
@@ -38,6 +38,9 @@ pub struct StoryBody {
     aspect_ratio: Option<String>,
     image_size: Option<String>,
     seed: Option<i64>,
+    service_tier: Option<String>,
+    thinking_level: Option<String>,
+    fallback: Option<bool>,
     #[serde(rename = "async")]
     run_async: Option<serde_json::Value>,
     webhook_url: Option<String>,
@@ -58,6 +61,11 @@ impl StoryBody {
                 aspect_ratio: self.aspect_ratio,
                 image_size: self.image_size,
                 seed: self.seed,
+                routing: RawRouting {
+                    service_tier: self.service_tier,
+                    thinking_level: self.thinking_level,
+                    fallback: self.fallback,
+                },
             },
         };
         Ok((work, submission))

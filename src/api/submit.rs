@@ -134,6 +134,14 @@ pub async fn accept(
     }
     submission.check(state).await?;
     let plan = work.plan(&state.executor.env)?;
+    // A service tier the caller's key tier may not use is refused now, not by a worker.
+    if let Some(tier) = work.routing().service_tier.as_deref() {
+        let tier = crate::models::ServiceTier::parse(tier)?;
+        state
+            .models
+            .tier_policy()
+            .apply(&ctx.caller.tier, Some(tier))?;
+    }
     let uploads = uploads.into_map();
     let inputs = execute::prepare(&work, uploads.clone(), state.executor.env.intake).await?;
     if let Plan::ChatMessage {

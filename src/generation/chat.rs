@@ -245,6 +245,7 @@ impl ChatService {
             aspect_ratio: options.aspect_ratio,
             image_size: options.image_size,
             seed: options.seed,
+            routing: options.routing,
         };
         // A refused turn ends here, with the history untouched.
         let outcome = self.generator.run(ctx, request).await?;

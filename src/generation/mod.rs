@@ -22,9 +22,9 @@ use serde::Serialize;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::ids;
-use crate::models::{Prices, Retirement};
+use crate::models::{Prices, Substitution, TierPolicy};
 use crate::provider::{
-    Generated, ImageProvider, OutputImage, ProviderError, ProviderRequest, TokenUsage,
+    Generated, ImageProvider, OutputImage, ProviderError, ProviderRequest, ServedAs, TokenUsage,
 };
 use crate::store::{ImageStore, StoreError};
 
@@ -97,8 +97,8 @@ impl Usage {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub response: GenerationResponse,
-    /// Set when a retired model name was routed to its successor.
-    pub substituted: Option<(String, Retirement)>,
+    /// Set when another model served than the one named (retired, or overloaded).
+    pub substituted: Option<(String, Substitution)>,
     /// The model's turn as received, for conversation history.
     pub generated: Generated,
 }
@@ -108,6 +108,8 @@ pub struct Generator {
     provider: Arc<dyn ImageProvider>,
     images: Arc<dyn ImageStore>,
     usage: Option<Arc<dyn UsageSink>>,
+    /// Which service tiers each key tier may use.
+    tiers: TierPolicy,
 }
 
 impl Generator {
@@ -116,7 +118,13 @@ impl Generator {
             provider,
             images,
             usage: None,
+            tiers: TierPolicy::default(),
         }
+    }
+
+    pub fn with_tier_policy(mut self, tiers: TierPolicy) -> Self {
+        self.tiers = tiers;
+        self
     }
 
     pub fn with_usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
@@ -142,9 +150,12 @@ impl Generator {
     pub async fn run_with(
         &self,
         ctx: &RequestContext,
-        request: ProviderRequest,
+        mut request: ProviderRequest,
         post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
+        request.routing.service_tier = self
+            .tiers
+            .apply(&ctx.caller.tier, request.routing.service_tier)?;
         let this = self.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move { this.run_to_end(ctx, request, post).await })
@@ -158,8 +169,9 @@ impl Generator {
         &self,
         ctx: &RequestContext,
         generated: &Generated,
-        prices: Prices,
     ) -> Result<(Vec<String>, Usage), ApiError> {
+        // Priced as the model and tier that served, whatever was asked for.
+        let prices = generated.served.prices();
         let image_ids: Vec<String> = generated
             .images
             .iter()
@@ -223,8 +235,7 @@ impl Generator {
         post: Option<PostProcess>,
     ) -> Result<Outcome, ApiError> {
         let modalities = request.modalities;
-        let prices = request.model.entry.prices;
-        let substituted = request.model.substituted.clone();
+        let prices = ServedAs::of(&request).prices();
         let model = request.model.entry.upstream_id.clone();
         let generated = match self.provider.generate(request).await {
             Ok(g) => g,
@@ -240,7 +251,7 @@ impl Generator {
                 text: generated.text.clone(),
                 usage: generated.usage,
             };
-            self.record_refusal(&ctx, &generated.model, &e, prices)
+            self.record_refusal(&ctx, &generated.model, &e, generated.served.prices())
                 .await;
             return Err(e.into());
         }
@@ -250,7 +261,7 @@ impl Generator {
                 .await
                 .map_err(ApiError::internal)??;
         }
-        let (image_ids, usage) = self.keep(&ctx, &generated, prices).await?;
+        let (image_ids, usage) = self.keep(&ctx, &generated).await?;
         // Moved, not copied: each is as large as the image (docs/benchmarks.md).
         let images: Vec<String> = generated.images.iter_mut().map(take_base64).collect();
         let mime_types = generated.images.iter().map(|i| i.format.mime()).collect();
@@ -274,7 +285,7 @@ impl Generator {
                 cached: false,
                 quality: None,
             },
-            substituted,
+            substituted: generated.served.model.substituted.clone(),
             generated,
         })
     }

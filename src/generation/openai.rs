@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::generation::params::{Options, Prompt, RawOptions, nearest_shape};
+use crate::generation::params::{Options, Prompt, RawOptions, RawRouting, nearest_shape};
 use crate::generation::work::WorkEnv;
 
 /// OpenAI's own model names; requests naming them are served by the default model.
@@ -35,6 +35,10 @@ pub struct OpenAiFields {
     pub response_format: Option<String>,
     pub quality: Option<String>,
     pub style: Option<String>,
+    /// `service_tier`, `thinking_level`, `fallback` (through the client's `extra_body`);
+    /// absent from work stored before they existed.
+    #[serde(default)]
+    pub routing: RawRouting,
 }
 
 pub struct OpenAiPlan {
@@ -78,6 +82,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
         response_format,
         quality,
         style,
+        routing,
     } = fields;
     let style_sentence = match style.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -121,6 +126,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
     let model = model.filter(|m| !OPENAI_MODELS.contains(&m.as_str()));
     let mut options = RawOptions {
         model,
+        routing,
         ..RawOptions::default()
     }
     .parse(&env.models, &env.default_model)?;

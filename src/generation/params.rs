@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::models::{ModelTable, ResolvedModel};
+use crate::models::{ModelTable, ResolvedModel, ServiceTier};
+use crate::provider::Routing;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt(String);
@@ -185,6 +186,50 @@ impl ImageSize {
     }
 }
 
+/// Google's `thinkingLevel`, for the models that take one (their table entry lists
+/// which levels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinkingLevel(&'static str);
+
+impl ThinkingLevel {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+        let v = value.trim().to_ascii_lowercase();
+        let allowed = &model.entry.thinking_levels;
+        match crate::models::tiers::THINKING_LEVELS
+            .iter()
+            .find(|l| **l == v && allowed.iter().any(|a| a == *l))
+        {
+            Some(level) => Ok(Self(level)),
+            None if allowed.is_empty() => Err(ApiError::invalid(
+                "thinking_level",
+                format!("{} takes no thinking level.", model.entry.name),
+            )
+            .detail("allowed", allowed.clone())),
+            None => Err(ApiError::invalid(
+                "thinking_level",
+                format!(
+                    "Thinking level '{}' is not supported by {}.",
+                    value.chars().take(40).collect::<String>(),
+                    model.entry.name
+                ),
+            )
+            .detail("allowed", allowed.clone())),
+        }
+    }
+    /// Lower case, as the API takes it.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+    /// Upper case, as Google's enum is written on the wire.
+    pub fn wire(&self) -> &'static str {
+        match self.0 {
+            "minimal" => "MINIMAL",
+            "medium" => "MEDIUM",
+            _ => "HIGH",
+        }
+    }
+}
+
 /// Options every generation endpoint shares, as sent (JSON or multipart); stored as is
 /// in a unit of work and parsed into [`Options`] when it is planned.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -195,6 +240,39 @@ pub struct RawOptions {
     pub aspect_ratio: Option<String>,
     pub image_size: Option<String>,
     pub seed: Option<i64>,
+    /// `service_tier`, `thinking_level` and `fallback`; absent from work stored before
+    /// they existed.
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+/// The routing options as sent; every generation body carries them as its own fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawRouting {
+    pub service_tier: Option<String>,
+    pub thinking_level: Option<String>,
+    pub fallback: Option<bool>,
+}
+
+impl RawRouting {
+    /// Form field names, for multipart endpoints' allow-lists.
+    pub const FIELDS: [&'static str; 3] = ["service_tier", "thinking_level", "fallback"];
+
+    pub fn parse(&self, model: &ResolvedModel) -> Result<Routing, ApiError> {
+        Ok(Routing {
+            service_tier: self
+                .service_tier
+                .as_deref()
+                .map(ServiceTier::parse)
+                .transpose()?,
+            thinking_level: self
+                .thinking_level
+                .as_deref()
+                .map(|v| ThinkingLevel::parse(v, model))
+                .transpose()?,
+            fallback: self.fallback,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +283,7 @@ pub struct Options {
     pub aspect_ratio: Option<AspectRatio>,
     pub image_size: Option<ImageSize>,
     pub seed: Option<i32>,
+    pub routing: Routing,
 }
 
 impl RawOptions {
@@ -225,6 +304,7 @@ impl RawOptions {
             })
             .transpose()?;
         Ok(Options {
+            routing: self.routing.parse(&model)?,
             temperature: self.temperature.map(Temperature::parse).transpose()?,
             aspect_ratio: self
                 .aspect_ratio
@@ -287,6 +367,22 @@ mod tests {
         assert!(AspectRatio::parse("8:1", &lite).is_err());
         assert_eq!(ImageSize::parse("1k", &lite).unwrap().as_str(), "1K");
         assert!(ImageSize::parse("4K", &lite).is_err());
+    }
+
+    #[test]
+    fn thinking_levels_are_checked_against_the_model() {
+        let models = ModelTable::embedded();
+        let banana = models.resolve("gemini-nano-banana-2.1").unwrap();
+        assert_eq!(
+            ThinkingLevel::parse("Medium", &banana).unwrap().wire(),
+            "MEDIUM"
+        );
+        let flash = models.resolve("gemini-3.1-flash-image").unwrap();
+        assert!(ThinkingLevel::parse("medium", &flash).is_err());
+        let pro = models.resolve("gemini-3-pro-image").unwrap();
+        let err = ThinkingLevel::parse("high", &pro).unwrap_err();
+        assert_eq!(err.details["field"], "thinking_level");
+        assert!(ImageSize::parse("512", &banana).is_err(), "2.1 has no 512");
     }
 }
 

@@ -21,6 +21,7 @@ pub fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderReques
         aspect_ratio: options.aspect_ratio,
         image_size: options.image_size,
         seed: options.seed,
+        routing: options.routing,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::generation::params::{Modalities, Options, Prompt};
 use crate::generation::{GenerationResponse, Generator, Outcome, Usage};
 use crate::imaging::ImageFormat;
-use crate::models::Retirement;
+use crate::models::Substitution;
 use crate::provider::{Part, PartData, ProviderRequest, Role, Task, Turn};
 
 /// `content_type` values and how each shapes the steps (documented in docs/prompting.md).
@@ -145,7 +145,7 @@ pub struct StoryResponse {
 
 pub struct StoryOutcome {
     pub response: StoryResponse,
-    pub substituted: Option<(String, Retirement)>,
+    pub substituted: Option<(String, Substitution)>,
 }
 
 /// Drops the oldest steps after the first from the context until its images fit the
@@ -206,6 +206,7 @@ pub async fn generate(
             aspect_ratio: req.options.aspect_ratio.clone(),
             image_size: req.options.image_size.clone(),
             seed: req.options.seed,
+            routing: req.options.routing.clone(),
         };
         let Outcome {
             response,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::generation::canvas::{Directions, ExtensionRatio};
 use crate::generation::openai::{self, OpenAiFields, OpenAiPlan};
-use crate::generation::params::{Options, Prompt, RawOptions, Strength};
+use crate::generation::params::{Options, Prompt, RawOptions, RawRouting, Strength};
 use crate::generation::quality_check::QualityCheck;
 use crate::generation::story::{self, StoryRequest};
 use crate::generation::styles::Style;
@@ -251,6 +251,23 @@ impl Work {
                 openai::count(fields)
             }
             _ => 1,
+        }
+    }
+
+    /// `service_tier`, `thinking_level` and `fallback`, as sent.
+    pub fn routing(&self) -> &RawRouting {
+        match self {
+            Work::Generate { options, .. }
+            | Work::Edit { options, .. }
+            | Work::Compose { options, .. }
+            | Work::ChatMessage { options, .. }
+            | Work::Story { options, .. }
+            | Work::Inpaint { options, .. }
+            | Work::Outpaint { options, .. }
+            | Work::StyleTransfer { options, .. } => &options.routing,
+            Work::OpenAiGenerations { fields } | Work::OpenAiEdits { fields, .. } => {
+                &fields.routing
+            }
         }
     }
 

@@ -4,14 +4,15 @@
 pub mod effects;
 pub mod gemini;
 pub mod offline;
+pub mod routing;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{ApiError, ErrorKind};
-use crate::generation::params::{AspectRatio, ImageSize, Modalities, Temperature};
+use crate::generation::params::{AspectRatio, ImageSize, Modalities, Temperature, ThinkingLevel};
 use crate::imaging::ImageFormat;
-use crate::models::ResolvedModel;
+use crate::models::{Prices, ResolvedModel, ServiceTier};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -97,6 +98,41 @@ pub struct ProviderRequest {
     pub aspect_ratio: Option<AspectRatio>,
     pub image_size: Option<ImageSize>,
     pub seed: Option<i32>,
+    pub routing: Routing,
+}
+
+/// How a request may be served: its service tier and thinking level upstream, and
+/// whether another model (or, for flex, the standard tier) may serve it when its own
+/// stays overloaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routing {
+    /// `None`: not sent upstream, which serves and bills it as standard.
+    pub service_tier: Option<ServiceTier>,
+    pub thinking_level: Option<ThinkingLevel>,
+    /// `None`: as configured (`registry.fallback`).
+    pub fallback: Option<bool>,
+}
+
+/// The model and service tier that served a request, which is what it is priced as.
+#[derive(Debug, Clone)]
+pub struct ServedAs {
+    pub model: ResolvedModel,
+    pub service_tier: Option<ServiceTier>,
+}
+
+impl ServedAs {
+    pub fn of(request: &ProviderRequest) -> Self {
+        Self {
+            model: request.model.clone(),
+            service_tier: request.routing.service_tier,
+        }
+    }
+
+    pub fn prices(&self) -> Prices {
+        let entry = &self.model.entry;
+        let tier = self.service_tier.unwrap_or(ServiceTier::Standard);
+        entry.prices.scaled(entry.tier_multipliers.of(tier))
+    }
 }
 
 impl ProviderRequest {
@@ -160,6 +196,8 @@ pub struct TokenUsage {
 pub struct Generated {
     /// The model that produced the result ("offline" for the offline provider).
     pub model: String,
+    /// The model entry and tier it is priced as, and any substitution on the way.
+    pub served: ServedAs,
     pub images: Vec<OutputImage>,
     pub text: Option<String>,
     pub finish_reason: String,
@@ -190,6 +228,9 @@ pub enum ProviderError {
     /// The model rejected the request as invalid (upstream 400).
     #[error("upstream rejected the request: {message}")]
     Rejected { message: String },
+    /// Upstream does not serve the model (404): shut down, or unknown to it.
+    #[error("upstream does not serve the model: {cause}")]
+    ModelNotFound { cause: String },
     /// Upstream quota, after retries.
     #[error("upstream rate limited")]
     RateLimited { retry_after_secs: u64 },
@@ -207,6 +248,18 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// Upstream overload after retries: what another model or tier may still serve.
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Unavailable {
+                    status: Some(503),
+                    ..
+                }
+        )
+    }
+
     /// Tokens a failed call still used (a refusal is billed upstream).
     pub fn usage(&self) -> Option<TokenUsage> {
         match self {
@@ -253,6 +306,12 @@ impl From<ProviderError> for ApiError {
                 "The model rejected the request as invalid.",
             )
             .detail("upstream_message", message),
+            ProviderError::ModelNotFound { cause } => ApiError::new(
+                ErrorKind::UpstreamError,
+                "The upstream model is not available (retired or unknown upstream).",
+            )
+            .detail("upstream_status", 404)
+            .caused_by(cause),
             ProviderError::RateLimited { retry_after_secs } => ApiError::new(
                 ErrorKind::RateLimited,
                 "The upstream model's quota is exhausted. Retry later.",

@@ -15,8 +15,8 @@ use crate::generation::canvas::Placement;
 use crate::imaging::{self, ImageFormat};
 use crate::provider::effects;
 use crate::provider::{
-    Generated, ImageProvider, OutputImage, Part, ProviderError, ProviderRequest, Role, Task,
-    TokenUsage, Turn,
+    Generated, ImageProvider, OutputImage, Part, ProviderError, ProviderRequest, Role, ServedAs,
+    Task, TokenUsage, Turn,
 };
 
 pub const MODEL_NAME: &str = "offline";
@@ -272,6 +272,7 @@ impl ImageProvider for OfflineProvider {
     async fn generate(&self, request: ProviderRequest) -> Result<Generated, ProviderError> {
         let want_text = request.modalities.text;
         let want_image = request.modalities.image;
+        let served = ServedAs::of(&request);
         let summary: String = request.prompt_text().chars().take(80).collect();
         let bytes = if want_image {
             let encoded = tokio::task::spawn_blocking(move || {
@@ -309,6 +310,7 @@ impl ImageProvider for OfflineProvider {
             .collect();
         Ok(Generated {
             model: MODEL_NAME.into(),
+            served,
             images,
             text,
             finish_reason: "STOP".into(),

@@ -116,7 +116,7 @@ async fn an_async_request_is_accepted_stored_and_completed() {
     let response = app
         .post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "async": true, "image_size": "512"}),
+            json!({"prompt": "a fox", "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
         .await;
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -199,7 +199,7 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
     let (status, id, _) = json_of(
         app.post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "async": true, "webhook_url": url, "image_size": "512"}),
+            json!({"prompt": "a fox", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
         .await,
     )
@@ -239,7 +239,7 @@ async fn a_410_stops_webhook_retries() {
     let (status, id, _) = json_of(
         app.post_json(
             "/generate-image",
-            json!({"prompt": "a", "async": true, "webhook_url": url, "image_size": "512"}),
+            json!({"prompt": "a", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
         .await,
     )
@@ -349,7 +349,7 @@ async fn polling_a_request_does_not_use_up_a_free_keys_minute() {
     let client = crate::support::client_with_key(Some(&free));
     let submitted = client
         .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "a fox", "async": true, "image_size": "512"}))
+        .json(&json!({"prompt": "a fox", "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}))
         .send()
         .await
         .unwrap();

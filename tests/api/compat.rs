@@ -1,15 +1,25 @@
-//! Drop-in surfaces, driven by the official clients people already use: the `openai`
-//! package on `/v1/images/*` and the `google-genai` package on `/v1beta/*` — on the
-//! offline provider, and (for Gemini) relayed to the fake upstream with the gateway's key.
+//! Drop-in surfaces, driven by the official clients people already use, with their default
+//! settings as README.md and docs/compat.md give them: the `openai` package on `/v1/images/*`
+//! and `/v1/models`, and the `google-genai` package on whatever API version it defaults to
+//! (`v1` since 3.6; one run pinned to `v1beta`) — on the offline provider, and (for Gemini)
+//! relayed to the fake upstream with the gateway's key.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::TestApp;
 use crate::support::fake_gemini::FakeGemini;
+use crate::support::{TestApp, json_of};
 
 /// Runs `tests/compat/<script>`; `false` when its Python packages are missing outside CI.
 fn run(app: &TestApp, script: &str, module: &str) -> bool {
+    run_with(
+        script,
+        module,
+        &[("IMAGEGATE_BASE", &app.base), ("IMAGEGATE_KEY", &app.key)],
+    )
+}
+
+fn run_with(script: &str, module: &str, env: &[(&str, &str)]) -> bool {
     let probe = Command::new("python3")
         .args(["-c", &format!("import {module}, PIL")])
         .output();
@@ -26,8 +36,7 @@ fn run(app: &TestApp, script: &str, module: &str) -> bool {
         .join(script);
     let output = Command::new("python3")
         .arg(path)
-        .env("IMAGEGATE_BASE", &app.base)
-        .env("IMAGEGATE_KEY", &app.key)
+        .envs(env.iter().copied())
         .output()
         .expect("python3 runs");
     assert!(
@@ -45,10 +54,87 @@ async fn the_official_openai_client_generates_and_edits() {
     tokio::task::block_in_place(|| run(&app, "openai_client.py", "openai"));
 }
 
+/// The routes the server matched, from its own metrics.
+async fn served_endpoints(app: &TestApp) -> String {
+    app.get("/metrics").await.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_official_google_genai_client_works_offline() {
+async fn the_official_google_genai_client_works_offline_with_its_default_api_version() {
     let app = TestApp::offline().await;
-    tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai"));
+    if !tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai")) {
+        return;
+    }
+    let metrics = served_endpoints(&app).await;
+    // google-genai 3.6 defaults to `v1`. A release that moves the default again fails
+    // here, which is the point: the README's snippet must follow it.
+    assert!(
+        metrics.contains(r#"endpoint="/v1/models/{target}""#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_google_genai_client_works_pinned_to_v1beta() {
+    let app = TestApp::offline().await;
+    let ran = tokio::task::block_in_place(|| {
+        run_with(
+            "genai_client.py",
+            "google.genai",
+            &[
+                ("IMAGEGATE_BASE", &app.base),
+                ("IMAGEGATE_KEY", &app.key),
+                ("IMAGEGATE_GENAI_API_VERSION", "v1beta"),
+            ],
+        )
+    });
+    if !ran {
+        return;
+    }
+    let metrics = served_endpoints(&app).await;
+    assert!(metrics.contains(r#"endpoint="/v1beta/models/{target}""#));
+    assert!(!metrics.contains(r#"endpoint="/v1/models/{target}""#));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_upstream_accepts_what_google_genai_sends_and_refuses_what_google_refuses() {
+    let fake = FakeGemini::start().await;
+    fake.overload("gemini-3-pro-image");
+    let base = fake.base_url();
+    let ran = tokio::task::block_in_place(|| {
+        run_with(
+            "genai_fake.py",
+            "google.genai",
+            &[
+                ("FAKE_BASE", &base),
+                ("FAKE_KEY", crate::support::fake_gemini::FAKE_API_KEY),
+            ],
+        )
+    });
+    if !ran {
+        return;
+    }
+    let calls = fake.requests();
+    let version = calls[0]
+        .path
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.path.starts_with(&format!("/{version}/")))
+    );
+    let flex = calls
+        .iter()
+        .find(|c| c.status == 200 && c.method == "POST")
+        .unwrap();
+    assert_eq!(flex.body["serviceTier"], "flex");
+    assert!(
+        fake.list_requests().len() >= 2,
+        "the SDK's pager followed the pages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,9 +169,11 @@ async fn the_official_google_genai_client_is_relayed_to_gemini_with_the_gateways
     // Usage was recorded for the caller.
     let usage: serde_json::Value = app.get("/usage").await.json().await.unwrap();
     assert!(
-        usage.to_string().contains("gemini-3.1-flash-image"),
+        usage.to_string().contains("gemini-nano-banana-2.1"),
         "{usage}"
     );
+    // The flex call went upstream as the SDK sent it.
+    assert!(relayed.iter().any(|r| r.body["serviceTier"] == "flex"));
 }
 
 #[tokio::test]
@@ -141,4 +229,106 @@ async fn the_native_surface_takes_the_key_as_a_query_parameter_and_answers_in_go
             .unwrap()
             .contains("models/dall-e-3 is not found")
     );
+}
+
+#[tokio::test]
+async fn get_v1_models_answers_each_sdk_in_its_own_shape_and_envelope() {
+    let app = TestApp::offline().await;
+    let anonymous = reqwest::Client::new();
+
+    // A bearer key is OpenAI's client: OpenAI's list, model object and error envelope.
+    let (status, _, list) = json_of(app.get("/v1/models").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["object"], "list");
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gemini-nano-banana-2.1" && m["object"] == "model")
+    );
+    let (status, _, missing) = json_of(app.get("/v1/models/no-such-model").await).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["code"], "not_found", "{missing}");
+    assert!(missing["error"].get("status").is_none());
+    let (status, _, denied) = json_of(
+        anonymous
+            .get(app.url("/v1/models"))
+            .bearer_auth("not-a-key")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(denied["error"]["type"], "authentication_error");
+
+    // Google's key header or query: Google's list, resource and envelope, on v1 as on v1beta.
+    for version in ["v1", "v1beta"] {
+        for query_key in [false, true] {
+            let request = if query_key {
+                anonymous.get(app.url(&format!("/{version}/models?key={}", app.key)))
+            } else {
+                anonymous
+                    .get(app.url(&format!("/{version}/models")))
+                    .header("x-goog-api-key", &app.key)
+            };
+            let (status, _, list) = json_of(request.send().await.unwrap()).await;
+            assert_eq!(status, 200);
+            assert!(
+                list["models"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["name"] == "models/gemini-nano-banana-2.1"),
+                "{version} {list}"
+            );
+            assert!(list.get("object").is_none());
+        }
+        let (status, _, missing) = json_of(
+            anonymous
+                .get(app.url(&format!("/{version}/models/no-such-model")))
+                .header("x-goog-api-key", &app.key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(missing["error"]["status"], "NOT_FOUND");
+        assert!(
+            missing["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("for API version {version},"))
+        );
+        let (status, _, denied) = json_of(
+            anonymous
+                .get(app.url(&format!("/{version}/models")))
+                .header("x-goog-api-key", "not-a-key")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(denied["error"]["status"], "UNAUTHENTICATED");
+    }
+
+    // The methods answer alike on both versions, in Google's envelope whatever the key.
+    let body = serde_json::json!({"contents": [{"parts": [{"text": "a kite"}]}]});
+    for version in ["v1", "v1beta"] {
+        let path = format!("/{version}/models/gemini-nano-banana-2.1:generateContent");
+        let (status, _, answer) = json_of(app.post_json(&path, body.clone()).await).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["candidates"][0]["finishReason"], "STOP");
+        let path = format!("/{version}/models/gemini-nano-banana-2.1:countTokens");
+        let (status, _, count) = json_of(app.post_json(&path, body.clone()).await).await;
+        assert_eq!(status, 200);
+        assert!(count["totalTokens"].as_u64().unwrap() > 0);
+        let path = format!("/{version}/models/gemini-nano-banana-2.1:explode");
+        let (status, _, error) = json_of(app.post_json(&path, body.clone()).await).await;
+        assert_eq!(status, 404);
+        assert_eq!(error["error"]["status"], "NOT_FOUND");
+    }
 }

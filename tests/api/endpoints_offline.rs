@@ -51,7 +51,7 @@ async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
 #[tokio::test]
 async fn the_same_prompt_renders_the_same_image_offline() {
     let app = TestApp::offline().await;
-    let body = json!({"prompt": "a lighthouse", "aspect_ratio": "1:1", "image_size": "512"});
+    let body = json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image", "aspect_ratio": "1:1", "image_size": "512"});
     let (_, _, a) = json_of(app.post_json("/generate-image", body.clone()).await).await;
     let (_, _, b) = json_of(app.post_json("/generate-image", body).await).await;
     assert_eq!(a["images"][0], b["images"][0]);
@@ -69,7 +69,7 @@ async fn aspect_ratio_and_image_size_are_obeyed() {
         let response = app
             .post_json(
                 "/generate-image",
-                json!({"prompt": "a fox", "aspect_ratio": ratio, "image_size": size}),
+                json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "aspect_ratio": ratio, "image_size": size}),
             )
             .await;
         let (status, _, body) = json_of(response).await;
@@ -85,7 +85,7 @@ async fn image_only_modality_returns_no_text() {
     let (status, _, body) = json_of(
         app.post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "response_modalities": ["IMAGE"], "image_size": "512"}),
+            json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "response_modalities": ["IMAGE"], "image_size": "512"}),
         )
         .await,
     )
@@ -211,7 +211,7 @@ async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
 async fn retired_models_are_routed_with_a_deprecation_header() {
     let app = TestApp::offline().await;
     let response = app
-        .post_json("/generate-image", json!({"prompt": "a cat", "model": "gemini-2.5-flash-image-preview", "image_size": "512"}))
+        .post_json("/generate-image", json!({"prompt": "a cat", "model": "gemini-2.5-flash-image-preview", "image_size": "1K"}))
         .await;
     assert_eq!(response.status(), 200);
     let headers = response.headers();
@@ -225,7 +225,7 @@ async fn retired_models_are_routed_with_a_deprecation_header() {
     );
     assert_eq!(
         headers["x-imagegate-model-substituted"],
-        "gemini-2.5-flash-image-preview -> gemini-3.1-flash-image"
+        "gemini-2.5-flash-image-preview -> gemini-nano-banana-2.1"
     );
 }
 

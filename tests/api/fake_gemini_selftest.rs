@@ -256,6 +256,117 @@ async fn retired_models_are_404_and_active_models_are_listed() {
     assert_eq!(names, ACTIVE_MODELS.map(|m| format!("models/{m}")));
 }
 
+async fn list_page(fake: &FakeGemini, query: &str) -> Answer {
+    let response = client()
+        .get(format!("{}/v1/models?{query}", fake.base_url()))
+        .header("x-goog-api-key", FAKE_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_model_list_pages_and_follows_the_catalogue() {
+    let fake = FakeGemini::start().await;
+    let first = list_page(&fake, "pageSize=3").await.json();
+    assert_eq!(first["models"].as_array().unwrap().len(), 3);
+    let token = first["nextPageToken"].as_str().unwrap();
+    let rest = list_page(&fake, &format!("pageSize=3&pageToken={token}"))
+        .await
+        .json();
+    assert_eq!(rest["models"].as_array().unwrap().len(), 1);
+    assert!(
+        rest.get("nextPageToken").is_none(),
+        "the last page has no token"
+    );
+    assert_eq!(list_page(&fake, "pageToken=forged").await.status, 400);
+
+    fake.retire(FLASH);
+    fake.release("gemini-nano-banana-2.2-preview", "gemini-nano-banana-2.1");
+    let names: Vec<String> = list_page(&fake, "").await.json()["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!names.contains(&format!("models/{FLASH}")));
+    assert!(names.contains(&"models/gemini-nano-banana-2.2-preview".to_owned()));
+    let gone = generate(&fake, &prompt("x")).await;
+    assert_eq!(gone.status, 404, "a retired id answers 404 as Google does");
+}
+
+#[tokio::test]
+async fn nano_banana_2_1_refuses_512_and_levels_and_tiers_are_checked() {
+    let fake = FakeGemini::start().await;
+    let banana = "/v1/models/gemini-nano-banana-2.1:generateContent";
+    let with = |config: Value, tier: Option<&str>| {
+        let mut body = prompt("a boat");
+        body["generationConfig"] = config;
+        if let Some(tier) = tier {
+            body["serviceTier"] = json!(tier);
+        }
+        body
+    };
+    let cases = [
+        (json!({"imageConfig": {"imageSize": "512"}}), None, 400),
+        (
+            json!({"imageConfig": {"imageSize": "4K", "aspectRatio": "1:8"}}),
+            None,
+            200,
+        ),
+        (
+            json!({"thinkingConfig": {"thinkingLevel": "MEDIUM"}}),
+            Some("flex"),
+            200,
+        ),
+        (
+            json!({"thinkingConfig": {"thinking_level": "ULTRA"}}),
+            None,
+            400,
+        ),
+        (json!({}), Some("turbo"), 400),
+        (json!({}), Some("priority"), 200),
+    ];
+    for (config, tier, status) in cases {
+        let body = with(config.clone(), tier);
+        let answer = call(&fake, banana, Some(FAKE_API_KEY), &body).await;
+        assert_eq!(answer.status, status, "{config} {tier:?}: {}", answer.text);
+    }
+    let pro = "/v1/models/gemini-3-pro-image:generateContent";
+    let thinking = with(json!({"thinkingConfig": {"thinkingLevel": "HIGH"}}), None);
+    assert_eq!(
+        call(&fake, pro, Some(FAKE_API_KEY), &thinking).await.status,
+        400
+    );
+
+    fake.overload("gemini-3-pro-image");
+    let busy = call(&fake, pro, Some(FAKE_API_KEY), &prompt("x")).await;
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.json()["error"]["status"], "UNAVAILABLE");
+    fake.shed_flex(true);
+    let shed = call(
+        &fake,
+        banana,
+        Some(FAKE_API_KEY),
+        &with(json!({}), Some("flex")),
+    )
+    .await;
+    assert_eq!(shed.status, 429);
+    let standard = call(
+        &fake,
+        banana,
+        Some(FAKE_API_KEY),
+        &with(json!({}), Some("standard")),
+    )
+    .await;
+    assert_eq!(standard.status, 200);
+}
+
 #[tokio::test]
 async fn a_429_marker_with_a_limit_fails_once_then_succeeds() {
     let options = FakeOptions {

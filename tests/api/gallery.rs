@@ -7,7 +7,7 @@ use crate::support::{TestApp, client_with_key, expect_error, json_of};
 async fn generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
     let response = client
         .post(app.url("/generate-image"))
-        .json(&json!({"prompt": prompt, "image_size": "512"}))
+        .json(&json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}))
         .send()
         .await
         .unwrap();

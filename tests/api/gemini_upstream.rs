@@ -96,12 +96,12 @@ async fn a_retired_model_is_sent_upstream_as_its_successor() {
         .await;
     assert_eq!(
         response.headers()["x-imagegate-model"],
-        "gemini-3.1-flash-image"
+        "gemini-nano-banana-2.1"
     );
     assert!(response.headers().contains_key("deprecation"));
     let (status, _, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(fake.requests()[0].model, "gemini-3.1-flash-image");
+    assert_eq!(fake.requests()[0].model, "gemini-nano-banana-2.1");
 }
 
 #[tokio::test]
@@ -298,7 +298,7 @@ async fn client_errors_upstream_are_not_retried() {
 }
 
 #[tokio::test]
-async fn a_model_id_retired_upstream_is_a_502_naming_the_404() {
+async fn a_model_id_retired_upstream_without_a_successor_is_a_502_naming_the_404() {
     let fake = FakeGemini::start().await;
     let base_url = fake.base_url();
     let app = TestApp::spawn(move |c| {
@@ -308,6 +308,13 @@ async fn a_model_id_retired_upstream_is_a_502_naming_the_404() {
         c.models.push(imagegate::models::ModelOverride {
             name: "legacy-banana".into(),
             upstream_id: Some("gemini-2.5-flash-image-preview".into()),
+            prices: Some(imagegate::models::Prices {
+                input: 0.3,
+                text_output: 2.5,
+                image_output: 30.0,
+            }),
+            // Declared active: neither upstream's list nor its 404 retires it.
+            active: Some(true),
             ..Default::default()
         });
     })

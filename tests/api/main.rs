@@ -18,6 +18,7 @@ mod hostile;
 mod intake_limits;
 mod keys_limits;
 mod logs;
+mod models_registry;
 mod monitoring;
 mod openapi;
 mod playground;

@@ -56,7 +56,7 @@ async fn the_catalog_offers_exactly_what_the_server_accepts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(catalog["default_model"], "gemini-3.1-flash-image");
+    assert_eq!(catalog["default_model"], "gemini-nano-banana-2.1");
     let models = catalog["models"].as_array().unwrap();
     let flash = models
         .iter()
@@ -71,7 +71,7 @@ async fn the_catalog_offers_exactly_what_the_server_accepts() {
         .iter()
         .find(|m| m["name"] == "gemini-2.5-flash-image-preview")
         .unwrap();
-    assert_eq!(preview["retired"]["served_by"], "gemini-3.1-flash-image");
+    assert_eq!(preview["retired"]["served_by"], "gemini-nano-banana-2.1");
     let styles = catalog["styles"].as_array().unwrap();
     assert!(
         styles

@@ -12,7 +12,7 @@ async fn a_story_has_one_captioned_image_per_step() {
         app.post_json(
             "/story/generate",
             json!({"description": "A visual guide for making pizza", "num_images": 3, "content_type": "recipe",
-                   "style": "clean food photography", "image_size": "512"}),
+                   "style": "clean food photography", "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
         .await,
     )
@@ -81,8 +81,8 @@ async fn every_step_is_generated_with_the_earlier_steps_in_context() {
     );
     let cost: f64 = body["usage"]["cost_usd"].as_f64().unwrap();
     assert!(
-        cost > 3.0 * 0.067 - 1e-9,
-        "three 1K images on 3.1 Flash: {cost}"
+        cost > 3.0 * 0.0336 - 1e-9,
+        "three 1K images on Nano Banana 2.1 (1120 tokens at $30/M): {cost}"
     );
 }
 
@@ -139,7 +139,7 @@ async fn a_story_can_stream_each_step_as_it_finishes() {
         .client
         .post(app.url("/story/generate"))
         .header("accept", "text/event-stream")
-        .json(&json!({"description": "a snail's journey", "num_images": 3, "image_size": "512"}))
+        .json(&json!({"description": "a snail's journey", "num_images": 3, "model": "gemini-3.1-flash-image", "image_size": "512"}))
         .send()
         .await
         .unwrap();

@@ -13,6 +13,9 @@ import { after, before, test } from 'node:test';
 
 import { shoot, startBrowser, startImagegate } from './harness.mjs';
 
+/** The model with a 512 size, which keeps the rendered images small. */
+const FLASH = 'gemini-3.1-flash-image';
+
 const STEP_TIMEOUT = 60_000;
 let server;
 let browser;
@@ -53,7 +56,7 @@ async function api(pathname, body) {
 }
 
 async function sourceImage(name, prompt) {
-  const { status, body } = await api('/generate-image', { prompt, image_size: '512' });
+  const { status, body } = await api('/generate-image', { prompt, model: FLASH, image_size: '512' });
   assert.equal(status, 200, JSON.stringify(body));
   const file = path.join(tmpdir(), `imagegate-${process.pid}-${name}.png`);
   await writeFile(file, Buffer.from(body.images[0], 'base64'));
@@ -113,6 +116,8 @@ test('the playground, end to end in Chromium', async (t) => {
     await open('generate');
     await page.fill('#generate-prompt', 'A watercolor lighthouse on a cliff at dusk');
     await page.selectOption('#generate-aspect', '16:9');
+    // 512 is a size of 3.1 Flash; the default model (Nano Banana 2.1) has none.
+    await page.selectOption('#generate-model', FLASH);
     await page.selectOption('#generate-size', '512');
     await page.fill('#generate-temperature', '0.8');
     await page.click('#generate-form button[type="submit"]');
@@ -140,6 +145,8 @@ test('the playground, end to end in Chromium', async (t) => {
   await t.test('background (async) work is picked up again after a reload', async () => {
     await open('generate');
     await page.fill('#generate-prompt', 'A lighthouse at night, in the background');
+    // 512 is a size of 3.1 Flash; the default model (Nano Banana 2.1) has none.
+    await page.selectOption('#generate-model', FLASH);
     await page.selectOption('#generate-size', '512');
     await page.check('#generate-async');
     // The first status poll is cut off, as if the network dropped: the page keeps the
@@ -238,6 +245,8 @@ test('the playground, end to end in Chromium', async (t) => {
     await page.selectOption('#story-type', 'recipe');
     await page.fill('#story-style', 'clean food photography');
     await page.click('#tool-story details.options summary');
+    // 512 is a size of 3.1 Flash; the default model (Nano Banana 2.1) has none.
+    await page.selectOption('#story-model', FLASH);
     await page.selectOption('#story-size', '512');
     // Record how many cards were filled each time one filled: one at a time, in order.
     await page.evaluate(() => {

@@ -1,4 +1,6 @@
-"""The official `google-genai` package against imagegate's native surface."""
+"""The official `google-genai` package against imagegate's native surface, configured as
+README.md and docs/compat.md tell users: only `base_url`, so the SDK's own default API
+version is used (`v1` since google-genai 3.6). IMAGEGATE_GENAI_API_VERSION pins one."""
 import io
 import os
 
@@ -7,8 +9,12 @@ from google.genai import errors, types
 from PIL import Image
 
 BASE, KEY = os.environ["IMAGEGATE_BASE"], os.environ["IMAGEGATE_KEY"]
-MODEL = "gemini-3.1-flash-image"
-client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=BASE, api_version="v1beta"))
+PINNED = os.environ.get("IMAGEGATE_GENAI_API_VERSION")
+MODEL = "gemini-nano-banana-2.1"
+options = {"base_url": BASE}
+if PINNED:
+    options["api_version"] = PINNED
+client = genai.Client(api_key=KEY, http_options=options)
 
 
 def images(response):
@@ -41,9 +47,26 @@ assert images(chat.send_message("Now make the sofa green"))
 chunks = list(client.models.generate_content_stream(model=MODEL, contents="A red kite in the sky"))
 assert any(images(c) for c in chunks if c.candidates), chunks
 
-# countTokens and the model list.
+# Service tier and thinking level, as the SDK sends them.
+tiered = client.models.generate_content(
+    model=MODEL, contents="A paper boat",
+    config=types.GenerateContentConfig(service_tier="flex",
+                                       thinking_config=types.ThinkingConfig(thinking_level="HIGH")))
+assert images(tiered), tiered
+
+# Nano Banana 2.1 has no 512: refused in Google's envelope.
+try:
+    client.models.generate_content(model=MODEL, contents="tiny",
+                                   config=types.GenerateContentConfig(image_config=types.ImageConfig(image_size="512")))
+    raise SystemExit("512 was accepted for Nano Banana 2.1")
+except errors.ClientError as e:
+    assert e.code == 400, e
+
+# countTokens and the model list (the SDK's pager).
 assert client.models.count_tokens(model=MODEL, contents="hello there world").total_tokens > 0
-assert any(m.name == "models/" + MODEL for m in client.models.list())
+listed = [m.name for m in client.models.list()]
+assert "models/" + MODEL in listed, listed
+assert client.models.get(model=MODEL).name == "models/" + MODEL
 
 # Errors in Google's envelope, as the SDK's exception types.
 try:
@@ -51,7 +74,7 @@ try:
     raise SystemExit("an unknown model was accepted")
 except errors.ClientError as e:
     assert e.code == 404, e
-stranger = genai.Client(api_key="not-a-key", http_options=types.HttpOptions(base_url=BASE))
+stranger = genai.Client(api_key="not-a-key", http_options=options)
 try:
     stranger.models.generate_content(model=MODEL, contents="x")
     raise SystemExit("a bad key was accepted")

@@ -48,6 +48,23 @@ both = client.images.edit(image=[("a.png", photo.getvalue(), "image/png"), ("b.p
                           prompt="Blend the two")
 assert both.data[0].b64_json
 
+# The model list on /v1/models answers OpenAI's client in OpenAI's shape (google-genai
+# calls the same path with its own key and gets Google's).
+ids = [m.id for m in client.models.list()]
+assert "gemini-nano-banana-2.1" in ids, ids
+assert client.models.retrieve("gemini-3-pro-image").id == "gemini-3-pro-image"
+try:
+    client.models.retrieve("no-such-model")
+    raise SystemExit("an unknown model was found")
+except openai.NotFoundError as e:
+    assert e.status_code == 404
+    assert "does not exist" in e.body["message"], e.body
+
+# The routing options ride along as extra body fields.
+flex = client.images.generate(prompt="A paper boat", size="1024x1024", response_format="b64_json",
+                              extra_body={"service_tier": "flex", "thinking_level": "high", "fallback": True})
+assert flex.data[0].b64_json
+
 # Errors arrive in OpenAI's shape, as the client's exception types.
 try:
     client.images.generate(prompt="x" * 2100)

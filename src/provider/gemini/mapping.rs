@@ -9,7 +9,8 @@ use bytes::Bytes;
 use super::wire;
 use crate::imaging::ImageFormat;
 use crate::provider::{
-    Generated, OutputImage, Part, PartData, ProviderError, ProviderRequest, Role, TokenUsage, Turn,
+    Generated, OutputImage, Part, PartData, ProviderError, ProviderRequest, Role, ServedAs,
+    TokenUsage, Turn,
 };
 
 pub fn request_body(req: &ProviderRequest) -> serde_json::Result<Vec<u8>> {
@@ -42,7 +43,13 @@ pub fn request_body(req: &ProviderRequest) -> serde_json::Result<Vec<u8>> {
             temperature: req.temperature.map(|t| t.get()),
             seed: req.seed,
             image_config,
+            thinking_config: req.routing.thinking_level.as_ref().map(|level| {
+                wire::ThinkingConfig {
+                    thinking_level: level.wire(),
+                }
+            }),
         },
+        service_tier: req.routing.service_tier.map(|t| t.as_str()),
     })
 }
 
@@ -115,7 +122,8 @@ fn bad(message: &str, cause: impl Into<String>) -> ProviderError {
     }
 }
 
-pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
+/// Reads an answer of the model `served` names (priced as `served`).
+pub fn interpret(body: &[u8], served: ServedAs) -> Result<Generated, ProviderError> {
     let response: wire::GenerateContentResponse = serde_json::from_slice(body).map_err(|e| {
         bad(
             "The upstream model returned an unreadable answer.",
@@ -235,7 +243,8 @@ pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
         });
     }
     Ok(Generated {
-        model: model.to_owned(),
+        model: served.model.entry.upstream_id.clone(),
+        served,
         images,
         text,
         finish_reason,
@@ -247,6 +256,15 @@ pub fn interpret(body: &[u8], model: &str) -> Result<Generated, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn served() -> ServedAs {
+        ServedAs {
+            model: crate::models::ModelTable::embedded()
+                .resolve("gemini-3-pro-image")
+                .unwrap(),
+            service_tier: None,
+        }
+    }
 
     #[test]
     fn both_base64_alphabets_decode_to_the_same_bytes() {
@@ -262,7 +280,7 @@ mod tests {
     #[test]
     fn a_role_only_content_with_image_safety_is_blocked_not_empty() {
         let body = br#"{"candidates":[{"content":{"role":"model"},"finishReason":"IMAGE_SAFETY","index":0,"finishMessage":"Unable to show"}]}"#;
-        match interpret(body, "m") {
+        match interpret(body, served()) {
             Err(ProviderError::Blocked {
                 reason,
                 prompt_blocked,
@@ -289,7 +307,7 @@ mod tests {
                 {{"text":"Here it is","thoughtSignature":"AAEC"}},
                 {{"inlineData":{{"mimeType":"image/jpeg","data":"{data}"}},"thoughtSignature":"AwQF"}}]}},"finishReason":"STOP"}}]}}"#
         );
-        let g = interpret(body.as_bytes(), "m").unwrap();
+        let g = interpret(body.as_bytes(), served()).unwrap();
         assert_eq!(
             g.images.len(),
             1,

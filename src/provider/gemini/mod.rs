@@ -18,9 +18,10 @@ use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 
 use crate::config::{GeminiConfig, Secret};
+use crate::models::{ModelLister, UpstreamModel};
 use crate::monitoring::Metrics;
 use crate::monitoring::metrics::upstream_outcome;
-use crate::provider::{Generated, ImageProvider, ProviderError, ProviderRequest};
+use crate::provider::{Generated, ImageProvider, ProviderError, ProviderRequest, ServedAs};
 
 pub use mapping::{decode_base64, interpret};
 
@@ -114,7 +115,7 @@ impl Failure {
             },
             401 | 403 => bad("The upstream denied the gateway access to the model."),
             402 => bad("The upstream account has no prepaid credits left."),
-            404 => bad("The upstream model is not available (retired or unknown upstream)."),
+            404 => ProviderError::ModelNotFound { cause },
             429 => ProviderError::RateLimited {
                 retry_after_secs: self
                     .retry_delay()
@@ -320,6 +321,19 @@ impl GeminiProvider {
     }
 }
 
+/// Page tokens are opaque; everything but RFC 3986's unreserved characters is escaped.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn unreachable_upstream(e: reqwest::Error) -> ProviderError {
     ProviderError::Unavailable {
         status: None,
@@ -360,6 +374,54 @@ impl ImageProvider for GeminiProvider {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "upstream answered"
         );
-        mapping::interpret(&answer, &model)
+        mapping::interpret(&answer, ServedAs::of(&request))
+    }
+}
+
+/// Google pages the list; more pages than this means something is wrong upstream.
+const MAX_LIST_PAGES: usize = 50;
+
+#[async_trait]
+impl ModelLister for GeminiProvider {
+    /// `GET /{version}/models?pageSize=1000&pageToken=…`, following `nextPageToken`.
+    async fn list_models(&self) -> Result<Vec<UpstreamModel>, String> {
+        let url = format!("{}/{}/models", self.base_url, self.api_version);
+        let mut models = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page_url = match &token {
+                Some(t) => format!("{url}?pageSize=1000&pageToken={}", percent_encode(t)),
+                None => format!("{url}?pageSize=1000"),
+            };
+            let response = self
+                .http
+                .get(&page_url)
+                .header("x-goog-api-key", self.api_key.expose())
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            if !status.is_success() {
+                return Err(Failure::parse(status, &body).describe());
+            }
+            let page: wire::ListModelsResponse =
+                serde_json::from_slice(&body).map_err(|e| format!("unreadable model list: {e}"))?;
+            models.extend(page.models.into_iter().map(|m| UpstreamModel {
+                id: m.name.strip_prefix("models/").unwrap_or(&m.name).to_owned(),
+                display_name: m.display_name,
+            }));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(models),
+            }
+        }
+        Err(format!(
+            "the model list went on past {MAX_LIST_PAGES} pages"
+        ))
     }
 }

@@ -16,6 +16,9 @@ pub struct GenerateContentRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_instruction: Option<Content<'a>>,
     pub generation_config: GenerationConfig<'a>,
+    /// `flex`, `standard` or `priority`, lower case as google-genai sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,15 @@ pub struct GenerationConfig<'a> {
     pub seed: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_config: Option<ImageConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_config: Option<ThinkingConfig>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThinkingConfig {
+    /// `MINIMAL`, `MEDIUM` or `HIGH`: upper case, as google-genai sends its enum.
+    pub thinking_level: &'static str,
 }
 
 #[derive(Serialize)]
@@ -145,6 +157,25 @@ pub struct ModalityTokenCount {
     pub modality: String,
     #[serde(default, alias = "token_count")]
     pub token_count: u64,
+}
+
+// ---- models.list ---------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListModelsResponse {
+    #[serde(default)]
+    pub models: Vec<ModelResource>,
+    #[serde(default, alias = "next_page_token")]
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelResource {
+    pub name: String,
+    #[serde(default, alias = "display_name")]
+    pub display_name: Option<String>,
 }
 
 // ---- errors (google.rpc.Status) --------------------------------------------------------

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub config: Config,
     /// The async queue, for tests that run its worker step by step (`jobs.workers = 0`).
     pub jobs: Arc<imagegate::jobs::Jobs>,
+    /// The server's model registry, refreshed directly by tests (`models.refresh()`).
+    pub models: Arc<imagegate::models::ModelTable>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -82,6 +84,7 @@ impl TestApp {
             .expect("the app builds");
         let addr = app.local_addr();
         let jobs = app.jobs();
+        let models = app.models();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run(async {
             let _ = rx.await;
@@ -95,6 +98,7 @@ impl TestApp {
             clock,
             config,
             jobs,
+            models,
             shutdown: Some(tx),
             server: Some(server),
         }

@@ -205,3 +205,13 @@ pub fn bad_gateway_html() -> Reply {
         body: "<html><body>502 Bad Gateway</body></html>",
     }
 }
+
+/// A flex call shed for lack of capacity (Google's optimisation guide: flex "may be shed").
+pub fn flex_shed() -> Reply {
+    envelope(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota). Flex capacity is not available; retry later or use the standard service tier.",
+        Vec::new(),
+    )
+}

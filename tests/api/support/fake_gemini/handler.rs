@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::models::{self, ModelSpec};
+use super::models::ModelSpec;
 use super::response::{self, Output};
 use super::scenarios::{self, Script};
 use super::validate::{self, Plan};
@@ -58,6 +58,7 @@ pub async fn handle(
         shared: &shared,
         version: &version,
         sse: query_value(&query, "alt").as_deref() == Some("sse"),
+        query: &query,
     };
     let (reply, delay) = match authorize(api_key.as_deref()) {
         Err(reply) => (reply, None),
@@ -67,6 +68,7 @@ pub async fn handle(
     lock(&shared.requests).push(RecordedRequest {
         method: method.to_string(),
         path,
+        query: uri.query().unwrap_or_default().to_string(),
         model,
         api_key,
         images: recorded_images(&raw),
@@ -93,7 +95,12 @@ struct Ctx<'a> {
     shared: &'a Shared,
     version: &'a str,
     sse: bool,
+    query: &'a [(String, String)],
 }
+
+/// Google's page size when none is asked for, and the most it gives.
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
 
 impl Ctx<'_> {
     async fn dispatch(
@@ -104,10 +111,11 @@ impl Ctx<'_> {
         parsed: Result<Value, serde_json::Error>,
     ) -> (Reply, Option<Duration>) {
         let (model, call) = match (method.as_str(), route) {
-            ("GET", Some(Route::List)) => return (json_ok(models::list_resource()), None),
+            ("GET", Some(Route::List)) => return (self.list().unwrap_or_else(|r| r), None),
             ("GET", Some(Route::Get { model })) => {
-                let reply = match models::spec(&model) {
-                    Some(spec) => json_ok(spec.resource()),
+                let spec = lock(&self.shared.catalogue).lookup(&model);
+                let reply = match spec {
+                    Some(spec) => json_ok(spec.resource_as(&model)),
                     None => errors::model_not_found(&model, self.version, "generateContent"),
                 };
                 return (reply, None);
@@ -121,9 +129,18 @@ impl Ctx<'_> {
         if body_len > MAX_BODY_BYTES {
             return (errors::payload_too_large(), None);
         }
-        let Some(spec) = models::spec(&model) else {
+        let (spec, overloaded, shed_flex) = {
+            let catalogue = lock(&self.shared.catalogue);
+            (
+                catalogue.lookup(&model),
+                catalogue.overloaded.contains(&model),
+                catalogue.shed_flex,
+            )
+        };
+        let Some(spec) = spec else {
             return (errors::model_not_found(&model, self.version, &call), None);
         };
+
         let body = match parsed {
             Ok(body) => body,
             Err(err) => return (errors::malformed_json(&err.to_string()), None),
@@ -131,13 +148,61 @@ impl Ctx<'_> {
         if call == "countTokens" {
             return (self.count_tokens(spec, body).unwrap_or_else(|r| r), None);
         }
+        // Capacity is only a question for a request that is valid.
+        let shed = shed_flex && service_tier(&body) == Some("flex");
+        let busy = (overloaded || shed).then(|| {
+            if overloaded {
+                errors::overloaded()
+            } else {
+                errors::flex_shed()
+            }
+        });
         match self
-            .generate(spec, body, call == "streamGenerateContent")
+            .generate(spec, body, call == "streamGenerateContent", busy)
             .await
         {
             Ok(done) => done,
             Err(reply) => (reply, None),
         }
+    }
+
+    /// `GET /{ver}/models?pageSize=&pageToken=`: paged as Google pages it, `nextPageToken`
+    /// absent on the last page.
+    fn list(&self) -> Result<Reply, Reply> {
+        let size = match query_value(self.query, "pageSize") {
+            None => DEFAULT_PAGE_SIZE.min(self.shared.opts.max_page_size.unwrap_or(MAX_PAGE_SIZE)),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n <= 0 => DEFAULT_PAGE_SIZE,
+                Ok(n) => (n as usize)
+                    .min(MAX_PAGE_SIZE)
+                    .min(self.shared.opts.max_page_size.unwrap_or(MAX_PAGE_SIZE)),
+                Err(_) => {
+                    return Err(errors::field_violation(
+                        "page_size",
+                        &format!("Invalid value at 'page_size' (TYPE_INT32), \"{v}\""),
+                    ));
+                }
+            },
+        };
+        let start = match query_value(self.query, "pageToken").filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(token) => token
+                .strip_prefix("fake-page-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| errors::invalid_argument("Invalid page token."))?,
+        };
+        let listed = lock(&self.shared.catalogue).listed();
+        let page: Vec<Value> = listed
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|(id, spec)| spec.resource_as(id))
+            .collect();
+        let mut answer = json!({ "models": page });
+        if start + size < listed.len() {
+            answer["nextPageToken"] = json!(format!("fake-page-{}", start + size));
+        }
+        Ok(json_ok(answer))
     }
 
     fn count_tokens(&self, spec: &ModelSpec, body: Value) -> Result<Reply, Reply> {
@@ -161,6 +226,7 @@ impl Ctx<'_> {
         spec: &ModelSpec,
         body: Value,
         stream: bool,
+        busy: Option<Reply>,
     ) -> Result<(Reply, Option<Duration>), Reply> {
         let opts = &self.shared.opts;
         let mut text = scenarios::last_user_text(&body);
@@ -172,6 +238,9 @@ impl Ctx<'_> {
         } else {
             validate::validate(&req, spec, None)?
         };
+        if let Some(busy) = busy {
+            return Err(busy);
+        }
 
         let markers = scenarios::parse_markers(&text);
         let script = if markers.is_empty() {
@@ -225,6 +294,13 @@ impl Ctx<'_> {
             json_ok(Value::Array(events))
         }
     }
+}
+
+/// The `serviceTier` a body asks for (either spelling), as sent.
+fn service_tier(body: &Value) -> Option<&str> {
+    body.get("serviceTier")
+        .or_else(|| body.get("service_tier"))
+        .and_then(Value::as_str)
 }
 
 fn json_ok(body: Value) -> Reply {

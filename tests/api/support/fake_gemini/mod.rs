@@ -2,7 +2,9 @@
 //! tests, following `shared/spec/gemini-upstream.md`. It is strict where Google is strict
 //! (unknown fields, model ids, sizes, keys) so that the gateway's requests are checked for real,
 //! and scriptable through `[[fake:NAME]]` prompt markers (see `scenarios.rs`) so that tests can
-//! provoke every failure mode Google is known to produce.
+//! provoke every failure mode Google is known to produce. Its catalogue moves as Google's does:
+//! tests retire models (gone from the list, 404 on every call), overload them (503 on every
+//! call), release new ones, and shed flex calls.
 
 mod errors;
 mod handler;
@@ -40,6 +42,8 @@ pub struct FakeOptions {
     pub strict_signatures: bool,
     /// `false` (default) rejects unknown fields as Google does; `true` ignores them.
     pub lenient_unknown_fields: bool,
+    /// The most models one list page holds (Google's is 1000), so tests see paging.
+    pub max_page_size: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +51,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// e.g. "/v1beta/models/gemini-3.1-flash-image:generateContent"
     pub path: String,
+    /// The query string as sent (`pageSize=…&pageToken=…`, `alt=sse`, …).
+    pub query: String,
     /// Bare id, without "models/"; empty for `GET /{ver}/models`.
     pub model: String,
     /// From the `x-goog-api-key` header, else from `?key=`.
@@ -61,6 +67,10 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    fn is_list(&self) -> bool {
+        self.method == "GET" && self.model.is_empty()
+    }
+
     /// Text of the last user turn, which is where scenario markers are read from.
     pub fn last_user_text(&self) -> String {
         scenarios::last_user_text(&self.body)
@@ -84,6 +94,7 @@ impl FakeGemini {
         }
         let shared = Arc::new(Shared {
             opts,
+            catalogue: Mutex::default(),
             requests: Mutex::default(),
             attempts: Mutex::default(),
             signatures: Mutex::default(),
@@ -116,9 +127,51 @@ impl FakeGemini {
         format!("http://{}", self.addr)
     }
 
-    /// All requests so far, including rejected ones, in arrival order.
+    /// All model calls so far (`POST …/models/{model}:{method}` and `GET …/models/{model}`),
+    /// including rejected ones, in arrival order. The gateway's model-list refreshes, which
+    /// run at its start and on their own clock, are in [`FakeGemini::list_requests`].
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| !r.is_list())
+            .cloned()
+            .collect()
+    }
+
+    /// The `GET /{ver}/models` calls so far, pages included.
+    pub fn list_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.is_list())
+            .cloned()
+            .collect()
+    }
+
+    /// Shuts `model` down: it leaves the list and every call for it answers 404.
+    pub fn retire(&self, model: &str) {
+        lock(&self.shared.catalogue)
+            .retired
+            .insert(model.to_string());
+    }
+
+    /// Every generation call for `model` answers 503 "The model is overloaded".
+    pub fn overload(&self, model: &str) {
+        lock(&self.shared.catalogue)
+            .overloaded
+            .insert(model.to_string());
+    }
+
+    /// Google released `model` after the gateway was built; it is served like `like`.
+    pub fn release(&self, model: &str, like: &str) {
+        let spec = models::spec(like).expect("an existing model to serve the new one like");
+        lock(&self.shared.catalogue)
+            .released
+            .push((model.to_string(), spec));
+    }
+
+    /// While on, calls with `serviceTier: "flex"` are shed with a 429.
+    pub fn shed_flex(&self, on: bool) {
+        lock(&self.shared.catalogue).shed_flex = on;
     }
 
     /// Calls being answered right now (a slow scenario holds its call open).
@@ -150,9 +203,43 @@ impl Drop for FakeGemini {
     }
 }
 
+/// Which models exist and how they behave, as the tests set it.
+#[derive(Default)]
+struct Catalogue {
+    retired: HashSet<String>,
+    overloaded: HashSet<String>,
+    released: Vec<(String, &'static models::ModelSpec)>,
+    shed_flex: bool,
+}
+
+impl Catalogue {
+    /// The spec `model` is served with, unless it does not exist (or no longer does).
+    fn lookup(&self, model: &str) -> Option<&'static models::ModelSpec> {
+        if self.retired.contains(model) {
+            return None;
+        }
+        models::spec(model).or_else(|| {
+            self.released
+                .iter()
+                .find(|(id, _)| id == model)
+                .map(|(_, spec)| *spec)
+        })
+    }
+
+    /// Every listed model, as `(id, spec)`, in a stable order.
+    fn listed(&self) -> Vec<(String, &'static models::ModelSpec)> {
+        models::specs()
+            .map(|spec| (spec.id.to_string(), spec))
+            .chain(self.released.iter().cloned())
+            .filter(|(id, _)| !self.retired.contains(id))
+            .collect()
+    }
+}
+
 /// State shared by all connections of one fake.
 struct Shared {
     opts: FakeOptions,
+    catalogue: Mutex<Catalogue>,
     requests: Mutex<Vec<RecordedRequest>>,
     /// Attempts seen per distinct last-user text, for `[[fake:NAME:N]]`.
     attempts: Mutex<HashMap<String, u32>>,

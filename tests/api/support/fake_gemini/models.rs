@@ -4,8 +4,10 @@
 use serde_json::{Value, json};
 
 /// Models that answer `generateContent`. Every one is a Gemini 3 model, so all of them return
-/// JPEG images and thought signatures.
-pub const ACTIVE_MODELS: [&str; 3] = [
+/// JPEG images and thought signatures. `gemini-3.1-flash-image` was deprecated on 2026-10-06;
+/// tests retire it (`FakeGemini::retire`) to see it shut down.
+pub const ACTIVE_MODELS: [&str; 4] = [
+    "gemini-nano-banana-2.1",
     "gemini-3-pro-image",
     "gemini-3.1-flash-image",
     "gemini-3.1-flash-lite-image",
@@ -38,9 +40,23 @@ pub struct ModelSpec {
     pub input_image_tokens: u32,
     input_token_limit: u32,
     output_token_limit: u32,
+    /// `thinkingLevel` values the model takes; empty: it takes none (Pro always thinks).
+    pub thinking_levels: &'static [&'static str],
 }
 
-const SPECS: [ModelSpec; 3] = [
+const SPECS: [ModelSpec; 4] = [
+    // Nano Banana 2.1 (GA 2026-10-06): 1K/2K/4K only, `512` refused; per-size image tokens are
+    // not published, so 3.1 Flash's are used (gemini-upstream.md, addendum 2026-12-02).
+    ModelSpec {
+        id: "gemini-nano-banana-2.1",
+        display_name: "Nano Banana 2.1",
+        ratios: RATIOS_14,
+        sizes: &[("1K", 1120), ("2K", 1680), ("4K", 2520)],
+        input_image_tokens: 1120,
+        input_token_limit: 131_072,
+        output_token_limit: 32_768,
+        thinking_levels: &["MINIMAL", "MEDIUM", "HIGH"],
+    },
     ModelSpec {
         id: "gemini-3-pro-image",
         display_name: "Nano Banana Pro",
@@ -49,6 +65,7 @@ const SPECS: [ModelSpec; 3] = [
         input_image_tokens: 560,
         input_token_limit: 65_536,
         output_token_limit: 32_768,
+        thinking_levels: &[],
     },
     ModelSpec {
         id: "gemini-3.1-flash-image",
@@ -58,6 +75,7 @@ const SPECS: [ModelSpec; 3] = [
         input_image_tokens: 1120,
         input_token_limit: 131_072,
         output_token_limit: 32_768,
+        thinking_levels: &["MINIMAL", "HIGH"],
     },
     // The Lite model card lists 10 ratios but its text says 14; the spec (§12) says accept 14.
     ModelSpec {
@@ -68,11 +86,16 @@ const SPECS: [ModelSpec; 3] = [
         input_image_tokens: 1120,
         input_token_limit: 65_536,
         output_token_limit: 4_096,
+        thinking_levels: &["MINIMAL", "HIGH"],
     },
 ];
 
 pub fn spec(model: &str) -> Option<&'static ModelSpec> {
     SPECS.iter().find(|spec| spec.id == model)
+}
+
+pub fn specs() -> impl Iterator<Item = &'static ModelSpec> {
+    SPECS.iter()
 }
 
 impl ModelSpec {
@@ -98,11 +121,12 @@ impl ModelSpec {
             .unwrap_or("1:1")
     }
 
-    /// The `Model` resource of `GET /{ver}/models/{id}`.
-    pub fn resource(&self) -> Value {
+    /// The `Model` resource of `GET /{ver}/models/{id}`, listed under `id` (a model released
+    /// with `FakeGemini::release` is served with the spec of an existing one).
+    pub fn resource_as(&self, id: &str) -> Value {
         json!({
-            "name": format!("models/{}", self.id),
-            "baseModelId": self.id,
+            "name": format!("models/{id}"),
+            "baseModelId": id,
             "version": "3.0",
             "displayName": self.display_name,
             "description": format!("{} image generation and editing", self.display_name),
@@ -116,10 +140,6 @@ impl ModelSpec {
             "thinking": true,
         })
     }
-}
-
-pub fn list_resource() -> Value {
-    json!({ "models": SPECS.iter().map(ModelSpec::resource).collect::<Vec<_>>() })
 }
 
 /// Gemini 3 grid at 1K (spec §5.3); 512 is exactly half, 2K and 4K exactly double and quadruple.

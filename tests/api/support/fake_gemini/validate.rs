@@ -93,6 +93,14 @@ pub fn validate(
         }
     }
 
+    service_tier(req.service_tier.as_ref())?;
+    thinking_level(
+        config
+            .and_then(|c| c.thinking_config.as_ref())
+            .and_then(|t| t.thinking_level.as_ref()),
+        spec,
+        &model,
+    )?;
     let want_text = modalities(
         config.and_then(|c| c.response_modalities.as_deref()),
         &model,
@@ -144,6 +152,60 @@ fn pick(
                 ),
             )
         })
+}
+
+/// `serviceTier` as google-genai sends it: lower case, one of its enum's values.
+fn service_tier(value: Option<&Value>) -> Result<(), Reply> {
+    const TIERS: [&str; 4] = ["unspecified", "standard", "flex", "priority"];
+    match value {
+        None => Ok(()),
+        Some(Value::String(tier)) if TIERS.contains(&tier.as_str()) => Ok(()),
+        Some(other) => Err(field_violation(
+            "service_tier",
+            &format!(
+                "Invalid value at 'service_tier' (type.googleapis.com/google.ai.generativelanguage.v1beta.ServiceTier), {other}"
+            ),
+        )),
+    }
+}
+
+/// `thinkingConfig.thinkingLevel`: a level of the enum, and one this model takes.
+fn thinking_level(value: Option<&Value>, spec: &ModelSpec, model: &str) -> Result<(), Reply> {
+    const LEVELS: [&str; 6] = [
+        "THINKING_LEVEL_UNSPECIFIED",
+        "MINIMAL",
+        "LOW",
+        "MEDIUM",
+        "HIGH",
+        "XHIGH",
+    ];
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let field = "generation_config.thinking_config.thinking_level";
+    let level = match value.as_str().map(str::to_ascii_uppercase) {
+        Some(level) if LEVELS.contains(&level.as_str()) => level,
+        _ => {
+            return Err(field_violation(
+                field,
+                &format!(
+                    "Invalid value at '{field}' (type.googleapis.com/google.ai.generativelanguage.v1beta.ThinkingConfig.ThinkingLevel), {value}"
+                ),
+            ));
+        }
+    };
+    if level == "THINKING_LEVEL_UNSPECIFIED" || spec.thinking_levels.contains(&level.as_str()) {
+        return Ok(());
+    }
+    if spec.thinking_levels.is_empty() {
+        return Err(invalid_argument(&format!(
+            "Thinking level is not supported for {model}."
+        )));
+    }
+    Err(invalid_argument(&format!(
+        "Thinking level {level} is not supported for {model}. Supported levels: {}.",
+        spec.thinking_levels.join(", ")
+    )))
 }
 
 /// Returns whether TEXT was requested; an absent or empty list means text and image.
