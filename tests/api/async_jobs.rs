@@ -487,7 +487,7 @@ async fn work_queued_by_an_older_version_is_finished_by_this_one() {
         (
             "/generate-image",
             "application/json".to_owned(),
-            br#"{"prompt":"a fox","image_size":"512"}"#.to_vec(),
+            br#"{"prompt":"a fox","model":"gemini-3.1-flash-image","image_size":"512"}"#.to_vec(),
         ),
     ] {
         let id = imagegate::ids::new_id("req");
