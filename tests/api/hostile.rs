@@ -315,7 +315,7 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     for i in 0..4 {
         let (status, id, body) = json_of(
             duo.post(app.url("/generate-image"))
-                .json(&json!({"prompt": format!("fox {i} {marker}"), "async": true, "image_size": "512"}))
+                .json(&json!({"prompt": format!("fox {i} {marker}"), "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}))
                 .send()
                 .await
                 .unwrap(),
