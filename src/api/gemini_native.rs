@@ -81,8 +81,17 @@ pub async fn model_action(
         .resolve(model)
         .map_err(|_| model_not_found(model, api_version(&uri)))?;
     let (body, tier) = enforce_tier(&state, &ctx, body)?;
-    if action == "generateContent" {
-        let (served, mut response) = generate(&state, &ctx, resolved, tier, body).await?;
+    if action == "generateContent" || action == "streamGenerateContent" {
+        let (served, mut response) = if action == "generateContent" {
+            generate(&state, &ctx, resolved, tier, body).await?
+        } else {
+            let sse = query.get("alt").is_some_and(|a| a == "sse");
+            let served = ServedAs {
+                model: resolved,
+                service_tier: tier,
+            };
+            stream(&state, &ctx, served, body, sse).await?
+        };
         let substituted = served.model.substituted.as_ref();
         response.headers_mut().extend(substitution_headers(
             &served.model.entry.upstream_id,
@@ -93,14 +102,6 @@ pub async fn model_action(
     }
     let headers = substitution_headers(&resolved.entry.upstream_id, resolved.substituted.as_ref());
     let mut response = match action {
-        "streamGenerateContent" => {
-            let sse = query.get("alt").is_some_and(|a| a == "sse");
-            let served = ServedAs {
-                model: resolved.clone(),
-                service_tier: tier,
-            };
-            stream(&state, &ctx, served, body, sse).await?
-        }
         "countTokens" => match &state.gemini {
             Some(gemini) => {
                 let (status, bytes) = gemini
@@ -129,7 +130,7 @@ fn enforce_tier(
     ctx: &RequestContext,
     body: Bytes,
 ) -> Result<(Bytes, Option<ServiceTier>), ApiError> {
-    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         // Not JSON: upstream (or the offline reader) answers that in Google's words.
         return Ok((body, None));
     };
@@ -143,15 +144,10 @@ fn enforce_tier(
         None => None,
     };
     let tier = state.models.tier_policy().apply(&ctx.caller.tier, asked)?;
-    if tier == asked {
-        return Ok((body, tier));
+    match tier {
+        Some(forced) if tier != asked => Ok((with_service_tier(&body, forced)?, tier)),
+        _ => Ok((body, tier)),
     }
-    if let (Some(object), Some(tier)) = (json.as_object_mut(), tier) {
-        object.remove("service_tier");
-        object.insert("serviceTier".into(), tier.as_str().into());
-    }
-    let body = serde_json::to_vec(&json).map_err(ApiError::internal)?;
-    Ok((Bytes::from(body), tier))
 }
 
 /// Relays a generation; a 404 retires the model and the request goes to its successor,
@@ -177,6 +173,7 @@ async fn generate(
     };
     let mut chain = served.model.entry.fallback.clone().into_iter();
     let mut tried = vec![served.model.entry.name.clone()];
+    let mut body = body;
     loop {
         let upstream = served.model.entry.upstream_id.clone();
         let (status, bytes) = gemini
@@ -187,6 +184,16 @@ async fn generate(
             200 => {
                 keep(state, ctx, &served, &bytes).await;
                 return Ok((served, json_response(status, bytes)));
+            }
+            // A shed flex call tries the standard tier before another model.
+            429 | 503
+                if state.models.fallback_by_default()
+                    && served.service_tier == Some(ServiceTier::Flex) =>
+            {
+                tracing::info!(model = %name, "flex call shed; relaying on the standard tier");
+                body = with_service_tier(&body, ServiceTier::Standard)?;
+                served.service_tier = Some(ServiceTier::Standard);
+                continue;
             }
             404 if state.models.mark_retired(&name) => state
                 .models
@@ -219,6 +226,18 @@ async fn generate(
     }
 }
 
+/// `body` asking for `tier` (Google's spelling replacing either of the caller's).
+fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, ApiError> {
+    let mut json: Value = serde_json::from_slice(body).map_err(ApiError::internal)?;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("service_tier");
+        object.insert("serviceTier".into(), tier.as_str().into());
+    }
+    serde_json::to_vec(&json)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
+}
+
 /// Keeps a relayed answer's images and usage for the caller. The client already has its
 /// answer, so a failure here is logged rather than turned into an error.
 async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer: &[u8]) {
@@ -236,10 +255,10 @@ async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer:
 async fn stream(
     state: &AppState,
     ctx: &RequestContext,
-    served: ServedAs,
+    mut served: ServedAs,
     body: Bytes,
     sse: bool,
-) -> Result<Response, ApiError> {
+) -> Result<(ServedAs, Response), ApiError> {
     if !sse {
         return Err(ApiError::invalid(
             "alt",
@@ -247,21 +266,48 @@ async fn stream(
         ));
     }
     let Some(gemini) = &state.gemini else {
-        let events = gemini_offline::stream(state, ctx, served.model, &body).await?;
-        return Ok(sse_response(Body::from(events)));
+        let events = gemini_offline::stream(state, ctx, served.model.clone(), &body).await?;
+        return Ok((served, sse_response(Body::from(events))));
     };
-    let upstream = gemini
-        .forward_stream(&served.model.entry.upstream_id, body)
+    let mut upstream = gemini
+        .forward_stream(&served.model.entry.upstream_id, body.clone())
         .await?;
+    let name = served.model.entry.name.clone();
+    // A 404 retires the model, and the stream is opened on its successor instead.
+    if upstream.status() == StatusCode::NOT_FOUND
+        && state.models.mark_retired(&name)
+        && let Ok(next) = state.models.resolve(&name)
+    {
+        tracing::warn!(from = %name, to = %next.entry.name, "streaming from the successor");
+        let requested = match &served.model.substituted {
+            Some((requested, _)) => requested.clone(),
+            None => name.clone(),
+        };
+        let shut_down = next.substituted.and_then(|(_, s)| s.shut_down);
+        served.model = ResolvedModel {
+            substituted: Some((
+                requested,
+                Substitution {
+                    successor: next.entry.name.clone(),
+                    reason: Reason::Retired,
+                    shut_down,
+                },
+            )),
+            entry: next.entry,
+        };
+        upstream = gemini
+            .forward_stream(&served.model.entry.upstream_id, body)
+            .await?;
+    }
     let status = upstream.status();
     if !status.is_success() {
         let bytes = upstream.bytes().await.map_err(|e| {
             ApiError::new(ErrorKind::UpstreamError, "The upstream stream broke.").caused_by(e)
         })?;
-        return Ok(json_response(status.as_u16(), bytes));
+        return Ok((served, json_response(status.as_u16(), bytes)));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let (state, ctx) = (state.clone(), ctx.clone());
+    let (state, ctx, kept_as) = (state.clone(), ctx.clone(), served.clone());
     // Relayed chunk by chunk; read to the end even if the client leaves, so the call's
     // images and usage are still kept.
     tokio::spawn(async move {
@@ -285,12 +331,12 @@ async fn stream(
             }
         }
         drop(tx);
-        keep(&state, &ctx, &served, &merge_events(&kept)).await;
+        keep(&state, &ctx, &kept_as, &merge_events(&kept)).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(sse_response(Body::from_stream(body)))
+    Ok((served, sse_response(Body::from_stream(body))))
 }
 
 fn sse_response(body: Body) -> Response {

@@ -161,6 +161,52 @@ async fn the_native_surface_relays_a_404d_model_to_its_successor() {
 }
 
 #[tokio::test]
+async fn a_native_stream_for_a_404d_model_comes_from_its_successor() {
+    let fake = FakeGemini::start().await;
+    let app = gemini_app(&fake, |_| {}).await;
+    fake.retire(FLASH);
+    let response = app
+        .post_json(
+            &format!("/v1beta/models/{FLASH}:streamGenerateContent?alt=sse"),
+            json!({"contents": [{"role": "user", "parts": [{"text": "a kite"}]}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-imagegate-model"), BANANA);
+    assert_eq!(
+        header(&response, "x-imagegate-substitution-reason"),
+        "retired"
+    );
+    let events = response.text().await.unwrap();
+    assert!(
+        events.contains(&format!("\"modelVersion\":\"{BANANA}\"")),
+        "{events}"
+    );
+    let models: Vec<String> = fake.requests().iter().map(|r| r.model.clone()).collect();
+    assert_eq!(models, [FLASH, BANANA]);
+}
+
+#[tokio::test]
+async fn a_native_flex_call_that_is_shed_is_relayed_on_standard_when_fallback_is_on() {
+    let fake = FakeGemini::start().await;
+    let app = gemini_app(&fake, |c| c.registry.fallback = true).await;
+    fake.shed_flex(true);
+    let response = app
+        .post_json(
+            &format!("/v1/models/{BANANA}:generateContent"),
+            json!({"contents": [{"parts": [{"text": "cheap"}]}], "serviceTier": "flex"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-imagegate-service-tier"), "standard");
+    let last = fake.requests().pop().unwrap();
+    assert_eq!(last.body["serviceTier"], "standard");
+    let (_, _, usage) = json_of(app.get("/usage").await).await;
+    let cost = usage["totals"]["cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0336 - 1e-9, "priced as standard: {usage}");
+}
+
+#[tokio::test]
 async fn pro_overloaded_on_every_attempt_falls_back_and_is_priced_as_the_fallback() {
     let fake = FakeGemini::start().await;
     let app = gemini_app(&fake, |_| {}).await;
