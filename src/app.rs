@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::access::Access;
 use crate::api::signed::UrlSigner;
 use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ProviderChoice};
+use crate::config::{Config, ProviderChoice, ServerConfig};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
 use crate::generation::execute::Executor;
@@ -27,7 +27,9 @@ use crate::provider::ImageProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::routing::Routed;
+use crate::server;
 use crate::store::Storage;
+use crate::tasks::Tasks;
 
 pub struct App {
     listener: TcpListener,
@@ -38,12 +40,14 @@ pub struct App {
     models: Arc<ModelTable>,
     /// `registry.refresh_secs`.
     models_refresh: Option<std::time::Duration>,
+    server: ServerConfig,
 }
 
-/// How long shutdown waits for async work in progress.
-const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// After the drain deadline: how long the hand-back of unfinished async requests (one
+/// database write each) may take before the process exits regardless.
+const HAND_BACK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How often expired chat sessions are deleted (they are already invisible once expired).
+/// How often expired chat sessions are deleted.
 const SESSION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl App {
@@ -199,6 +203,7 @@ impl App {
             chat,
             models,
             models_refresh: config.registry.refresh_interval(),
+            server: config.server.clone(),
         })
     }
 
@@ -216,64 +221,66 @@ impl App {
         self.models.clone()
     }
 
-    /// Serves until `shutdown` resolves; in-flight requests are then allowed to finish.
+    /// Serves until `shutdown` resolves, then drains.
     ///
-    /// Shutdown order: stop accepting, drain in-flight requests, then stop the
-    /// background tasks (the session sweeper) and wait for them.
+    /// Shutdown order:
+    /// 1. At the signal (`stop`): no new connection is accepted, idle connections close,
+    ///    workers claim no queued async request, the session sweeper ends.
+    /// 2. Up to the drain deadline (`server.drain_secs`), everything in progress runs to
+    ///    its end: requests on open connections, their detached upstream calls and
+    ///    idempotent runs (whose result is stored even if the client left), async
+    ///    requests in a worker's hands, a webhook attempt.
+    /// 3. At the deadline (`abandon`): connections still open are closed, and async
+    ///    requests still running are canceled and handed back to the queue, for this or
+    ///    another instance to run again.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let chat = self.chat.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => match chat.sweep_expired().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(sessions = n, "expired chat sessions deleted"),
-                        Err(e) => tracing::warn!(error = %e, "session sweep failed"),
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-        });
+        let tasks = Tasks::new();
+        tasks.spawn(sweep_sessions(self.chat.clone(), tasks.stop.clone()));
         // Upstream's model list, asked at once and then every `registry.refresh_secs`.
-        let models = self.models.clone();
-        let (every, stopped) = (self.models_refresh, stop.subscribe());
-        let registry = tokio::spawn(async move { models.keep_refreshed(every, stopped).await });
-        let workers = self.jobs.spawn(stop.subscribe());
-        // TCP_NODELAY: a response goes out in several writes (its images are chunks of
-        // their own), and Nagle's algorithm would hold the last small one until the
-        // client's delayed ACK, 40 ms later.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        // `into_make_service`: each connection shares the router. Served as a plain
-        // `Router`, axum deep-copies every route's middleware stack per connection (about
-        // 90 KB), which was most of the memory of 1,000 requests held open
-        // (docs/benchmarks.md).
-        let served = axum::serve(listener, self.router.into_make_service())
-            .with_graceful_shutdown(shutdown)
-            .await;
-        // Workers take no new request and finish the one they run (it is paid for); past
-        // the grace period it is abandoned with its lease, to be taken up again later.
-        let _ = stop.send(true);
-        let _ = sweeper.await;
-        // A refresh in flight is only a GET; it is not worth waiting for.
-        registry.abort();
-        for mut worker in workers {
-            if tokio::time::timeout(WORKER_GRACE, &mut worker)
-                .await
-                .is_err()
-            {
-                worker.abort();
+        let (models, every, stop) = (self.models.clone(), self.models_refresh, tasks.stop.clone());
+        tasks.spawn(async move { models.keep_refreshed(every, stop).await });
+        self.jobs.spawn(&tasks);
+        let signal = async {
+            shutdown.await;
+            tracing::info!(
+                drain_secs = self.server.drain_secs,
+                "shutdown signal received; finishing work in progress"
+            );
+            tasks.stop.cancel();
+        };
+        tokio::join!(
+            server::serve(self.listener, self.router, &self.server, &tasks),
+            signal
+        );
+        if !tasks.wait(self.server.drain()).await {
+            tracing::warn!(
+                still_running = tasks.len(),
+                "drain deadline passed; closing connections and handing unfinished async requests back"
+            );
+            tasks.abandon.cancel();
+            if !tasks.wait(HAND_BACK).await {
+                tracing::warn!(still_running = tasks.len(), "tasks abandoned at exit");
             }
         }
-        served
+        Ok(())
+    }
+}
+
+/// Deletes expired chat sessions now and then (they are already invisible once expired).
+async fn sweep_sessions(chat: Arc<ChatService>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match chat.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "expired chat sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            },
+            () = stop.cancelled() => break,
+        }
     }
 }
 

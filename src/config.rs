@@ -10,7 +10,9 @@ use serde::Deserialize;
 use crate::limits::Tiers;
 use crate::models::{ModelOverride, RegistryConfig};
 
+pub mod server;
 pub mod storage;
+pub use server::ServerConfig;
 pub use storage::{ObjectStoreConfig, RedisConfig, ServiceUrl};
 
 /// A secret string whose `Debug` never shows the value.
@@ -80,6 +82,8 @@ pub struct Config {
     /// `s3://BUCKET[/PREFIX]` for image and request bytes; unset: under the data directory.
     pub object_store_url: Option<String>,
     pub object_store: ObjectStoreConfig,
+    /// Connection timeouts and limits, and the drain deadline of a graceful stop.
+    pub server: ServerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +157,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             object_store_url: None,
             object_store: ObjectStoreConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -205,6 +210,9 @@ pub struct WebhooksConfig {
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub timeout_secs: f64,
+    /// A proxy for deliveries (`http://host:port`). Unset: direct, and `HTTP(S)_PROXY`
+    /// are ignored, since a proxy resolves the name itself and undoes the address check.
+    pub proxy: Option<ServiceUrl>,
 }
 
 impl Default for JobsConfig {
@@ -228,6 +236,7 @@ impl Default for WebhooksConfig {
             initial_backoff_ms: 5_000,
             max_backoff_ms: 3_600_000,
             timeout_secs: 10.0,
+            proxy: None,
         }
     }
 }
@@ -442,6 +451,7 @@ impl Config {
             self.limits.max_input_edge = v;
         }
         self.apply_storage_env(env)?;
+        self.apply_server_env(env)?;
         Ok(())
     }
 
@@ -477,6 +487,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_storage()?;
+        self.validate_server()?;
         let g = &self.gemini;
         if !(g.deadline_secs.is_finite() && g.deadline_secs > 0.0) {
             return Err(ConfigError::Invalid(
@@ -492,6 +503,13 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "gemini.base_url must be an http(s) URL, got {:?}",
                 g.base_url
+            )));
+        }
+        if let Some(proxy) = &self.jobs.webhooks.proxy
+            && reqwest::Proxy::all(proxy.expose()).is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "jobs.webhooks.proxy must be a proxy URL such as http://proxy:3128, got {proxy:?}"
             )));
         }
         if self.limits.max_input_edge < 64 {

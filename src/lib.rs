@@ -1,7 +1,8 @@
 //! imagegate: one stable HTTP API in front of Google's Gemini image models.
 //!
 //! - [`config`]: defaults → TOML → environment → flags.
-//! - [`app`]: builds the service and serves it.
+//! - [`app`]: builds the service and serves it; [`server`]: connections, their
+//!   timeouts and limits; [`tasks`]: every background task, tracked for shutdown.
 //! - [`api`]: HTTP only (extractors, routes, error rendering).
 //! - [`generation`]: validated requests, prompt building, the pipeline.
 //! - [`provider`]: where images come from (Gemini over HTTP, or offline).
@@ -35,4 +36,6 @@ pub mod models;
 pub mod monitoring;
 pub mod provider;
 pub mod quality;
+pub mod server;
 pub mod store;
+pub mod tasks;

@@ -292,7 +292,7 @@ where
 /// never buffered — bounded by the body limit and by time ("lingering close").
 fn discard_rest(mut multipart: Multipart) {
     const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let drain = async {
             while let Ok(Some(mut field)) = multipart.next_field().await {
                 while let Ok(Some(_)) = field.chunk().await {}

@@ -310,7 +310,7 @@ async fn stream(
     let (state, ctx, kept_as) = (state.clone(), ctx.clone(), served.clone());
     // Relayed chunk by chunk; read to the end even if the client leaves, so the call's
     // images and usage are still kept.
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let mut kept = Vec::new();
         let mut chunks = upstream.bytes_stream();
         let mut client_gone = false;

@@ -145,7 +145,7 @@ fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) ->
     let request_id = ctx.request_id.clone();
     // The story runs to the end even if the client goes away: its steps are paid for.
     let work = submit::spawn_with_progress(state, ctx, plan, inputs, progress);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let last = match work.await {
             Ok(Ok(Done::Story(outcome))) => {
                 Event::default().event("done").json_data(&outcome.response)

@@ -191,7 +191,7 @@ pub async fn run(
     inputs: Inputs,
 ) -> Result<Done, ApiError> {
     let (executor, ctx) = (Arc::clone(&state.executor), ctx.clone());
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         executor
             .run(&ctx, plan, inputs, &execute::no_progress)
             .await
@@ -207,9 +207,9 @@ pub fn spawn_with_progress(
     plan: Plan,
     inputs: Inputs,
     progress: Box<dyn Fn(StoryStep) -> BoxFuture<'static, ()> + Send + Sync>,
-) -> tokio::task::JoinHandle<Result<Done, ApiError>> {
+) -> crate::tasks::Spawned<Result<Done, ApiError>> {
     let (executor, ctx) = (Arc::clone(&state.executor), ctx.clone());
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let progress: Progress<'_> = &*progress;
         executor.run(&ctx, plan, inputs, progress).await
     })

@@ -441,7 +441,7 @@ impl Executor {
         for (request, composite) in runs {
             let (generator, ctx, lanes) = (self.generator.clone(), ctx.clone(), lanes.clone());
             let post: Option<PostProcess> = composite.map(advanced::post_process);
-            calls.push(tokio::spawn(async move {
+            calls.push(crate::tasks::spawn(async move {
                 let _lane = lanes.acquire_owned().await.map_err(ApiError::internal)?;
                 generator.run_with(&ctx, request, post).await
             }));

@@ -158,7 +158,7 @@ impl Generator {
             .apply(&ctx.caller.tier, request.routing.service_tier)?;
         let this = self.clone();
         let ctx = ctx.clone();
-        tokio::spawn(async move { this.run_to_end(ctx, request, post).await })
+        crate::tasks::spawn(async move { this.run_to_end(ctx, request, post).await })
             .await
             .map_err(ApiError::internal)?
     }

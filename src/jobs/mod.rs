@@ -8,6 +8,8 @@
 //! Requests accepted by versions before typed work were stored as their HTTP body; a
 //! worker still finishes them: [`LegacyWork`] turns such a body into the same `Work`.
 
+mod lease;
+pub mod webhook_targets;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work}
 use crate::ids;
 use crate::store::BlobStore;
 use crate::store::requests::{Cancel, NewDelivery, RequestRecord, RequestStore};
+use crate::tasks::Tasks;
+use lease::{Held, Lease};
 
 /// Reads a request stored in the format before typed work (its HTTP body) as a unit
 /// of work and the uploads it carried inline.
@@ -226,12 +230,18 @@ impl Jobs {
 
     /// Claims and runs one request. `false` when there was none.
     pub async fn run_once(&self) -> Result<bool, ApiError> {
-        let lease = self.config.lease();
-        let Some(job) = self
-            .store
-            .claim(self.clock.now_ms(), lease.as_millis() as i64)
-            .await?
-        else {
+        self.run_next(&Tasks::new()).await
+    }
+
+    /// As [`Jobs::run_once`], for a worker of the app's `tasks`: it claims nothing once
+    /// the app is stopping, and hands its request back at the drain deadline.
+    pub async fn run_next(&self, tasks: &Tasks) -> Result<bool, ApiError> {
+        if tasks.stop.is_cancelled() {
+            return Ok(false);
+        }
+        let lease_ms = self.config.lease().as_millis() as i64;
+        let claimed_at = self.clock.now_ms();
+        let Some(job) = self.store.claim(claimed_at, lease_ms).await? else {
             return Ok(false);
         };
         let outcome = if job.attempts > i64::from(self.config.max_attempts) {
@@ -242,10 +252,20 @@ impl Jobs {
             .detail("attempts", job.attempts - 1)
             .body(&job.id))
         } else {
-            self.execute(&job)
-                .await
-                .map_err(|e| e.body(&job.id))
-                .and_then(|r| r)
+            match self.execute(&job, claimed_at + lease_ms, tasks).await {
+                Held::Done(outcome) => outcome,
+                Held::Lost => {
+                    // Its upstream call was canceled with the run; whoever claims the
+                    // request once the lease has expired records the outcome.
+                    tracing::warn!(request_id = %job.id, attempt = job.attempts, "lease lost; the run was canceled");
+                    return Ok(true);
+                }
+                Held::HandedBack => {
+                    let released = self.store.release(&job.id, job.attempts).await?;
+                    tracing::warn!(request_id = %job.id, attempt = job.attempts, released, "drain deadline passed; request handed back to the queue");
+                    return Ok(true);
+                }
+            }
         };
         let (status, result, error) = match outcome {
             Ok(body) => ("succeeded", Some(body), None),
@@ -313,27 +333,19 @@ impl Jobs {
         Ok((unit.work, uploads))
     }
 
-    /// Runs the stored work with the executor, keeping the lease alive meanwhile. The
-    /// key's in-flight slot is held for the whole run: work past the key's concurrency
-    /// waits here, still queued for every purpose but its lease.
-    /// The inner result is the work's own answer: its body, or its error body.
-    async fn execute(&self, job: &RequestRecord) -> Result<Result<Value, Value>, ApiError> {
+    /// Runs the stored work with the executor while the lease is held (until
+    /// `held_until_ms` unless renewed; see [`Lease::hold`]). The key's in-flight slot is
+    /// held for the whole run: work past the key's concurrency waits here, still queued
+    /// for every purpose but its lease.
+    async fn execute(
+        &self,
+        job: &RequestRecord,
+        held_until_ms: i64,
+        tasks: &Tasks,
+    ) -> Held<Result<Value, Value>> {
         let caller = Caller {
             key_id: job.owner.clone(),
             tier: job.tier.clone(),
-        };
-        let lease = self.config.lease();
-        let heartbeat = async {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = self.clock.now_ms() + lease.as_millis() as i64;
-                if !matches!(
-                    self.store.renew(&job.id, job.attempts, until).await,
-                    Ok(true)
-                ) {
-                    break;
-                }
-            }
         };
         let run = async {
             let slot = self.executor.wait_for_slot(&caller).await;
@@ -352,10 +364,15 @@ impl Jobs {
                 .await?
                 .into_json()
         };
-        tokio::select! {
-            outcome = run => Ok(outcome.map_err(|e| e.body(&job.id))),
-            () = heartbeat => Err(ApiError::internal("lease lost")),
-        }
+        let lease = Lease {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            length: self.config.lease(),
+        };
+        lease
+            .hold(job, held_until_ms, tasks, run)
+            .await
+            .map(|outcome| outcome.map_err(|e| e.body(&job.id)))
     }
 
     /// Sends one due webhook. `false` when none was due.
@@ -369,24 +386,12 @@ impl Jobs {
             return Ok(false);
         };
         let secret = self.webhook_secret(&d.owner).await?;
-        let attempt = match webhooks::check(&d.url, wh.allow_private).await {
-            Ok(target) => {
-                webhooks::send(
-                    &target,
-                    &d.id,
-                    self.clock.now_ms() / 1000,
-                    &d.payload,
-                    &secret,
-                    wh.timeout(),
-                )
-                .await
-            }
-            // Re-checked at send time: a host that now resolves inside is refused.
-            Err(_) => webhooks::Attempt::Gone,
-        };
+        let now_secs = self.clock.now_ms() / 1000;
+        let attempt = webhooks::attempt(&d.url, wh, &d.id, now_secs, &d.payload, &secret).await;
         let (http, status, next) = match attempt {
             webhooks::Attempt::Delivered(code) => (Some(code), "delivered", None),
             webhooks::Attempt::Gone => (Some(410), "failed", None),
+            webhooks::Attempt::Refused => (None, "failed", None),
             webhooks::Attempt::Retry(code) if d.attempts >= i64::from(wh.max_attempts) => {
                 (code, "failed", None)
             }
@@ -411,17 +416,16 @@ impl Jobs {
         Ok(self.store.pending_deliveries().await?)
     }
 
-    /// Starts the request workers and the webhook sender; they stop when `stop` flips.
-    pub fn spawn(
-        self: &Arc<Self>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = Vec::new();
+    /// Starts the request workers and the webhook sender on `tasks`. At `tasks.stop` they
+    /// claim nothing more and end after the request or delivery in hand; at
+    /// `tasks.abandon` a request still running is handed back to the queue.
+    pub fn spawn(self: &Arc<Self>, tasks: &Tasks) {
         for _ in 0..self.config.workers {
-            let (jobs, mut stop) = (self.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                while !*stop.borrow() {
-                    let worked = jobs.run_once().await.unwrap_or_else(|e| {
+            let (jobs, tasks_for_worker) = (self.clone(), tasks.clone());
+            tasks.spawn(async move {
+                let tasks = tasks_for_worker;
+                while !tasks.stop.is_cancelled() {
+                    let worked = jobs.run_next(&tasks).await.unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "request worker");
                         false
                     });
@@ -431,14 +435,14 @@ impl Jobs {
                     tokio::select! {
                         () = jobs.wake.notified() => {}
                         () = tokio::time::sleep(jobs.config.poll()) => {}
-                        _ = stop.changed() => break,
+                        () = tasks.stop.cancelled() => break,
                     }
                 }
-            }));
+            });
         }
-        let (jobs, mut stop) = (self.clone(), stop);
-        tasks.push(tokio::spawn(async move {
-            while !*stop.borrow() {
+        let (jobs, stop) = (self.clone(), tasks.stop.clone());
+        tasks.spawn(async move {
+            while !stop.is_cancelled() {
                 let worked = jobs.deliver_once().await.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "webhook sender");
                     false
@@ -449,10 +453,12 @@ impl Jobs {
                 tokio::select! {
                     () = jobs.deliveries.notified() => {}
                     () = tokio::time::sleep(jobs.config.poll()) => {}
-                    _ = stop.changed() => break,
+                    () = stop.cancelled() => break,
                 }
             }
-        }));
-        tasks
+        });
     }
 }
+
+#[cfg(test)]
+mod tests;

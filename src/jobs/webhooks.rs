@@ -1,11 +1,9 @@
 //! Webhook delivery per the Standard Webhooks spec: `webhook-id`, `webhook-timestamp`
 //! and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the
 //! key's `whsec_` secret. Retried with exponential backoff and jitter until a 2xx or the
-//! budget is spent; 410 Gone stops at once. Targets on loopback, private, link-local or
-//! metadata addresses are refused at submit and again at send time (DNS can change in
-//! between), and the request is sent to the address that was checked.
+//! budget is spent; 410 Gone stops at once. Where a webhook may go is decided in
+//! [`super::webhook_targets`], at submission and again before every attempt.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,7 +12,8 @@ use hmac::{Hmac, Mac};
 use rand::Rng as _;
 use sha2::Sha256;
 
-use crate::error::ApiError;
+pub use super::webhook_targets::{Target, Unusable, check, resolve};
+use crate::config::{ServiceUrl, WebhooksConfig};
 
 /// A fresh `whsec_` secret: 32 random bytes, base64.
 pub fn new_secret() -> String {
@@ -37,97 +36,35 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
     ))
 }
 
-fn forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // Carrier-grade NAT (100.64.0.0/10) and "this network" (0.0.0.0/8).
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
-                || v4.octets()[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local (incl. fd00:ec2::254, a metadata address)
-                || (first & 0xffc0) == 0xfe80 // link-local
-        }
-    }
-}
-
-/// Where a webhook may be sent: the URL's host resolved, with every address allowed.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub url: reqwest::Url,
-    pub host: String,
-    pub addr: SocketAddr,
-}
-
-/// Checks a webhook URL and resolves it. `allow_private` is the operator's opt-in for
-/// internal receivers (and for tests on loopback).
-pub async fn check(url: &str, allow_private: bool) -> Result<Target, ApiError> {
-    let invalid = |message: &str| ApiError::invalid("webhook_url", message.to_owned());
-    let parsed =
-        reqwest::Url::parse(url).map_err(|_| invalid("The webhook URL is not a valid URL."))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid("The webhook URL must be http or https."));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("The webhook URL must not carry credentials."));
-    }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| invalid("The webhook URL has no host."))?
-        .to_owned();
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::net::lookup_host((bare.as_str(), port)),
-        )
-        .await
-        .map_err(|_| invalid("The webhook host did not resolve in time."))?
-        .map_err(|_| invalid("The webhook host does not resolve."))?
-        .collect(),
-    };
-    let first = *addrs
-        .first()
-        .ok_or_else(|| invalid("The webhook host does not resolve."))?;
-    if !allow_private && addrs.iter().any(|a| forbidden(a.ip())) {
-        return Err(ApiError::invalid(
-            "webhook_url",
-            "Webhook targets on loopback, private, link-local or metadata addresses are not allowed.",
-        )
-        .detail("reason", "forbidden_address"));
-    }
-    Ok(Target {
-        url: parsed,
-        host: bare,
-        addr: first,
-    })
-}
-
 /// What one delivery attempt came to.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Attempt {
     Delivered(u16),
     /// 410 Gone: the receiver asked us to stop.
     Gone,
+    /// The target is refused now (its name resolves to a refused address).
+    Refused,
     Retry(Option<u16>),
+}
+
+/// The client for one attempt: pinned to the address that passed the check, so DNS
+/// cannot swap it afterwards. `HTTP(S)_PROXY` and the like are ignored, as a proxy would
+/// resolve the name itself and undo the pin; only a proxy the operator configured
+/// (`jobs.webhooks.proxy`) is used, and its own egress rules apply then.
+fn client(
+    target: &Target,
+    timeout: Duration,
+    proxy: Option<&str>,
+) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .resolve(&target.host, target.addr)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    match proxy {
+        Some(url) => builder.proxy(reqwest::Proxy::all(url)?),
+        None => builder.no_proxy(),
+    }
+    .build()
 }
 
 pub async fn send(
@@ -137,19 +74,13 @@ pub async fn send(
     body: &str,
     secret: &str,
     timeout: Duration,
+    proxy: Option<&str>,
 ) -> Attempt {
     let Some(signature) = sign(secret, id, timestamp, body) else {
         return Attempt::Retry(None);
     };
-    // Pinned to the address that passed the check, so DNS cannot swap it afterwards.
-    let client = match reqwest::Client::builder()
-        .resolve(&target.host, target.addr)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(_) => return Attempt::Retry(None),
+    let Ok(client) = client(target, timeout, proxy) else {
+        return Attempt::Retry(None);
     };
     let sent = client
         .post(target.url.clone())
@@ -168,6 +99,35 @@ pub async fn send(
     }
 }
 
+/// One delivery attempt to `url`, checked and resolved again first. A name that does
+/// not resolve is retried like any network failure; a refused address is final.
+pub async fn attempt(
+    url: &str,
+    policy: &WebhooksConfig,
+    id: &str,
+    timestamp: i64,
+    body: &str,
+    secret: &str,
+) -> Attempt {
+    match resolve(url, policy.allow_private).await {
+        Ok(target) => {
+            let proxy = policy.proxy.as_ref().map(ServiceUrl::expose);
+            send(
+                &target,
+                id,
+                timestamp,
+                body,
+                secret,
+                policy.timeout(),
+                proxy,
+            )
+            .await
+        }
+        Err(Unusable::Refused(_)) => Attempt::Refused,
+        Err(Unusable::Unresolved(_)) => Attempt::Retry(None),
+    }
+}
+
 /// Exponential backoff with full jitter between half and the whole step.
 pub fn backoff(attempt: i64, initial: Duration, max: Duration) -> Duration {
     let step = initial
@@ -181,36 +141,22 @@ pub fn backoff(attempt: i64, initial: Duration, max: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    #[test]
-    fn internal_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(forbidden(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
-            assert!(!forbidden(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
     #[tokio::test]
-    async fn loopback_urls_are_refused_unless_allowed() {
-        assert!(check("http://127.0.0.1:9/hook", false).await.is_err());
-        assert!(check("http://localhost:9/hook", false).await.is_err());
-        assert!(check("http://[::1]:9/hook", false).await.is_err());
-        assert!(check("http://127.0.0.1:9/hook", true).await.is_ok());
-        assert!(check("ftp://example.com/", true).await.is_err());
-        assert!(check("http://user:pw@127.0.0.1/", true).await.is_err());
+    async fn a_name_that_does_not_resolve_is_retried_and_a_refused_address_is_not() {
+        let policy = WebhooksConfig::default();
+        let secret = new_secret();
+        // `.invalid` never resolves (RFC 2606): a DNS failure at delivery time.
+        let unresolved = attempt(
+            "http://hooks.example.invalid/x",
+            &policy,
+            "msg_1",
+            0,
+            "{}",
+            &secret,
+        );
+        assert_eq!(unresolved.await, Attempt::Retry(None));
+        let refused = attempt("http://localhost:9/x", &policy, "msg_1", 0, "{}", &secret);
+        assert_eq!(refused.await, Attempt::Refused);
     }
 
     #[test]

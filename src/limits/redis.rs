@@ -202,7 +202,7 @@ impl RedisLimits {
     fn lease_permit(&self, key: String, member: String, lease_ms: i64) -> ConcurrencyPermit {
         let (conn, script, every) = (self.conn.clone(), self.renew.clone(), self.lease / 3);
         let (k, m) = (key.clone(), member.clone());
-        let renewer = tokio::spawn(async move {
+        let renewer = crate::tasks::spawn(async move {
             let mut conn = conn;
             loop {
                 tokio::time::sleep(every).await;

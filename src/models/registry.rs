@@ -210,25 +210,30 @@ impl ModelTable {
         (live.refreshed.clone(), live.not_in_table.clone())
     }
 
-    /// Refreshes at once, then every `every` until `stop` changes; failures are logged
-    /// and the last good list is kept.
+    /// Refreshes at once, then every `every` until `stop` fires; failures are logged
+    /// and the last good list is kept. A refresh in flight at `stop` is dropped: it is
+    /// only a GET, not worth holding the drain for.
     pub async fn keep_refreshed(
         &self,
         every: Option<Duration>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio_util::sync::CancellationToken,
     ) {
         if self.lister.is_none() {
             return;
         }
         loop {
-            match self.refresh().await {
+            let refreshed = tokio::select! {
+                refreshed = self.refresh() => refreshed,
+                () = stop.cancelled() => return,
+            };
+            match refreshed {
                 Ok(count) => tracing::debug!(models = count, "upstream model list refreshed"),
                 Err(e) => tracing::warn!(error = %e, "could not refresh upstream's model list"),
             }
             let Some(every) = every else { return };
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             }
         }
     }

@@ -61,6 +61,9 @@ pub trait RequestStore: Send + Sync + 'static {
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError>;
     /// Extends the lease while the attempt still holds it.
     async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError>;
+    /// Hands a request this attempt still holds back to the queue (a stopping worker
+    /// that could not finish it); the attempt does not count against its budget.
+    async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError>;
     /// Records the outcome of an attempt that still holds the request, and queues its
     /// webhook in the same transaction (so a crash cannot lose it). `false` if fenced off.
     #[allow(clippy::too_many_arguments)]
@@ -206,6 +209,15 @@ impl RequestStore for SqlRequestStore {
     async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE requests SET lease_until_ms = ? WHERE id = ? AND attempts = ? AND status = 'running'")
             .bind(lease_until_ms)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = NULL WHERE id = ? AND attempts = ? AND status = 'running'")
             .bind(id)
             .bind(attempt)
             .execute(&self.db.pool)

@@ -88,7 +88,7 @@ async fn run_once(
         let response = next.run(request).await;
         keep(&state, &caller, &key, fingerprint, response).await
     };
-    tokio::spawn(run.instrument(tracing::Span::current()))
+    crate::tasks::spawn(run.instrument(tracing::Span::current()))
         .await
         .map_err(ApiError::internal)
 }

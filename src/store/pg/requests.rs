@@ -118,6 +118,17 @@ impl RequestStore for PgRequestStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = NULL WHERE id = $1 AND attempts = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn finish(
         &self,
         id: &str,

@@ -1,0 +1,199 @@
+//! A graceful stop of the real binary (SIGTERM): it claims no queued async request while
+//! it drains, finishes what it can within the drain deadline, and hands back the rest.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+
+async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, String) {
+    std::fs::write(
+        dir.join("imagegate.toml"),
+        format!(
+            "[jobs]\nworkers = {workers}\npoll_ms = 50\n[server]\ndrain_secs = 10.0\n[gemini]\ndeadline_secs = 120.0\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--provider", "gemini", "--log-format", "json", "--config"])
+        .arg(dir.join("imagegate.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--gemini-base-url", fake])
+        .env("GOOGLE_API_KEY", FAKE_API_KEY)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let fields = crate::support::started(&mut child).await;
+    let address = fields["address"].as_str().unwrap().to_owned();
+    (child, format!("http://{address}"))
+}
+
+async fn submit(client: &reqwest::Client, base: &str, prompt: &str) -> String {
+    let response = client
+        .post(format!("{base}/generate-image"))
+        .bearer_auth(FAKE_API_KEY)
+        .json(&json!({"prompt": prompt, "async": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["request_id"].as_str().unwrap().to_owned()
+}
+
+async fn status(client: &reqwest::Client, base: &str, id: &str) -> String {
+    let body: Value = client
+        .get(format!("{base}/requests/{id}"))
+        .bearer_auth(FAKE_API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn wait_for_calls(fake: &FakeGemini, marker: &str) {
+    for _ in 0..1200 {
+        if !fake.calls_for(marker).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no upstream call for {marker}");
+}
+
+fn terminate(server: &Child) {
+    let pid = server.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotent_run_whose_client_left_is_stored_before_the_process_exits() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeGemini::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = start(dir.path(), &fake.base_url(), 0).await;
+    let client = reqwest::Client::new();
+    let send = |base: String| {
+        client
+            .post(format!("{base}/generate-image"))
+            .bearer_auth(FAKE_API_KEY)
+            .header("Idempotency-Key", "shutdown-1")
+            .json(&json!({"prompt": "paid for [[fake:slow_2000]]"}))
+            .send()
+    };
+    // The client gives up while the upstream call runs, then the server is stopped.
+    let left = tokio::spawn(send(base.clone()));
+    wait_for_calls(&fake, "paid for").await;
+    left.abort();
+    terminate(&server);
+    let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("it stops")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    // The retry after the restart gets the stored answer instead of paying again.
+    let (_again, base) = start(dir.path(), &fake.base_url(), 0).await;
+    let replayed = send(base).await.unwrap();
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(fake.calls_for("paid for").len(), 1, "one upstream call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draining_server_claims_no_queued_work_and_hands_back_what_it_cannot_finish() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeGemini::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = start(dir.path(), &fake.base_url(), 2).await;
+    let client = reqwest::Client::new();
+
+    // Both workers busy: one finishes within the drain deadline, one cannot (only its
+    // first attempt is slow).
+    let finishes = submit(&client, &base, "short [[fake:slow_3000]]").await;
+    let handed_back = submit(&client, &base, "long [[fake:slow_60000:1]]").await;
+    wait_for_calls(&fake, "short [[fake:slow_3000]]").await;
+    wait_for_calls(&fake, "long [[fake:slow_60000:1]]").await;
+    let mut queued = Vec::new();
+    for i in 0..8 {
+        queued.push(submit(&client, &base, &format!("queued {i}")).await);
+    }
+    // A synchronous request in flight keeps the drain going after the first worker is
+    // free again: that worker must not take up the queued requests meanwhile.
+    let sync = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/generate-image"))
+                .bearer_auth(FAKE_API_KEY)
+                .json(&json!({"prompt": "in flight [[fake:slow_6000]]"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    wait_for_calls(&fake, "in flight [[fake:slow_6000]]").await;
+
+    terminate(&server);
+    let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("it stops after the drain deadline")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    assert_eq!(
+        sync.await.unwrap().expect("answered"),
+        200,
+        "the in-flight request finished"
+    );
+    for i in 0..8 {
+        assert!(
+            fake.calls_for(&format!("queued {i}")).is_empty(),
+            "queued {i} was not run by the draining server"
+        );
+    }
+
+    // Back with no workers, to look at what the stopped server left.
+    let (mut look, base) = start(dir.path(), &fake.base_url(), 0).await;
+    assert_eq!(status(&client, &base, &finishes).await, "succeeded");
+    assert_eq!(
+        status(&client, &base, &handed_back).await,
+        "queued",
+        "the unfinished request was handed back"
+    );
+    for id in &queued {
+        assert_eq!(status(&client, &base, id).await, "queued");
+    }
+    look.start_kill().unwrap();
+    look.wait().await.unwrap();
+
+    // And a server with workers runs every one of them.
+    let (_again, base) = start(dir.path(), &fake.base_url(), 2).await;
+    let mut all = queued.clone();
+    all.push(handed_back.clone());
+    for id in &all {
+        let mut last = String::new();
+        for _ in 0..1200 {
+            last = status(&client, &base, id).await;
+            if last == "succeeded" || last == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(last, "succeeded", "{id}");
+    }
+    assert_eq!(fake.calls_for("long [[fake:slow_60000:1]]").len(), 2);
+}
