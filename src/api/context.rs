@@ -70,6 +70,9 @@ pub async fn request_context(
         request.uri().path(),
         crate::api::auth::sends_google_key(&request),
     );
+    // Inner layers that store an error for later (idempotent replay) render it as this
+    // surface would.
+    request.extensions_mut().insert(surface);
     let in_flight = monitoring.metrics.in_flight();
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

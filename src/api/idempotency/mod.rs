@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 use crate::api::AppState;
 use crate::api::context::RequestId;
 use crate::caller::Caller;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind, Surface};
 use crate::store::idempotency::{IdempotentResult, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
@@ -60,7 +60,12 @@ async fn run_once(
         .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let body = read_body(body, state.max_body_bytes()).await?;
-    let fingerprint = fingerprint(&parts, &body);
+    let fingerprint = fingerprint(&parts, &body).await;
+    let surface = parts
+        .extensions
+        .get::<Surface>()
+        .copied()
+        .unwrap_or(Surface::Contract);
     let access = state.access.clone();
     let slot = access
         .single_flight
@@ -86,7 +91,7 @@ async fn run_once(
     let run = async move {
         let _slot = slot;
         let response = next.run(request).await;
-        keep(&state, &caller, &key, fingerprint, response).await
+        keep(&state, &caller, &key, fingerprint, surface, response).await
     };
     crate::tasks::spawn(run.instrument(tracing::Span::current()))
         .await
@@ -137,6 +142,7 @@ async fn keep(
     caller: &Caller,
     key: &str,
     fingerprint: String,
+    surface: Surface,
     response: Response,
 ) -> Response {
     let status = response.status();
@@ -149,14 +155,15 @@ async fn keep(
         Err(e) => return ApiError::internal(format!("buffering a response: {e}")).into_response(),
     };
     let stored = match parts.extensions.get::<ApiError>() {
-        // An error not yet rendered: store the body the client will see.
+        // An error not yet rendered: store the body the client will see, in the shape
+        // of the surface it called (OpenAI's, Google's or the contract's).
         Some(error) => StoredResponse {
             status: status.as_u16(),
             headers: vec![(
                 header::CONTENT_TYPE.to_string(),
                 "application/json".to_owned(),
             )],
-            body: Bytes::from(error.body("").to_string()),
+            body: Bytes::from(error.body_for(surface, "").to_string()),
         },
         None => StoredResponse {
             status: status.as_u16(),
@@ -199,11 +206,13 @@ fn replayable_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> 
 }
 
 /// The stored response, now answering request `request_id`: the body names this
-/// request and says it was served from storage (`"cached": true`).
+/// request and says it was served from storage (`"cached": true`). An accepted async
+/// submission (it has a `status_url`) keeps naming the request that was queued: that is
+/// the one whose status the client can follow.
 fn replay(stored: StoredResponse, request_id: &str) -> Response {
     let body = match serde_json::from_slice::<Value>(&stored.body) {
         Ok(Value::Object(mut object)) => {
-            if object.contains_key("request_id") {
+            if object.contains_key("request_id") && !object.contains_key("status_url") {
                 object.insert("request_id".into(), Value::from(request_id));
             }
             if object.get("cached").is_some_and(Value::is_boolean) {
@@ -230,9 +239,10 @@ fn replay(stored: StoredResponse, request_id: &str) -> Response {
 }
 
 /// What makes two requests "the same": method, path and query, media type and body.
-/// Multipart boundaries are random per request, so they are hashed as one placeholder:
-/// a client that rebuilds the same form for its retry still matches.
-fn fingerprint(parts: &Parts, body: &[u8]) -> String {
+/// A form is compared by its parsed parts, each part's name, file name, type and the
+/// hash of its bytes, in order: its boundary is random per request (a client rebuilding
+/// the same form for its retry still matches), and no byte of a value is ever left out.
+async fn fingerprint(parts: &Parts, body: &Bytes) -> String {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -253,41 +263,38 @@ fn fingerprint(parts: &Parts, body: &[u8]) -> String {
         hash.update(field.as_bytes());
         hash.update(b"\n");
     }
-    match boundary(content_type) {
-        Some(boundary) if media_type.starts_with("multipart/") => {
-            let mut rest = body;
-            while let Some(at) = find(rest, boundary.as_bytes()) {
-                hash.update(&rest[..at]);
-                hash.update(b"\0boundary\0");
-                rest = &rest[at + boundary.len()..];
-            }
-            hash.update(rest);
-        }
-        _ => hash.update(body),
+    let form = match multer::parse_boundary(content_type) {
+        Ok(boundary) if media_type == "multipart/form-data" => form_digest(body, boundary).await,
+        _ => None,
+    };
+    match form {
+        Some(digest) => hash.update(digest),
+        // Not a form, or one that does not parse (the route refuses it): the bytes.
+        None => hash.update(body),
     }
     hex::encode(hash.finalize())
 }
 
-fn boundary(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        let value = value.trim().trim_matches('"');
-        (name.trim().eq_ignore_ascii_case("boundary") && !value.is_empty())
-            .then(|| value.to_owned())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, tail) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(offset) = haystack.get(from..)?.iter().position(|&b| b == first) {
-        let at = from + offset;
-        if haystack.get(at + 1..at + needle.len()) == Some(tail) {
-            return Some(at);
+/// The parts of a form, each as name, file name, content type and SHA-256 of its bytes.
+async fn form_digest(body: &Bytes, boundary: String) -> Option<Vec<u8>> {
+    let stream =
+        futures_util::stream::once(std::future::ready(Ok::<_, std::io::Error>(body.clone())));
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut digest = Sha256::new();
+    while let Some(field) = form.next_field().await.ok()? {
+        let describe = [
+            field.name().unwrap_or(""),
+            field.file_name().unwrap_or(""),
+            field.content_type().map_or("", |m| m.essence_str()),
+        ];
+        for text in describe {
+            digest.update((text.len() as u64).to_be_bytes());
+            digest.update(text.as_bytes());
         }
-        from = at + 1;
+        let bytes = field.bytes().await.ok()?;
+        digest.update(Sha256::digest(&bytes));
     }
-    None
+    Some(digest.finalize().to_vec())
 }
 
 #[cfg(test)]
@@ -302,8 +309,12 @@ mod tests {
         request.into_parts().0
     }
 
-    #[test]
-    fn a_form_rebuilt_with_a_new_boundary_has_the_same_fingerprint() {
+    fn bytes(s: &str) -> Bytes {
+        Bytes::from(s.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_form_rebuilt_with_a_new_boundary_has_the_same_fingerprint() {
         let form = |b: &str| {
             format!(
                 "--{b}\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n--{b}--\r\n"
@@ -311,30 +322,51 @@ mod tests {
         };
         let a = fingerprint(
             &parts("multipart/form-data; boundary=aaaa"),
-            form("aaaa").as_bytes(),
-        );
+            &bytes(&form("aaaa")),
+        )
+        .await;
         let b = fingerprint(
             &parts("multipart/form-data; boundary=\"b1b1\""),
-            form("b1b1").as_bytes(),
-        );
+            &bytes(&form("b1b1")),
+        )
+        .await;
         assert_eq!(a, b);
         let other = "--c\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\nho\r\n--c--\r\n";
-        assert_ne!(
-            a,
-            fingerprint(&parts("multipart/form-data; boundary=c"), other.as_bytes())
-        );
+        let other = fingerprint(&parts("multipart/form-data; boundary=c"), &bytes(other)).await;
+        assert_ne!(a, other);
     }
 
-    #[test]
-    fn json_bodies_differing_in_one_byte_differ() {
+    #[tokio::test]
+    async fn prompts_that_differ_only_by_the_boundary_string_differ() {
+        // Stripping the boundary string everywhere made these two the same request.
+        let form = |b: &str, prompt: &str| {
+            format!(
+                "--{b}\r\ncontent-disposition: form-data; name=\"prompt\"\r\n\r\n{prompt}\r\n--{b}--\r\n"
+            )
+        };
+        let cat = fingerprint(
+            &parts("multipart/form-data; boundary=cat"),
+            &bytes(&form("cat", "a cat on a mat")),
+        )
+        .await;
+        let dog = fingerprint(
+            &parts("multipart/form-data; boundary=dog"),
+            &bytes(&form("dog", "a dog on a mat")),
+        )
+        .await;
+        assert_ne!(cat, dog);
+    }
+
+    #[tokio::test]
+    async fn json_bodies_differing_in_one_byte_differ() {
         let json = parts("application/json");
         assert_ne!(
-            fingerprint(&json, b"{\"prompt\":\"a\"}"),
-            fingerprint(&json, b"{\"prompt\":\"b\"}")
+            fingerprint(&json, &bytes("{\"prompt\":\"a\"}")).await,
+            fingerprint(&json, &bytes("{\"prompt\":\"b\"}")).await
         );
         assert_eq!(
-            fingerprint(&json, b"{}"),
-            fingerprint(&parts("application/json; charset=utf-8"), b"{}")
+            fingerprint(&json, &bytes("{}")).await,
+            fingerprint(&parts("application/json; charset=utf-8"), &bytes("{}")).await
         );
     }
 }

@@ -196,3 +196,48 @@ async fn an_unusable_idempotency_key_is_refused() {
     let body = expect_error(response, 400, "invalid_request").await;
     assert_eq!(body["details"]["field"], "Idempotency-Key");
 }
+
+#[tokio::test]
+async fn a_replayed_async_submission_names_the_request_that_was_queued() {
+    let app = TestApp::spawn(|c| c.provider = imagegate::config::ProviderChoice::Offline).await;
+    let body = json!({"prompt": "a fox", "async": true});
+    let (status, _, first) =
+        json_of(post_with_key(&app, &app.client, "async-1", body.clone()).await).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, _, again) = json_of(post_with_key(&app, &app.client, "async-1", body).await).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["request_id"], first["request_id"]);
+    assert_eq!(again["status_url"], first["status_url"]);
+    let status_url = again["status_url"].as_str().unwrap();
+    let (status, _, queued) = json_of(app.get(status_url).await).await;
+    assert_eq!(status, 200, "the named request exists: {queued}");
+    assert_eq!(queued["request_id"], first["request_id"]);
+}
+
+#[tokio::test]
+async fn a_replayed_error_keeps_the_shape_of_the_surface_that_was_called() {
+    let app = TestApp::spawn(|c| c.provider = imagegate::config::ProviderChoice::Offline).await;
+    let send = || {
+        app.client
+            .post(app.url("/v1/images/generations"))
+            .header("Idempotency-Key", "openai-error-1")
+            .json(&json!({"prompt": "", "model": "gpt-image-1"}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    let status = first.status();
+    let first: Value = first.json().await.unwrap();
+    assert!(status.is_client_error(), "{status} {first}");
+    assert!(
+        first["error"]["message"].is_string(),
+        "OpenAI's shape: {first}"
+    );
+    let again = send().await.unwrap();
+    assert_eq!(header(&again, "idempotent-replayed"), "true");
+    assert_eq!(again.status(), status);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["error"], first["error"],
+        "still OpenAI's shape: {again}"
+    );
+}
