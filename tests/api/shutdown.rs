@@ -1,5 +1,6 @@
-//! A graceful stop of the real binary (SIGTERM): it claims no queued async request while
-//! it drains, finishes what it can within the drain deadline, and hands back the rest.
+//! The real binary under process-level conditions. A graceful stop (SIGTERM): it claims
+//! no queued async request while it drains, finishes what it can within the drain
+//! deadline, and hands back the rest. A proxy in the environment: webhooks ignore it.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -196,4 +197,65 @@ async fn a_draining_server_claims_no_queued_work_and_hands_back_what_it_cannot_f
         assert_eq!(last, "succeeded", "{id}");
     }
     assert_eq!(fake.calls_for("long [[fake:slow_60000:1]]").len(), 2);
+}
+
+/// The delivery client goes straight to the checked address even when the environment
+/// names a proxy: a proxy would resolve the name itself and undo the check.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_ignore_a_proxy_named_in_the_environment() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (receiver, hook) = crate::async_jobs::Receiver::start(&[]).await;
+    // A "proxy" that only counts who connects to it.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let proxied = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = proxied.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = proxy.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("imagegate.toml"),
+        "[jobs]\nworkers = 1\npoll_ms = 50\n[jobs.webhooks]\nallow_private = true\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--provider", "offline", "--log-format", "json", "--config"])
+        .arg(dir.path().join("imagegate.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("GOOGLE_API_KEY", FAKE_API_KEY)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("HTTP_PROXY", &proxy_url)
+        .env("http_proxy", &proxy_url)
+        .env("ALL_PROXY", &proxy_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let fields = crate::support::started(&mut child).await;
+    let base = format!("http://{}", fields["address"].as_str().unwrap());
+    let response = reqwest::Client::new()
+        .post(format!("{base}/generate-image"))
+        .bearer_auth(FAKE_API_KEY)
+        .json(&json!({"prompt": "a fox", "async": true, "webhook_url": hook}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    for _ in 0..1200 {
+        if !receiver.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(receiver.calls().len(), 1, "delivered directly");
+    assert_eq!(proxied.load(Ordering::SeqCst), 0, "not through the proxy");
 }
