@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::http::header;
 use bytes::{Bytes, BytesMut};
 
+use crate::api::part_headers;
 use crate::error::{ApiError, ErrorKind};
 use crate::imaging;
 
@@ -39,6 +40,13 @@ pub struct Form {
 }
 
 fn multipart_error(e: multer::Error) -> ApiError {
+    if let multer::Error::StreamReadFailed(inner) = &e
+        && inner.is::<part_headers::PartHeaderTooLarge>()
+    {
+        return ApiError::new(ErrorKind::InvalidRequest, "A part's headers are too large.")
+            .detail("field", "body")
+            .detail("max_part_header_bytes", part_headers::MAX_PART_HEADER_BYTES);
+    }
     match e {
         multer::Error::StreamSizeExceeded { limit } => {
             ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
@@ -90,7 +98,7 @@ impl Form {
             .detail("field", "Content-Type"));
         }
         let boundary = multer::parse_boundary(&content_type).map_err(malformed)?;
-        let stream = request.into_body().into_data_stream();
+        let stream = part_headers::Bounded::new(request.into_body().into_data_stream(), &boundary);
         Self::read(multer_for(stream, boundary, limits), spec).await
     }
 
@@ -103,6 +111,7 @@ impl Form {
     ) -> Result<Self, ApiError> {
         let boundary = multer::parse_boundary(content_type).map_err(malformed)?;
         let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let stream = part_headers::Bounded::new(Box::pin(stream), &boundary);
         Self::read(multer_for(stream, boundary, limits), spec).await
     }
 

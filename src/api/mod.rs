@@ -21,6 +21,7 @@ pub mod models;
 pub mod monitoring;
 pub mod openai;
 pub mod openapi;
+pub mod part_headers;
 pub mod playground;
 pub mod quality;
 pub mod signed;

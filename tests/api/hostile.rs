@@ -350,3 +350,36 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
         fake.max_in_flight()
     );
 }
+
+#[tokio::test]
+async fn a_part_header_past_its_bound_is_refused_with_400() {
+    let app = TestApp::offline().await;
+    let boundary = "hostile-boundary";
+    let mut body =
+        format!("--{boundary}\r\ncontent-disposition: form-data; name=\"prompt\"\r\nx-padding: ")
+            .into_bytes();
+    body.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    body.extend_from_slice(format!("\r\n\r\nblue\r\n--{boundary}--\r\n").as_bytes());
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(1000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let response = app
+        .client
+        .post(app.url("/edit-image"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(response, 400, "invalid_request").await;
+    assert!(
+        body["details"]["max_part_header_bytes"].as_u64().is_some(),
+        "{body}"
+    );
+}
