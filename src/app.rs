@@ -17,6 +17,7 @@ use crate::config::{Config, ProviderChoice, ServerConfig};
 use crate::generation::Generator;
 use crate::generation::chat::ChatService;
 use crate::generation::execute::Executor;
+use crate::generation::pixels::PixelBudget;
 use crate::generation::work::WorkEnv;
 use crate::imaging::IntakeLimits;
 use crate::jobs::Jobs;
@@ -158,6 +159,10 @@ impl App {
                     max_edge: config.limits.max_input_edge,
                 },
             },
+            PixelBudget::new(
+                config.limits.max_decoded_bytes,
+                std::time::Duration::from_secs(config.limits.decode_wait_secs),
+            ),
             generator.clone(),
             chat.clone(),
             access.concurrency.clone(),

@@ -132,6 +132,11 @@ pub struct LimitsConfig {
     pub max_json_bytes: usize,
     /// A whole multipart body: three files at the limit plus the text fields fit.
     pub max_multipart_bytes: usize,
+    /// Decoded pixels (at their in-memory size) this process holds for requests at once;
+    /// heavier requests wait for each other. Sized for a 24 GB, 2-core machine.
+    pub max_decoded_bytes: u64,
+    /// How long a request waits for decoded-pixel memory before a 503 with Retry-After.
+    pub decode_wait_secs: u64,
 }
 
 impl Default for Config {
@@ -285,6 +290,8 @@ impl Default for LimitsConfig {
             max_input_pixels: 50_000_000,
             max_json_bytes: 1024 * 1024,
             max_multipart_bytes: 64 * 1024 * 1024,
+            max_decoded_bytes: 1024 * 1024 * 1024,
+            decode_wait_secs: 30,
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     ServerError,
     UpstreamError,
     UpstreamUnavailable,
+    /// This instance's memory for decoded images stayed taken past the wait deadline.
+    Busy,
     UpstreamTimeout,
     /// `GET /ready` when storage or the upstream configuration is not usable.
     NotReady,
@@ -45,7 +47,7 @@ impl ErrorKind {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
-            Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamUnavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -66,6 +68,7 @@ impl ErrorKind {
             Self::ServerError => "server_error",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::Busy => "server_busy",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::NotReady => "not_ready",
         }

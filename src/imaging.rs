@@ -159,6 +159,22 @@ pub fn accept_input(
     })
 }
 
+/// Width and height from the header alone, if the bytes are an image we take.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let format = ImageFormat::sniff(bytes)?;
+    ImageReader::with_format(Cursor::new(bytes), format.codec())
+        .into_dimensions()
+        .ok()
+}
+
+/// The largest image the gateway builds itself (outpaint canvases, composites): upstream's
+/// own largest output is 4K (4096 × 4096), and nothing the gateway makes needs more.
+pub const MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
+
+/// What decoding and working on an image of `pixels` takes in memory: RGBA at up to 16
+/// bits a channel, the figure the decoder's own allocation limit uses.
+pub const DECODED_BYTES_PER_PIXEL: u64 = 8;
+
 pub fn file_too_large(field: &str, max: usize) -> ApiError {
     ApiError::new(
         ErrorKind::FileTooLarge,

@@ -83,7 +83,15 @@ pub async fn model_action(
     let (body, tier) = enforce_tier(&state, &ctx, body)?;
     if action == "generateContent" || action == "streamGenerateContent" {
         let (served, mut response) = if action == "generateContent" {
-            generate(&state, &ctx, resolved, tier, body).await?
+            // In a task of its own, holding the request's context (and so its in-flight
+            // slot): a client that hangs up neither cancels the paid call nor frees its
+            // slot before the call ends.
+            let (task_state, task_ctx) = (state.clone(), ctx.clone());
+            tokio::spawn(
+                async move { generate(&task_state, &task_ctx, resolved, tier, body).await },
+            )
+            .await
+            .map_err(ApiError::internal)??
         } else {
             let sse = query.get("alt").is_some_and(|a| a == "sse");
             let served = ServedAs {

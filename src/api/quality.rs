@@ -40,6 +40,12 @@ pub async fn assess(
         max_edge: u32::MAX,
         ..state.intake_limits()
     };
+    let decoded = imaging::dimensions(&bytes).map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+    let _pixels = state
+        .executor
+        .pixels
+        .take(decoded.saturating_mul(imaging::DECODED_BYTES_PER_PIXEL))
+        .await?;
     let metrics = tokio::task::spawn_blocking(move || {
         let image = imaging::accept_input("image", bytes, &limits)?;
         quality::assess(&image.bytes).map_err(unmeasurable)

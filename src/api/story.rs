@@ -121,6 +121,7 @@ pub async fn generate(
 fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(STORY_EVENTS_BUFFERED);
     let steps = tx.clone();
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // A reader that does not keep up holds back only its own story (the channel is
     // bounded); the step is already stored when it is told. A reader that has not taken
     // an event for `STALLED_READER` is treated as gone: the story goes on untold.

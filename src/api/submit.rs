@@ -143,7 +143,15 @@ pub async fn accept(
             .apply(&ctx.caller.tier, Some(tier))?;
     }
     let uploads = uploads.into_map();
-    let inputs = execute::prepare(&work, uploads.clone(), state.executor.env.intake).await?;
+    let executor = &state.executor;
+    let inputs = execute::prepare(
+        &work,
+        &plan,
+        uploads.clone(),
+        executor.env.intake,
+        &executor.pixels,
+    )
+    .await?;
     if let Plan::ChatMessage {
         session_id, image, ..
     } = &plan

@@ -11,9 +11,11 @@ use serde_json::Value;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::advanced::{self, Inpaint, Outpaint};
+use crate::generation::canvas;
 use crate::generation::chat::{ChatMessage, ChatReply, ChatService};
 use crate::generation::openai::{Format, OpenAiPlan};
 use crate::generation::params::Prompt;
+use crate::generation::pixels::{PixelBudget, PixelPermit};
 use crate::generation::quality_check::{self, QualityCheck};
 use crate::generation::story::{self, StoryOutcome};
 use crate::generation::work::{ImageRef, ImageRole, Plan, Work, WorkEnv};
@@ -29,38 +31,61 @@ pub struct Prepared {
     pub image: InputImage,
 }
 
-/// The prepared uploads of one unit of work, by [`ImageRef::key`].
+/// The prepared uploads of one unit of work, by [`ImageRef::key`], and the work's share
+/// of the decoded-pixel budget (held until the work ends).
 #[derive(Default)]
-pub struct Inputs(HashMap<String, Prepared>);
+pub struct Inputs {
+    images: HashMap<String, Prepared>,
+    pixels: Option<PixelPermit>,
+}
 
 impl Inputs {
     /// The size of a prepared image as it goes upstream (0 when absent).
     pub fn image_bytes(&self, r: &ImageRef) -> i64 {
-        self.0.get(&r.key).map_or(0, |p| p.image.bytes.len() as i64)
+        self.images
+            .get(&r.key)
+            .map_or(0, |p| p.image.bytes.len() as i64)
     }
 
     fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
-        self.0
+        self.images
             .remove(&r.key)
             .ok_or_else(|| ApiError::internal(format!("input {} was not prepared", r.key)))
     }
 }
 
 /// Checks and prepares every upload `work` reads (`bytes` by key), off the async threads.
-/// The same checks run at acceptance and, for stored work, again before it runs.
+/// The same checks run at acceptance and, for stored work, again before it runs. The
+/// work's share of the decoded-pixel budget is taken first and held by the inputs.
 pub async fn prepare(
     work: &Work,
+    plan: &Plan,
     mut bytes: HashMap<String, Bytes>,
     limits: IntakeLimits,
+    pixels: &PixelBudget,
 ) -> Result<Inputs, ApiError> {
     let mut wanted = Vec::new();
+    let mut dims = HashMap::new();
     for r in work.images() {
         let data = bytes
             .remove(&r.key)
             .ok_or_else(|| ApiError::internal(format!("input {} is missing", r.key)))?;
+        // Header only; bytes that are no image are refused by intake below.
+        if let Some(d) = imaging::dimensions(&data) {
+            dims.insert(r.key.clone(), d);
+        }
         wanted.push((r.clone(), data));
     }
-    tokio::task::spawn_blocking(move || {
+    let built = check_outputs(plan, &dims)?;
+    let decoded: u64 = dims
+        .values()
+        .map(|(w, h)| u64::from(*w) * u64::from(*h))
+        .sum::<u64>()
+        + built;
+    let permit = pixels
+        .take(decoded.saturating_mul(imaging::DECODED_BYTES_PER_PIXEL))
+        .await?;
+    let mut inputs = tokio::task::spawn_blocking(move || {
         let mut inputs = Inputs::default();
         for (r, data) in wanted {
             let image = imaging::accept_input(&r.field, data.clone(), &limits)?;
@@ -68,7 +93,7 @@ pub async fn prepare(
                 ImageRole::Input => image,
                 ImageRole::OpenAiMask => openai_mask(&image)?,
             };
-            inputs.0.insert(
+            inputs.images.insert(
                 r.key,
                 Prepared {
                     original: data,
@@ -76,10 +101,64 @@ pub async fn prepare(
                 },
             );
         }
-        Ok(inputs)
+        Ok::<_, ApiError>(inputs)
     })
     .await
-    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)??;
+    inputs.pixels = Some(permit);
+    Ok(inputs)
+}
+
+fn too_large_to_build(field: &str, width: u32, height: u32) -> ApiError {
+    ApiError::invalid(
+        field,
+        "The image the gateway would build from this is too large to process.",
+    )
+    .detail("width", width)
+    .detail("height", height)
+    .detail("max_pixels", imaging::MAX_OUTPUT_PIXELS)
+}
+
+/// Refuses work whose built images (composites at the original's size, outpaint
+/// canvases) would pass [`imaging::MAX_OUTPUT_PIXELS`], before anything is allocated;
+/// returns the pixels those built images take.
+fn check_outputs(plan: &Plan, dims: &HashMap<String, (u32, u32)>) -> Result<u64, ApiError> {
+    let pixels = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+    let composite = |image: &ImageRef| match dims.get(&image.key) {
+        Some(&(w, h)) if pixels((w, h)) > imaging::MAX_OUTPUT_PIXELS => {
+            Err(too_large_to_build("image", w, h))
+        }
+        Some(&d) => Ok(pixels(d)),
+        None => Ok(0),
+    };
+    match plan {
+        Plan::Inpaint {
+            image,
+            mask: Some(_),
+            ..
+        } => composite(image),
+        Plan::OpenAi {
+            images,
+            mask: Some(_),
+            ..
+        } => images.first().map_or(Ok(0), composite),
+        Plan::Outpaint {
+            image,
+            directions,
+            ratio,
+            ..
+        } => match dims.get(&image.key) {
+            Some(&(w, h)) => {
+                let (gw, gh) = canvas::grown_size(w, h, *directions, ratio);
+                if pixels((gw, gh)) > imaging::MAX_OUTPUT_PIXELS {
+                    return Err(too_large_to_build("extension_ratio", gw, gh));
+                }
+                Ok(pixels((gw, gh)))
+            }
+            None => Ok(0),
+        },
+        _ => Ok(0),
+    }
 }
 
 /// OpenAI masks mark the area to edit as fully transparent; imagegate's masks mark it
@@ -158,6 +237,8 @@ pub use crate::generation::story::Progress;
 
 pub struct Executor {
     pub env: WorkEnv,
+    /// Decoded-pixel memory, shared by every request and worker of the process.
+    pub pixels: PixelBudget,
     generator: Generator,
     chat: Arc<ChatService>,
     concurrency: Arc<dyn ConcurrencyLimiter>,
@@ -175,6 +256,7 @@ async fn blocking<T: Send + 'static>(
 impl Executor {
     pub fn new(
         env: WorkEnv,
+        pixels: PixelBudget,
         generator: Generator,
         chat: Arc<ChatService>,
         concurrency: Arc<dyn ConcurrencyLimiter>,
@@ -182,6 +264,7 @@ impl Executor {
     ) -> Self {
         Self {
             env,
+            pixels,
             generator,
             chat,
             concurrency,
@@ -198,6 +281,17 @@ impl Executor {
         progress: Progress<'_>,
     ) -> Result<Done, ApiError> {
         let generation = |outcome| Ok(Done::Generation(outcome));
+        // Only composites and canvases keep decoded pixels through the upstream call;
+        // everything else let go of its decode when intake re-encoded it.
+        let keeps_decoded = matches!(
+            plan,
+            Plan::Inpaint { mask: Some(_), .. }
+                | Plan::Outpaint { .. }
+                | Plan::OpenAi { mask: Some(_), .. }
+        );
+        if !keeps_decoded {
+            inputs.pixels = None;
+        }
         match plan {
             Plan::Generate {
                 prompt,
@@ -303,7 +397,7 @@ impl Executor {
                     directions,
                     ratio,
                     max_edge: self.env.intake.max_edge,
-                    max_pixels: self.env.intake.max_pixels,
+                    max_pixels: imaging::MAX_OUTPUT_PIXELS,
                 };
                 let (request, composite) =
                     blocking(move || advanced::outpaint(job, options)).await?;

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod execute;
 pub mod openai;
 pub mod params;
+pub mod pixels;
 pub mod prompts;
 pub mod quality_check;
 pub mod requests;

@@ -358,7 +358,10 @@ impl Jobs {
             };
             let (work, uploads) = self.load(job).await?;
             let plan = work.plan(&self.executor.env)?;
-            let inputs = execute::prepare(&work, uploads, self.executor.env.intake).await?;
+            let executor = &self.executor;
+            let inputs =
+                execute::prepare(&work, &plan, uploads, executor.env.intake, &executor.pixels)
+                    .await?;
             self.executor
                 .run(&ctx, plan, inputs, &execute::no_progress)
                 .await?

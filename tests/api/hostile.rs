@@ -383,3 +383,67 @@ async fn a_part_header_past_its_bound_is_refused_with_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_outpaint_canvas_past_the_output_cap_is_refused_before_it_is_built() {
+    let app = TestApp::offline().await;
+    // 2000² grown by 2.0 on every side is 10000²: 100 M pixels, past the 4K cap.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            crate::support::file_part(crate::support::png(2000, 2000), "a.png"),
+        )
+        .text("prompt", "more sky")
+        .text("extension_ratio", "2.0");
+    let body = expect_error(
+        app.post_form("/advanced/outpaint", form).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(body["details"]["field"], "extension_ratio");
+    assert_eq!(body["details"]["max_pixels"], 4096 * 4096);
+}
+
+#[tokio::test]
+async fn heavy_requests_wait_for_decoded_pixel_memory_then_get_503_with_retry_after() {
+    let fake = FakeGemini::start().await;
+    let base_url = fake.base_url();
+    let app = TestApp::spawn(move |c| {
+        c.provider = imagegate::config::ProviderChoice::Gemini;
+        c.google_api_key = Some(imagegate::config::Secret::new(
+            crate::support::fake_gemini::FAKE_API_KEY,
+        ));
+        c.gemini.base_url = base_url;
+        c.gemini.deadline_secs = 20.0;
+        // Room for one outpaint of this size at a time.
+        c.limits.max_decoded_bytes = 4 * 1024 * 1024;
+        c.limits.decode_wait_secs = 1;
+    })
+    .await;
+    let marker = "[[fake:slow_2500]]";
+    let outpaint = || {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "image",
+                crate::support::file_part(crate::support::png(300, 300), "a.png"),
+            )
+            .text("prompt", format!("more sky {marker}"))
+            .text("extension_ratio", "0.5");
+        app.post_form("/advanced/outpaint", form)
+    };
+    let first = outpaint();
+    let second = async {
+        wait_for_upstream(&fake, marker, 1).await;
+        outpaint().await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.status(), 200, "the first ran");
+    assert_eq!(header(&second, "retry-after"), "1");
+    expect_error(second, 503, "server_busy").await;
+    assert_eq!(
+        fake.calls_for(marker).len(),
+        1,
+        "the refused one made no call"
+    );
+}

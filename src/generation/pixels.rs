@@ -1,0 +1,89 @@
+//! The process-wide budget for decoded pixels: every request that decodes images takes
+//! its estimated share before decoding and holds it until its work ends (a masked edit
+//! keeps its decoded original until the model's images are composited). Heavy requests
+//! wait for each other instead of exhausting memory; one that waits past the deadline is
+//! answered 503 with `Retry-After`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{ApiError, ErrorKind};
+
+/// The budget is counted in KiB, so a u32 of permits covers any machine.
+const UNIT: u64 = 1024;
+
+#[derive(Clone)]
+pub struct PixelBudget {
+    permits: Arc<Semaphore>,
+    total_units: u32,
+    wait: Duration,
+}
+
+/// A share of the budget; dropping it gives it back.
+pub struct PixelPermit {
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl PixelBudget {
+    pub fn new(max_bytes: u64, wait: Duration) -> Self {
+        let total_units = u32::try_from(max_bytes / UNIT).unwrap_or(u32::MAX).max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(total_units as usize)),
+            total_units,
+            wait,
+        }
+    }
+
+    /// Waits for `bytes` of decoded-pixel memory. A request larger than the whole budget
+    /// takes all of it (and so runs alone) rather than never running.
+    pub async fn take(&self, bytes: u64) -> Result<PixelPermit, ApiError> {
+        let units = u32::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .min(self.total_units);
+        if units == 0 {
+            return Ok(PixelPermit { _held: None });
+        }
+        let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Ok(PixelPermit {
+                _held: Some(permit),
+            }),
+            Ok(Err(closed)) => Err(ApiError::internal(closed)),
+            Err(_) => Err(ApiError::new(
+                ErrorKind::Busy,
+                "The server is busy with other large images; retry shortly.",
+            )
+            .retry_after(self.wait.as_secs().clamp(1, 30))),
+        }
+    }
+
+    /// Bytes of the budget free right now (for tests and metrics).
+    pub fn available_bytes(&self) -> u64 {
+        self.permits.available_permits() as u64 * UNIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn heavy_requests_wait_for_each_other_and_time_out_with_503() {
+        let budget = PixelBudget::new(10 * UNIT, Duration::from_millis(50));
+        let first = budget.take(8 * UNIT).await.unwrap();
+        let refused = budget.take(8 * UNIT).await.err().unwrap();
+        assert_eq!(refused.kind, ErrorKind::Busy);
+        assert!(refused.retry_after.is_some());
+        drop(first);
+        assert!(
+            budget.take(8 * UNIT).await.is_ok(),
+            "freed when the first ended"
+        );
+        assert!(
+            budget.take(100 * UNIT).await.is_ok(),
+            "one request larger than the budget runs alone"
+        );
+    }
+}
