@@ -126,9 +126,10 @@ fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) ->
     // bounded); the step is already stored when it is told. A reader that has not taken
     // an event for `STALLED_READER` is treated as gone: the story goes on untold.
     let progress = Box::new(move |step: StoryStep| {
-        let steps = steps.clone();
+        let (steps, stalled) = (steps.clone(), stalled.clone());
         Box::pin(async move {
-            if steps.is_closed() {
+            use std::sync::atomic::Ordering;
+            if steps.is_closed() || stalled.load(Ordering::Relaxed) {
                 return;
             }
             if let Ok(event) = Event::default().event("step").json_data(&step)
@@ -136,6 +137,7 @@ fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) ->
                     .await
                     .is_err()
             {
+                stalled.store(true, Ordering::Relaxed);
                 tracing::info!(
                     step = step.index,
                     "story reader stalled; steps go on untold"
