@@ -112,6 +112,19 @@ def main(path: str) -> None:
             "implemented** (the server answers `\"async\": true` with 400 `not_supported`).")
     say("")
 
+    hostile = by_phase.get("hostile-mix", [None])[0]
+    if hostile:
+        say("")
+        say("### Hostile mix")
+        say("")
+        say(f"{hostile['clients']} clients at once with the heaviest legal inputs (50 MP to "
+            "`/quality`, outpaint near the 4K cap, OpenAI edit with mask and n=10):")
+        say("")
+        say("| idle RSS | peak RSS (VmHWM) | decoded-pixel budget | wall time | answers |")
+        say("|---|---|---|---|---|")
+        codes = ", ".join(f"{n}× {c}" for c, n in sorted(hostile["codes"].items()))
+        say(f"| {hostile['idle_kb'] / 1024:.0f} MiB | {hostile['peak_kb'] / 1024:.0f} MiB | "
+            f"{hostile['budget_kb'] / 1024:.0f} MiB | {hostile['seconds']:.1f} s | {codes} |")
     imaging = by_phase.get("imaging", [None])[0]
     if imaging:
         rust, py = imaging["rust"], imaging["python"]

@@ -8,7 +8,7 @@
 # base64 in Google's JSON, served from memory after a configurable delay) and imagegate in
 # front of it, and drives both with wrk from its own process. Everything listens on
 # 127.0.0.1 only, and every load run is bounded by a duration or a request count.
-# Takes about 7 minutes after the build on 2 cores.
+# Takes about 8 minutes after the build on 2 cores.
 #
 # Settings (environment): BENCH_DURATION (seconds per throughput run, default 15),
 # BENCH_UPSTREAM_PORT (18080), BENCH_GATEWAY_PORT (18000), BENCH_WEBHOOK_PORT (18090),
@@ -264,6 +264,51 @@ line=$("$BIN/examples/bench_async" --gateway "$GATEWAY" --key "$KEY" --concurren
 record "{\"phase\":\"async\",\"result\":$line}"
 say "async: $line"
 stop_gateway
+
+# ---- hostile mix -------------------------------------------------------------------------
+# 16 clients at once, each sending one of the heaviest inputs the gateway accepts: a
+# 50-megapixel upload to /quality (about 400 MB decoded), an outpaint whose ×0.5 canvas is
+# near the 4K output cap, and an OpenAI edit of a 16-megapixel image with a mask and n=10.
+# Peak RSS is compared with the decoded-pixel budget (limits.max_decoded_bytes).
+say "hostile mix: 16 clients with the heaviest legal inputs"
+mkdir -p "$WORK/hostile"
+python3 - "$WORK/hostile" <<'PY'
+import sys
+from PIL import Image
+d = sys.argv[1]
+Image.new("RGB", (8000, 6250), (90, 140, 200)).save(f"{d}/50mp.png")
+Image.new("RGB", (2000, 2000), (90, 140, 200)).save(f"{d}/outpaint.png")
+Image.new("RGB", (4000, 4000), (90, 140, 200)).save(f"{d}/edit.png")
+mask = Image.new("RGBA", (4000, 4000), (0, 0, 0, 255))
+mask.paste((0, 0, 0, 0), (1000, 1000, 3000, 3000))
+mask.save(f"{d}/mask.png")
+PY
+upstream image=png delay_ms=200
+start_gateway
+idle=$(rss_kb "$GATEWAY_PID" VmRSS)
+: >"$WORK/hostile.codes"
+hostile_pids=()
+started=$(date +%s.%N)
+for c in $(seq 16); do
+  case $((c % 3)) in
+    0) args=(-F "image=@$WORK/hostile/50mp.png" "$GATEWAY/quality") ;;
+    1) args=(-F "image=@$WORK/hostile/outpaint.png" -F prompt=sky -F extension_ratio=0.5 "$GATEWAY/advanced/outpaint") ;;
+    *) args=(-F "image=@$WORK/hostile/edit.png" -F "mask=@$WORK/hostile/mask.png" -F prompt=door -F n=10 "$GATEWAY/v1/images/edits") ;;
+  esac
+  curl -s -o /dev/null -w '%{http_code}\n' --max-time 300 -H "Authorization: Bearer $KEY" "${args[@]}" \
+    >>"$WORK/hostile.codes" &
+  hostile_pids+=($!)
+done
+wait "${hostile_pids[@]}" || true
+seconds=$(minus "$(date +%s.%N)" "$started")
+peak=$(rss_kb "$GATEWAY_PID" VmHWM)
+codes=$(sort "$WORK/hostile.codes" | uniq -c | awk '{printf "%s\"%s\":%s", (NR > 1 ? "," : ""), $2, $1}')
+budget_kb=$(( $(sed -n 's/^max_decoded_bytes = //p' "$WORK/imagegate.toml" | tail -1 || true) + 0 ))
+((budget_kb > 0)) && budget_kb=$((budget_kb / 1024)) || budget_kb=$((1024 * 1024))
+record "{\"phase\":\"hostile-mix\",\"clients\":16,\"idle_kb\":$idle,\"peak_kb\":$peak,\"budget_kb\":$budget_kb,\"seconds\":$seconds,\"codes\":{$codes}}"
+say "hostile mix: idle $idle kB, peak $peak kB (budget $budget_kb kB), ${seconds}s, codes {$codes}"
+stop_gateway
+upstream image=png delay_ms=0
 
 # ---- image work against NumPy and Pillow ---------------------------------------------------
 say "imaging: Rust"
