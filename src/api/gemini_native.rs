@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::auth::GoogleAuth;
-use crate::api::gemini_offline;
 use crate::api::generate::{service_tier_header, substitution_headers};
+use crate::api::{gemini_intake, gemini_offline, json};
 use crate::caller::RequestContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::models::{Reason, ResolvedModel, ServiceTier, Substitution};
@@ -70,8 +70,10 @@ pub async fn model_action(
     uri: Uri,
     Path(target): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // A JSON surface: held to the JSON limit, not the multipart total the router allows.
+    let body = json::read_limited(request.into_body(), state.limits.max_json_bytes).await?;
     let (model, action) = target
         .split_once(':')
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "Method not found."))?;
@@ -82,6 +84,7 @@ pub async fn model_action(
         .map_err(|_| model_not_found(model, api_version(&uri)))?;
     let (body, tier) = enforce_tier(&state, &ctx, body)?;
     if action == "generateContent" || action == "streamGenerateContent" {
+        let body = gemini_intake::accept_inline_images(&state, body).await?;
         let (served, mut response) = if action == "generateContent" {
             // In a task of its own, holding the request's context (and so its in-flight
             // slot): a client that hangs up neither cancels the paid call nor frees its
@@ -255,8 +258,15 @@ async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer:
                 tracing::warn!(error = %e, "could not keep a relayed answer");
             }
         }
-        // Refusals and text-only answers carry no image to keep.
-        Err(e) => tracing::debug!(outcome = %e, "relayed answer kept nothing"),
+        // A refusal (blocked prompt, SAFETY) keeps no image, but upstream billed its
+        // tokens, so they are recorded like the guide's endpoints record them.
+        Err(e) => {
+            tracing::debug!(outcome = %e, "relayed answer kept no image");
+            state
+                .generator
+                .record_refusal(ctx, &served.model.entry.upstream_id, &e, served.prices())
+                .await;
+        }
     }
 }
 

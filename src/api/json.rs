@@ -1,8 +1,10 @@
 //! `JsonBody<T>`: a JSON extractor whose every failure is a contract error naming the
 //! field (`details.field`), with a body limit that stops reading at the limit.
 
+use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
 use serde::de::DeserializeOwned;
 
@@ -35,25 +37,29 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             )
             .detail("field", "Content-Type"));
         }
-        let limit = state.limits.max_json_bytes;
-        let bytes = Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
-                        .detail("max_bytes", limit)
-                } else {
-                    ApiError::new(
-                        ErrorKind::InvalidRequest,
-                        "The request body could not be read.",
-                    )
-                    .caused_by(e)
-                }
-            })?
-            .to_bytes();
+        let bytes = read_limited(request.into_body(), state.limits.max_json_bytes).await?;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// Reads a body, stopping at `limit` bytes with a 413 instead of reading the rest.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    Ok(Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
+                    .detail("max_bytes", limit)
+            } else {
+                ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    "The request body could not be read.",
+                )
+                .caused_by(e)
+            }
+        })?
+        .to_bytes())
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

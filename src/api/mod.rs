@@ -8,6 +8,7 @@ pub mod chat;
 pub mod context;
 pub mod form;
 pub mod gallery;
+pub mod gemini_intake;
 pub mod gemini_native;
 pub mod gemini_offline;
 pub mod generate;

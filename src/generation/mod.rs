@@ -208,7 +208,7 @@ impl Generator {
 
     /// A refused call still used tokens upstream, and is billed for them: record it (with
     /// no images). The client gets the refusal either way, so a failure here is logged.
-    async fn record_refusal(
+    pub async fn record_refusal(
         &self,
         ctx: &RequestContext,
         model: &str,

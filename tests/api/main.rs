@@ -13,6 +13,7 @@ mod crash;
 mod endpoints_offline;
 mod fake_gemini_selftest;
 mod gallery;
+mod gemini_native_intake;
 mod gemini_upstream;
 mod guide_samples;
 mod hostile;
