@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::access::Access;
 use crate::api::signed::UrlSigner;
 use crate::api::{self, AppState};
+use crate::batches::Batches;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderChoice, ServerConfig};
 use crate::generation::Generator;
@@ -36,6 +37,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     jobs: Arc<Jobs>,
+    batches: Arc<Batches>,
     addr: SocketAddr,
     chat: Arc<ChatService>,
     models: Arc<ModelTable>,
@@ -182,6 +184,25 @@ impl App {
             executor.clone(),
             legacy,
         ));
+        let batch_provider: Arc<dyn crate::provider::batch::BatchProvider> = match &gemini {
+            Some(g) => Arc::new(crate::provider::gemini::batch::GeminiBatches::new(
+                g.clone(),
+                config.batches.inline_limit_bytes,
+            )),
+            None => Arc::new(crate::provider::batch::OfflineBatches::new(
+                std::time::Duration::from_millis(config.batches.offline_delay_ms),
+            )),
+        };
+        let batches = Arc::new(Batches::new(
+            storage.batches.clone(),
+            storage.blobs.clone(),
+            images.clone(),
+            batch_provider,
+            generator.clone(),
+            executor.env.clone(),
+            clock.clone(),
+            config.batches.clone(),
+        ));
         let url_signer = UrlSigner::shared(storage.requests.as_ref(), clock.now_ms())
             .await
             .context("the URL signing secret")?;
@@ -198,12 +219,14 @@ impl App {
             gemini,
             monitoring,
             jobs: jobs.clone(),
+            batches: batches.clone(),
             executor,
         };
         Ok(Self {
             listener,
             router: api::router(state),
             jobs,
+            batches,
             addr,
             chat,
             models,
@@ -215,6 +238,11 @@ impl App {
     /// The async work queue, for tests that drive a worker directly (`run_once`).
     pub fn jobs(&self) -> Arc<Jobs> {
         self.jobs.clone()
+    }
+
+    /// The batch worker's steps, for tests that drive it directly (`run_once`).
+    pub fn batches(&self) -> Arc<Batches> {
+        self.batches.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -248,6 +276,7 @@ impl App {
         let (models, every, stop) = (self.models.clone(), self.models_refresh, tasks.stop.clone());
         tasks.spawn(async move { models.keep_refreshed(every, stop).await });
         self.jobs.spawn(&tasks);
+        self.batches.spawn(&tasks);
         let signal = async {
             shutdown.await;
             tracing::info!(

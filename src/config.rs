@@ -67,6 +67,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// Async requests and webhooks.
     pub jobs: JobsConfig,
+    /// Bulk generation through the upstream's Batch API (docs/batches.md).
+    pub batches: crate::batches::BatchesConfig,
     /// Per-key limits by tier (`[tiers.free]`, `[tiers.paid]`, or new tiers).
     pub tiers: Tiers,
     pub auth: AuthConfig,
@@ -153,6 +155,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             sessions: SessionsConfig::default(),
             jobs: JobsConfig::default(),
+            batches: crate::batches::BatchesConfig::default(),
             tiers: Tiers::default(),
             auth: AuthConfig::default(),
             models: Vec::new(),

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod batches;
 pub mod caller;
 pub mod cli;
 pub mod client;

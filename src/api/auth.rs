@@ -25,6 +25,8 @@ fn is_public(method: &Method, path: &str) -> bool {
         || (read && (path == "/" || path.starts_with("/playground/")))
         // Signed, expiring URLs carry their own authorisation (src/api/signed.rs).
         || (read && path.starts_with("/v1/files/"))
+        // Google's batch events carry a Standard Webhooks signature instead of a key.
+        || (method == Method::POST && path == "/gemini/batch-events")
 }
 
 pub async fn authenticate(

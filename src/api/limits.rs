@@ -35,7 +35,9 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     // counting polls against 15 a minute would starve the free tier's own async requests.
     let path = request.uri().path();
     if request.method() == axum::http::Method::GET
-        && (path.starts_with("/requests/") || path.starts_with("/images/"))
+        && (path.starts_with("/requests/")
+            || path.starts_with("/images/")
+            || path.starts_with("/batches"))
     {
         let window = access
             .rate

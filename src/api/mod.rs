@@ -3,6 +3,7 @@
 pub mod access;
 pub mod advanced;
 pub mod auth;
+pub mod batches;
 pub mod caller;
 pub mod chat;
 pub mod context;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
     /// Async requests and webhooks.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Batches through the upstream's Batch API.
+    pub batches: Arc<crate::batches::Batches>,
     /// Runs units of work, for requests and for the async workers alike.
     pub executor: Arc<crate::generation::execute::Executor>,
     /// Metrics, `/stats` and readiness.
@@ -129,6 +132,11 @@ fn routes() -> Router<AppState> {
         .route("/requests/{request_id}", get(jobs::status))
         .route("/requests/{request_id}/cancel", post(jobs::cancel))
         .route("/webhooks/secret", get(jobs::webhook_secret))
+        .route("/batches", get(batches::list).post(batches::submit))
+        .route("/batches/{batch_id}", get(batches::status))
+        .route("/batches/{batch_id}/results", get(batches::results))
+        .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/gemini/batch-events", post(batches::google_event))
         .route("/images", get(gallery::list_images))
         .route("/images/{image_id}", get(images::get_image))
         .route("/usage", get(usage::get_usage))

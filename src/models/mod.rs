@@ -6,8 +6,11 @@
 //! `[[models]]` entries change or add to it and keep the last word; what upstream lists
 //! (see [`registry`]) retires table models it no longer serves.
 
+mod batch;
 pub mod registry;
 pub mod tiers;
+
+pub use batch::{BATCH_PRICE_FACTOR, BATCH_USAGE_SUFFIX};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -1,6 +1,7 @@
 //! Where images come from. The pipeline holds one `Arc<dyn ImageProvider>`, chosen at
 //! start-up: the real Gemini client or the offline renderer.
 
+pub mod batch;
 pub mod effects;
 pub mod gemini;
 pub mod offline;

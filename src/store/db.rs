@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "requests",
         include_str!("../../migrations/sqlite/0006_requests.sql"),
     ),
+    (
+        7,
+        "batches",
+        include_str!("../../migrations/sqlite/0007_batches.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -2,6 +2,7 @@
 //! (shared) implementations, and a blob store (files or S3) for bytes; which ones serve
 //! is decided once at start-up, in [`Storage::open`].
 
+pub mod batches;
 pub mod blobs;
 pub mod db;
 pub mod idempotency;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::Config;
+use crate::store::batches::{BatchStore, PgBatchStore, SqlBatchStore};
 use crate::store::blobs::{BlobStore, ObjectBlobs};
 use crate::store::idempotency::{IdempotencyStore, SqlIdempotencyStore};
 use crate::store::images::{ImageStore, SqlImageIndex, StoredImages};
@@ -54,6 +55,7 @@ pub struct Storage {
     pub usage: Arc<dyn UsageStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub requests: Arc<dyn RequestStore>,
+    pub batches: Arc<dyn BatchStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub database: Arc<dyn DatabaseHealth>,
     /// For the start-up log: where state and bytes are kept, without credentials.
@@ -97,6 +99,7 @@ impl Storage {
             usage: Arc::new(SqlUsageStore::new(db.clone())),
             idempotency: Arc::new(SqlIdempotencyStore::new(db.clone())),
             requests: Arc::new(SqlRequestStore::new(db.clone())),
+            batches: Arc::new(SqlBatchStore::new(db.clone())),
             blobs,
             database: Arc::new(db),
             description: String::new(),
@@ -113,6 +116,7 @@ impl Storage {
             usage: Arc::new(PgUsageStore::new(db.clone())),
             idempotency: Arc::new(PgIdempotencyStore::new(db.clone())),
             requests: Arc::new(PgRequestStore::new(db.clone())),
+            batches: Arc::new(PgBatchStore::new(db.clone())),
             blobs,
             database: Arc::new(db),
             description: String::new(),

@@ -5,6 +5,7 @@
 //! retries other 4xx (gemini-upstream.md §4.4). One deadline bounds the whole call,
 //! retries included.
 
+pub mod batch;
 mod mapping;
 mod wire;
 

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "requests",
         include_str!("../../../migrations/postgres/0006_requests.sql"),
     ),
+    (
+        7,
+        "batches",
+        include_str!("../../../migrations/postgres/0007_batches.sql"),
+    ),
 ];
 
 #[derive(Clone)]

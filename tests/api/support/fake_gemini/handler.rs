@@ -54,6 +54,24 @@ pub async fn handle(
         _ => String::new(),
     };
 
+    let key_ok = authorize(api_key.as_deref()).is_ok();
+    if let Some(response) =
+        super::batch::route(&shared, &method, &path, &headers, key_ok, &body).await
+    {
+        let status = response.status().as_u16();
+        lock(&shared.requests).push(RecordedRequest {
+            method: method.to_string(),
+            path,
+            model,
+            api_key,
+            images: Vec::new(),
+            body: raw,
+            at,
+            status,
+        });
+        return response;
+    }
+
     let ctx = Ctx {
         shared: &shared,
         version: &version,
@@ -301,6 +319,32 @@ fn service_tier(body: &Value) -> Option<&str> {
     body.get("serviceTier")
         .or_else(|| body.get("service_tier"))
         .and_then(Value::as_str)
+}
+
+/// One batch item, answered exactly as `generateContent` answers it: (status, body).
+pub async fn generate_one(
+    shared: &Shared,
+    version: &str,
+    model: &str,
+    body: Value,
+) -> (u16, Value) {
+    let ctx = Ctx {
+        shared,
+        version,
+        sse: false,
+        query: &[],
+    };
+    let reply = match models::spec(model) {
+        Some(spec) => match ctx.generate(spec, body, false, None).await {
+            Ok((reply, _)) => reply,
+            Err(reply) => reply,
+        },
+        None => errors::model_not_found(model, version, "generateContent"),
+    };
+    match reply {
+        Reply::Json { status, body } => (status, body),
+        other => (other.status(), Value::Null),
+    }
 }
 
 fn json_ok(body: Value) -> Reply {

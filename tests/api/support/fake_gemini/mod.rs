@@ -6,6 +6,7 @@
 //! tests retire models (gone from the list, 404 on every call), overload them (503 on every
 //! call), release new ones, and shed flex calls.
 
+mod batch;
 mod errors;
 mod handler;
 mod images;
@@ -100,6 +101,7 @@ impl FakeGemini {
             signatures: Mutex::default(),
             in_flight: Default::default(),
             max_in_flight: Default::default(),
+            batches: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -248,6 +250,8 @@ struct Shared {
     /// Calls being answered right now, and the most there ever were at once.
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Batches and files (`batch.rs`).
+    batches: Mutex<batch::BatchState>,
 }
 
 impl Shared {

@@ -1,0 +1,363 @@
+//! Bulk generation at the upstream's batch price (docs/batches.md). A submission is a list
+//! of checked units of work, stored before its 202 goes out; a worker (of any instance)
+//! claims a due batch under a lease and takes one step: submit it upstream as one batch,
+//! poll it with backoff, or, once it has ended, collect its results, keep each image for
+//! the calling key, price each item at the batch rate, and record the per-item outcomes
+//! together with the caller's webhook.
+
+pub mod config;
+pub mod google_webhook;
+mod outcomes;
+mod run;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub use config::BatchesConfig;
+pub use outcomes::ItemOutcome;
+
+use crate::caller::Caller;
+use crate::clock::{Clock, rfc3339};
+use crate::error::{ApiError, ErrorKind};
+use crate::generation::Generator;
+use crate::generation::work::{StoredWork, WORK_VERSION, Work, WorkEnv};
+use crate::ids;
+use crate::provider::batch::BatchProvider;
+use crate::store::batches::{BatchRecord, BatchStore, CancelBatch};
+use crate::store::requests::NewDelivery;
+use crate::store::{BlobStore, ImageStore};
+use crate::tasks::Tasks;
+
+/// An item's image given by the id of an image the key already has (`image_id`).
+pub const STORED_IMAGE_PREFIX: &str = "img:";
+
+pub struct Batches {
+    store: Arc<dyn BatchStore>,
+    blobs: Arc<dyn BlobStore>,
+    images: Arc<dyn ImageStore>,
+    provider: Arc<dyn BatchProvider>,
+    generator: Generator,
+    env: WorkEnv,
+    clock: Arc<dyn Clock>,
+    pub config: BatchesConfig,
+    wake: tokio::sync::Notify,
+}
+
+/// What a submission asks for, after its items were checked one by one.
+pub struct Submission {
+    pub model: String,
+    pub display_name: Option<String>,
+    pub webhook_url: Option<String>,
+    pub items: Vec<Work>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("The batch")
+}
+
+/// Where a batch's items are kept until it has ended.
+fn items_key(id: &str) -> String {
+    format!("batches/{id}.items.json")
+}
+
+/// Where a batch's collected outcomes are kept between collecting and recording them, so a
+/// worker that takes over after a crash never downloads (or stores) the results twice.
+fn outcomes_key(id: &str) -> String {
+    format!("batches/{id}.outcomes.json")
+}
+
+impl Batches {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn BatchStore>,
+        blobs: Arc<dyn BlobStore>,
+        images: Arc<dyn ImageStore>,
+        provider: Arc<dyn BatchProvider>,
+        generator: Generator,
+        env: WorkEnv,
+        clock: Arc<dyn Clock>,
+        config: BatchesConfig,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            images,
+            provider,
+            generator,
+            env,
+            clock,
+            config,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn env(&self) -> &WorkEnv {
+        &self.env
+    }
+
+    /// Checks that every image an item names is one of the caller's.
+    async fn check_images(&self, caller: &Caller, items: &[Work]) -> Result<(), ApiError> {
+        for (index, work) in items.iter().enumerate() {
+            for r in work.images() {
+                let id = r.key.strip_prefix(STORED_IMAGE_PREFIX).unwrap_or_default();
+                let known = ids::is_valid("img", id)
+                    && self.images.get(id, &caller.key_id).await?.is_some();
+                if !known {
+                    return Err(item_error(
+                        index,
+                        ApiError::invalid(&r.field, "No image of this key has that id.")
+                            .detail("image_id", id),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the batch (items first, then the row) and wakes a worker; the 202's body.
+    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Value, ApiError> {
+        let count = submission.items.len();
+        if count == 0 {
+            return Err(ApiError::invalid(
+                "items",
+                "A batch needs at least one item.",
+            ));
+        }
+        if count > self.config.max_items {
+            return Err(ApiError::invalid(
+                "items",
+                format!("A batch holds at most {} items.", self.config.max_items),
+            )
+            .detail("max_items", self.config.max_items)
+            .detail("count", count));
+        }
+        self.check_images(caller, &submission.items).await?;
+        let id = ids::new_id("batch");
+        let units: Vec<StoredWork> = submission
+            .items
+            .into_iter()
+            .map(|work| StoredWork {
+                version: WORK_VERSION,
+                work,
+            })
+            .collect();
+        let body = serde_json::to_vec(&units).map_err(ApiError::internal)?;
+        self.blobs.put(&items_key(&id), Bytes::from(body)).await?;
+        let now = self.clock.now_ms();
+        let record = BatchRecord {
+            id: id.clone(),
+            owner: caller.key_id.clone(),
+            tier: caller.tier.clone(),
+            model: submission.model,
+            display_name: submission.display_name,
+            webhook_url: submission.webhook_url,
+            state: "queued".into(),
+            item_count: count as i64,
+            upstream_name: None,
+            cancel_requested: false,
+            attempts: 0,
+            polls: 0,
+            next_poll_ms: now,
+            items: None,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            finished_at_ms: None,
+        };
+        let cap = self.config.max_pending(&caller.tier);
+        if !self
+            .store
+            .insert(&record, i64::try_from(cap).unwrap_or(i64::MAX))
+            .await?
+        {
+            self.remove_blobs(&id).await;
+            let pending = self.store.pending_items(&caller.key_id).await?;
+            return Err(ApiError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "This key may have at most {cap} batch items pending; {pending} are, and this batch has {count}. Retry when a batch ends."
+                ),
+            )
+            .detail("limit", "max_pending_batch_items")
+            .detail("max_pending_items", cap)
+            .detail("pending_items", pending)
+            .retry_after(60));
+        }
+        self.wake.notify_one();
+        tracing::info!(batch_id = %id, items = count, "batch accepted");
+        Ok(Self::summary(&record))
+    }
+
+    /// The batch without its items: for lists, the 202 and webhooks.
+    pub fn summary(b: &BatchRecord) -> Value {
+        let outcomes = b
+            .items
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Vec<ItemOutcome>>(s).ok());
+        json!({
+            "batch_id": b.id,
+            "state": b.state,
+            "model": b.model,
+            "display_name": b.display_name,
+            "counts": outcomes::counts(b, outcomes.as_deref()),
+            "cancel_requested": b.cancel_requested,
+            "error": b.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+            "created_at": rfc3339(b.created_at_ms),
+            "updated_at": rfc3339(b.updated_at_ms),
+            "finished_at": b.finished_at_ms.map(rfc3339),
+        })
+    }
+
+    async fn record(&self, id: &str, owner: &str) -> Result<BatchRecord, ApiError> {
+        if !ids::is_valid("batch", id) {
+            return Err(not_found());
+        }
+        self.store.get(id, owner).await?.ok_or_else(not_found)
+    }
+
+    /// `GET /batches/{id}`: the summary and one page of per-item status.
+    pub async fn status(
+        &self,
+        id: &str,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Value, ApiError> {
+        let b = self.record(id, owner).await?;
+        let all = outcomes::items(&b);
+        let page: Vec<&ItemOutcome> = all.iter().skip(offset).take(limit).collect();
+        let mut body = Self::summary(&b);
+        body["items"] = json!(page);
+        body["offset"] = json!(offset);
+        body["next_offset"] =
+            json!((offset + page.len() < all.len()).then_some(offset + page.len()));
+        Ok(body)
+    }
+
+    /// `GET /batches/{id}/results`: one JSON line per item, once the batch has ended.
+    pub async fn results(&self, id: &str, owner: &str) -> Result<String, ApiError> {
+        let b = self.record(id, owner).await?;
+        if b.finished_at_ms.is_none() {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("The batch has not ended yet; it is {}.", b.state),
+            )
+            .detail("state", b.state));
+        }
+        let mut out = String::new();
+        for item in outcomes::items(&b) {
+            out.push_str(&serde_json::to_string(&item).map_err(ApiError::internal)?);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    pub async fn list(&self, owner: &str, before_ms: i64, limit: i64) -> Result<Value, ApiError> {
+        let batches = self.store.list(owner, before_ms, limit).await?;
+        Ok(json!({ "batches": batches.iter().map(Self::summary).collect::<Vec<_>>() }))
+    }
+
+    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Value, ApiError> {
+        let b = self.record(id, owner).await?;
+        let now = self.clock.now_ms();
+        let mut cancelled = b.clone();
+        cancelled.state = "cancelled".into();
+        cancelled.items = Some("[]".into());
+        cancelled.finished_at_ms = Some(now);
+        cancelled.updated_at_ms = now;
+        let delivery = self.delivery_for(&cancelled);
+        match self.store.cancel(id, owner, now, delivery.as_ref()).await? {
+            CancelBatch::Cancelled => {
+                self.remove_blobs(id).await;
+                Ok(Self::summary(&cancelled))
+            }
+            CancelBatch::Requested => {
+                self.wake.notify_one();
+                let b = self.record(id, owner).await?;
+                Ok(Self::summary(&b))
+            }
+            CancelBatch::Too(state) => Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("The batch has already ended; it is {state}."),
+            )
+            .detail("state", state)),
+            CancelBatch::NotFound => Err(not_found()),
+        }
+    }
+
+    /// Google said the batch `upstream_name` ended: collect it now instead of at the next poll.
+    pub async fn upstream_ended(&self, upstream_name: &str) -> Result<bool, ApiError> {
+        let known = self
+            .store
+            .due_now(upstream_name, self.clock.now_ms())
+            .await?;
+        if known {
+            self.wake.notify_one();
+        }
+        Ok(known)
+    }
+
+    fn delivery_for(&self, b: &BatchRecord) -> Option<NewDelivery> {
+        b.webhook_url.as_ref().map(|url| NewDelivery {
+            id: ids::new_id("msg"),
+            url: url.clone(),
+            payload: Self::summary(b).to_string(),
+        })
+    }
+
+    async fn remove_blobs(&self, id: &str) {
+        for key in [items_key(id), outcomes_key(id)] {
+            if let Err(e) = self.blobs.delete(&key).await {
+                // Only space is lost: an ended batch never reads them again.
+                tracing::warn!(batch_id = %id, error = %e, "batch data not removed");
+            }
+        }
+    }
+
+    /// Starts this instance's batch workers on `tasks`: they take no new step once
+    /// `stop` fires, and drop the step they are in at `abandon` (its lease then expires
+    /// and any instance takes the batch up again).
+    pub fn spawn(self: &Arc<Self>, tasks: &Tasks) {
+        for _ in 0..self.config.workers {
+            let (batches, tasks_for_worker) = (self.clone(), tasks.clone());
+            tasks.spawn(async move {
+                let tasks = tasks_for_worker;
+                while !tasks.stop.is_cancelled() {
+                    let step = tokio::select! {
+                        step = batches.run_once() => step,
+                        () = tasks.abandon.cancelled() => break,
+                    };
+                    let worked = step.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, cause = ?e.cause, "batch worker");
+                        false
+                    });
+                    if worked {
+                        continue;
+                    }
+                    // Due batches are found by polling the table: a poll falls due
+                    // without anyone waking us.
+                    let idle = std::time::Duration::from_millis(idle_poll_ms(&batches.config));
+                    tokio::select! {
+                        () = batches.wake.notified() => {}
+                        () = tokio::time::sleep(idle) => {}
+                        () = tasks.stop.cancelled() => break,
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// How often an idle worker looks for a batch that has fallen due.
+fn idle_poll_ms(config: &BatchesConfig) -> u64 {
+    config.poll_initial_ms.clamp(10, 1_000)
+}
+
+/// An item's error, naming the item.
+pub fn item_error(index: usize, mut e: ApiError) -> ApiError {
+    e.message = format!("Item {index}: {}", e.message);
+    e.details.insert("item".into(), json!(index));
+    e
+}

@@ -1,0 +1,357 @@
+//! The batch worker's steps: submit a queued batch upstream, poll a running one, collect
+//! and record the results of one that has ended.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::outcomes::ItemOutcome;
+use super::{Batches, STORED_IMAGE_PREFIX, items_key, outcomes_key};
+use crate::caller::{Caller, RequestContext};
+use crate::error::ApiError;
+use crate::generation::work::{ImageRef, Plan, StoredWork, WORK_VERSION, Work};
+use crate::generation::{Usage, requests};
+use crate::imaging::{self, InputImage};
+use crate::models::BATCH_USAGE_SUFFIX;
+use crate::provider::batch::{BatchItem, ItemResult, UpstreamState};
+use crate::provider::{Generated, ProviderError, ProviderRequest, Role, Turn};
+use crate::store::batches::BatchRecord;
+
+impl Batches {
+    /// Claims one due batch and takes one step with it. `false` when none was due.
+    pub async fn run_once(&self) -> Result<bool, ApiError> {
+        let lease = self.config.lease().as_millis() as i64;
+        let Some(b) = self.store.claim(self.clock.now_ms(), lease).await? else {
+            return Ok(false);
+        };
+        if let Err(e) = self.step(&b).await {
+            // Tried again after the backoff (the step's error is usually the upstream's).
+            tracing::warn!(batch_id = %b.id, error = %e, cause = ?e.cause, "batch step failed");
+            let now = self.clock.now_ms();
+            let next = now + self.config.poll_after(b.polls).as_millis() as i64;
+            self.store
+                .step(&b.id, b.attempts, &b.state, None, next, now)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn step(&self, b: &BatchRecord) -> Result<(), ApiError> {
+        match (b.state.as_str(), b.upstream_name.as_deref()) {
+            ("queued", _) if b.cancel_requested => {
+                let items = (0..b.item_count as usize)
+                    .map(|i| ItemOutcome::new(i, "cancelled"))
+                    .collect();
+                self.end(b, "cancelled", items, None).await
+            }
+            ("queued", _) => self.submit_upstream(b).await,
+            ("running", Some(name)) => self.poll(b, name).await,
+            (state, _) => Err(ApiError::internal(format!(
+                "batch {} claimed in state {state} without an upstream name",
+                b.id
+            ))),
+        }
+    }
+
+    async fn load_items(&self, b: &BatchRecord) -> Result<Vec<Work>, ApiError> {
+        let key = items_key(&b.id);
+        let body = self
+            .blobs
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("batch items {key} are missing")))?;
+        let units: Vec<StoredWork> = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::internal(format!("batch items {key}: {e}")))?;
+        units
+            .into_iter()
+            .map(|u| {
+                (u.version == WORK_VERSION)
+                    .then_some(u.work)
+                    .ok_or_else(|| {
+                        ApiError::internal(format!("batch items {key} have another version"))
+                    })
+            })
+            .collect()
+    }
+
+    /// A stored image named by an item, checked as an upload would be.
+    async fn stored_image(&self, owner: &str, r: &ImageRef) -> Result<InputImage, ApiError> {
+        let id = r.key.strip_prefix(STORED_IMAGE_PREFIX).unwrap_or_default();
+        let bytes = self.images.get(id, owner).await?.ok_or_else(|| {
+            ApiError::invalid(&r.field, "The image is gone.").detail("image_id", id)
+        })?;
+        let (field, limits) = (r.field.clone(), self.env.intake);
+        tokio::task::spawn_blocking(move || imaging::accept_input(&field, bytes, &limits))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// The upstream request of one item: the same prompt building as `/generate-image`,
+    /// `/edit-image` and `/compose-images`.
+    async fn request_for(&self, owner: &str, work: &Work) -> Result<ProviderRequest, ApiError> {
+        Ok(match work.plan(&self.env)? {
+            Plan::Generate {
+                prompt, options, ..
+            } => requests::text_to_image(prompt, options),
+            Plan::Edit {
+                prompt,
+                strength,
+                preserve_subject,
+                options,
+                image,
+                ..
+            } => {
+                let image = self.stored_image(owner, &image).await?;
+                requests::edit(prompt, image, strength, preserve_subject, options)
+            }
+            Plan::Compose {
+                prompt,
+                style,
+                options,
+                images,
+                ..
+            } => {
+                let mut inputs = Vec::with_capacity(images.len());
+                for r in &images {
+                    inputs.push(self.stored_image(owner, r).await?);
+                }
+                requests::compose(prompt, inputs, style, options)?
+            }
+            _ => return Err(ApiError::internal("a batch item is not a generation")),
+        })
+    }
+
+    async fn submit_upstream(&self, b: &BatchRecord) -> Result<(), ApiError> {
+        let works = self.load_items(b).await?;
+        let mut items = Vec::with_capacity(works.len());
+        for (index, work) in works.iter().enumerate() {
+            match self.request_for(&b.owner, work).await {
+                Ok(request) => items.push(BatchItem {
+                    key: index.to_string(),
+                    request,
+                }),
+                // Only an image deleted since acceptance gets here: nothing went upstream.
+                Err(e) => {
+                    let e = super::item_error(index, e);
+                    let outcomes = (0..works.len())
+                        .map(|i| ItemOutcome::new(i, "failed"))
+                        .collect();
+                    return self.end(b, "failed", outcomes, Some(&e)).await;
+                }
+            }
+        }
+        let model = self.env.models.resolve(&b.model)?.entry.upstream_id;
+        let display_name = b.display_name.clone().unwrap_or_else(|| b.id.clone());
+        let name = match self.provider.create(&model, &display_name, items).await {
+            Ok(name) => name,
+            Err(e @ (ProviderError::Rejected { .. } | ProviderError::BadResponse { .. })) => {
+                let e = ApiError::from(e);
+                let outcomes = (0..works.len())
+                    .map(|i| ItemOutcome::new(i, "failed"))
+                    .collect();
+                return self.end(b, "failed", outcomes, Some(&e)).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.clock.now_ms();
+        let next = now + self.config.poll_after(0).as_millis() as i64;
+        self.store
+            .step(&b.id, b.attempts, "running", Some(&name), next, now)
+            .await?;
+        tracing::info!(batch_id = %b.id, upstream = %name, items = works.len(), "batch submitted upstream");
+        Ok(())
+    }
+
+    async fn poll(&self, b: &BatchRecord, name: &str) -> Result<(), ApiError> {
+        if let Some(saved) = self.blobs.get(&outcomes_key(&b.id)).await? {
+            // Collected by a worker that stopped before recording them.
+            let (state, outcomes): (String, Vec<ItemOutcome>) =
+                serde_json::from_slice(&saved).map_err(ApiError::internal)?;
+            return self.end(b, &state, outcomes, None).await;
+        }
+        if b.cancel_requested {
+            self.provider.cancel(name).await?;
+        }
+        let upstream = self.provider.get(name).await?;
+        if !upstream.state.is_done() {
+            let now = self.clock.now_ms();
+            let next = now + self.config.poll_after(b.polls).as_millis() as i64;
+            self.store
+                .step(&b.id, b.attempts, "running", None, next, now)
+                .await?;
+            return Ok(());
+        }
+        let model = self.env.models.resolve(&b.model)?;
+        let results = match upstream.state {
+            UpstreamState::Succeeded | UpstreamState::Cancelled => {
+                self.provider
+                    .results(name, &model.entry.upstream_id)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        let state = match upstream.state {
+            UpstreamState::Succeeded => "succeeded",
+            UpstreamState::Cancelled => "cancelled",
+            UpstreamState::Expired => "expired",
+            _ => "failed",
+        };
+        let outcomes = self.collect(b, state, results).await?;
+        let saved = serde_json::to_vec(&(state, &outcomes)).map_err(ApiError::internal)?;
+        self.blobs
+            .put(&outcomes_key(&b.id), Bytes::from(saved))
+            .await?;
+        let error = upstream.error.map(|message| {
+            ApiError::new(
+                crate::error::ErrorKind::UpstreamError,
+                "The upstream batch failed.",
+            )
+            .detail("upstream_message", message)
+        });
+        self.end(b, state, outcomes, error.as_ref()).await
+    }
+
+    /// Keeps each result's images for the caller and prices it at the batch rate.
+    async fn collect(
+        &self,
+        b: &BatchRecord,
+        state: &str,
+        results: Vec<ItemResult>,
+    ) -> Result<Vec<ItemOutcome>, ApiError> {
+        let works = self.load_items(b).await?;
+        let prices = self.env.models.resolve(&b.model)?.entry.prices.batch();
+        let mut by_key: HashMap<String, Result<Generated, ProviderError>> =
+            results.into_iter().collect();
+        let mut outcomes = Vec::with_capacity(works.len());
+        for (index, work) in works.iter().enumerate() {
+            let ctx = RequestContext {
+                request_id: format!("{}.{index}", b.id),
+                caller: Caller {
+                    key_id: b.owner.clone(),
+                    tier: b.tier.clone(),
+                },
+            };
+            let Some(result) = by_key.remove(&index.to_string()) else {
+                let status = if state == "succeeded" {
+                    "failed"
+                } else {
+                    state
+                };
+                let mut outcome = ItemOutcome::new(index, status);
+                if status == "failed" {
+                    let e = ApiError::new(
+                        crate::error::ErrorKind::UpstreamError,
+                        "The upstream batch returned no result for this item.",
+                    );
+                    outcome.error = Some(e.body(&b.id));
+                }
+                outcomes.push(outcome);
+                continue;
+            };
+            let wants_image = match work.plan(&self.env)? {
+                Plan::Generate { options, .. }
+                | Plan::Edit { options, .. }
+                | Plan::Compose { options, .. } => options.modalities.image,
+                _ => true,
+            };
+            let result = result.and_then(|g| {
+                if wants_image && g.images.is_empty() {
+                    Err(ProviderError::NoImage {
+                        finish_reason: g.finish_reason.clone(),
+                        text: g.text.clone(),
+                        usage: g.usage,
+                    })
+                } else {
+                    Ok(g)
+                }
+            });
+            let outcome = match result {
+                Ok(mut generated) => {
+                    generated.model = format!("{}{BATCH_USAGE_SUFFIX}", generated.model);
+                    let (image_ids, _usage): (Vec<String>, Usage) =
+                        self.generator.keep(&ctx, &generated, prices).await?;
+                    ItemOutcome {
+                        image_ids,
+                        ..ItemOutcome::new(index, "succeeded")
+                    }
+                }
+                Err(e) => {
+                    if let Some(tokens) = e.usage().filter(|t| *t != Default::default()) {
+                        // A refusal is billed upstream too: record it, with no image.
+                        let refused = Generated {
+                            model: format!("{}{BATCH_USAGE_SUFFIX}", model_label(b, self)),
+                            images: Vec::new(),
+                            text: None,
+                            finish_reason: String::new(),
+                            usage: tokens,
+                            model_turn: Turn {
+                                role: Role::Model,
+                                parts: Vec::new(),
+                            },
+                        };
+                        self.generator.keep(&ctx, &refused, prices).await?;
+                    }
+                    let status = match &e {
+                        ProviderError::Blocked { .. } => "blocked",
+                        ProviderError::NoImage { .. } => "no_image",
+                        _ => "failed",
+                    };
+                    ItemOutcome {
+                        error: Some(ApiError::from(e).body(&b.id)),
+                        ..ItemOutcome::new(index, status)
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Records the final state with the caller's webhook, then drops the batch's blobs.
+    async fn end(
+        &self,
+        b: &BatchRecord,
+        state: &str,
+        outcomes: Vec<ItemOutcome>,
+        error: Option<&ApiError>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now_ms();
+        let items = serde_json::to_string(&outcomes).map_err(ApiError::internal)?;
+        let error = error.map(|e| e.body(&b.id).to_string());
+        let mut ended = b.clone();
+        ended.state = state.to_owned();
+        ended.items = Some(items.clone());
+        ended.error = error.clone();
+        ended.finished_at_ms = Some(now);
+        ended.updated_at_ms = now;
+        let delivery = self.delivery_for(&ended);
+        let recorded = self
+            .store
+            .finish(
+                &b.id,
+                b.attempts,
+                state,
+                &items,
+                error.as_deref(),
+                now,
+                delivery.as_ref(),
+            )
+            .await?;
+        if recorded {
+            self.remove_blobs(&b.id).await;
+            tracing::info!(batch_id = %b.id, state, "batch ended");
+        } else {
+            tracing::warn!(batch_id = %b.id, "batch was taken over; outcome dropped");
+        }
+        Ok(())
+    }
+}
+
+/// The model a refused item was billed under (the upstream id of the batch's model).
+fn model_label(b: &BatchRecord, batches: &Batches) -> String {
+    batches
+        .env
+        .models
+        .resolve(&b.model)
+        .map_or_else(|_| b.model.clone(), |m| m.entry.upstream_id)
+}
