@@ -4,6 +4,7 @@ mod support;
 
 mod advanced;
 mod async_jobs;
+mod batches;
 mod browser;
 mod chat;
 mod cli;

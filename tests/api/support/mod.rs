@@ -29,6 +29,8 @@ pub struct TestApp {
     pub jobs: Arc<imagegate::jobs::Jobs>,
     /// The server's model registry, refreshed directly by tests (`models.refresh()`).
     pub models: Arc<imagegate::models::ModelTable>,
+    /// The batch worker, for tests that run it step by step (`batches.workers = 0`).
+    pub batches: Arc<imagegate::batches::Batches>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -85,6 +87,7 @@ impl TestApp {
         let addr = app.local_addr();
         let jobs = app.jobs();
         let models = app.models();
+        let batches = app.batches();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run(async {
             let _ = rx.await;
@@ -99,6 +102,7 @@ impl TestApp {
             config,
             jobs,
             models,
+            batches,
             shutdown: Some(tx),
             server: Some(server),
         }

@@ -29,8 +29,8 @@ pub struct BatchState {
     /// GETs on `None` mean the default (2).
     polls_to_finish: Option<u32>,
     webhook: Option<(String, String)>,
-    /// Downloads of responses files, and reads of an ended batch's inline responses.
-    pub result_reads: u32,
+    /// Downloads of files (responses files, in practice).
+    pub downloads: u32,
     pub creates: u32,
 }
 
@@ -108,10 +108,10 @@ impl FakeGemini {
         }
     }
 
-    /// (batches created, result reads).
+    /// (batches created, files downloaded).
     pub fn batch_counts(&self) -> (u32, u32) {
         let state = lock(&self.shared.batches);
-        (state.creates, state.result_reads)
+        (state.creates, state.downloads)
     }
 
     /// The JSONL files uploaded, by name.
@@ -298,7 +298,7 @@ fn download(shared: &Shared, id: &str) -> Response {
     let mut state = lock(&shared.batches);
     match state.files.get(&name).cloned() {
         Some(data) => {
-            state.result_reads += 1;
+            state.downloads += 1;
             (StatusCode::OK, data).into_response()
         }
         None => not_found("File"),
@@ -382,7 +382,7 @@ async fn get(shared: &Shared, id: &str) -> Response {
                 .as_ref()
                 .is_some_and(|o| o.get("inlinedResponses").is_some())
             {
-                state.result_reads += 1;
+                state.downloads += 1;
             }
             false
         } else {
