@@ -33,6 +33,11 @@ pub enum Command {
     Story(crate::client::StoryArgs),
     /// An interactive chat session that refines an image turn by turn.
     Chat(crate::client::ChatArgs),
+    /// Bulk generation at half price through the upstream's Batch API.
+    Batch {
+        #[command(subcommand)]
+        command: crate::client::BatchCommand,
+    },
     /// Issue, list and revoke API keys.
     Keys {
         #[command(subcommand)]

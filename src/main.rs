@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Compose(args) => exit_on_error(client::compose(args).await),
         Command::Story(args) => exit_on_error(client::story(args).await),
         Command::Chat(args) => exit_on_error(client::chat(args).await),
+        Command::Batch { command } => exit_on_error(client::batch(command).await),
     }
     Ok(())
 }

@@ -122,6 +122,19 @@ fn date(field: &str, value: &str) -> Result<Date, ApiError> {
     })
 }
 
+/// A row with its `rate`: usage through the Batch API is recorded under the model's name
+/// with a suffix, and shown as the model with `"rate": "batch"` (docs/batches.md).
+fn with_rate(row: &UsageRow) -> Value {
+    let mut value = json!(row);
+    let (model, rate) = match row.model.strip_suffix(crate::models::BATCH_USAGE_SUFFIX) {
+        Some(model) => (model, "batch"),
+        None => (row.model.as_str(), "standard"),
+    };
+    value["model"] = json!(model);
+    value["rate"] = json!(rate);
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,17 +172,4 @@ mod tests {
             assert!(range(&query(bad), today).is_err(), "{bad:?}");
         }
     }
-}
-
-/// A row with its `rate`: usage through the Batch API is recorded under the model's name
-/// with a suffix, and shown as the model with `"rate": "batch"` (docs/batches.md).
-fn with_rate(row: &UsageRow) -> Value {
-    let mut value = json!(row);
-    let (model, rate) = match row.model.strip_suffix(crate::models::BATCH_USAGE_SUFFIX) {
-        Some(model) => (model, "batch"),
-        None => (row.model.as_str(), "standard"),
-    };
-    value["model"] = json!(model);
-    value["rate"] = json!(rate);
-    value
 }

@@ -1,7 +1,8 @@
-//! The command-line client: `imagegate generate|edit|compose|story|chat` talk to a
+//! The command-line client: `imagegate generate|edit|compose|story|chat|batch` talk to a
 //! running server (`--url`, default http://localhost:8000) with the key from
 //! `IMAGEGATE_API_KEY`. Server errors print the contract's message and exit non-zero.
 
+mod batch;
 mod chat;
 mod commands;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use batch::{BatchCommand, batch};
 pub use chat::{ChatArgs, chat};
 pub use commands::{
     ComposeArgs, EditArgs, GenerateArgs, StoryArgs, compose, edit, generate, story,
