@@ -230,6 +230,10 @@ impl Batches {
                     key_id: b.owner.clone(),
                     tier: b.tier.clone(),
                 },
+                // Batch items hold no in-flight slot and no share of the minute: the
+                // upstream runs them under its separate batch quota.
+                slot: None,
+                budget: None,
             };
             let Some(result) = by_key.remove(&index.to_string()) else {
                 let status = if state == "succeeded" {
