@@ -5,6 +5,7 @@ mod support;
 mod advanced;
 mod async_jobs;
 mod batches;
+mod batches_process;
 mod browser;
 mod chat;
 mod cli;
