@@ -2,6 +2,7 @@
 // so the back button and links work), and the catalog that fills every choice.
 
 import { ApiError, keyStore } from './api.js';
+import { mountBatches } from './batches.js';
 import { mountChat } from './chat.js';
 import { mountTools } from './forms.js';
 import { mountGallery } from './gallery.js';
@@ -10,7 +11,7 @@ import { mountStory } from './story.js';
 import { clearError, el, showError } from './ui.js';
 import { mountUsage } from './usage.js';
 
-const TOOLS = ['generate', 'edit', 'compose', 'inpaint', 'outpaint', 'style', 'chat', 'story', 'gallery', 'usage'];
+const TOOLS = ['generate', 'edit', 'compose', 'inpaint', 'outpaint', 'style', 'chat', 'story', 'batches', 'gallery', 'usage'];
 
 function describeKey(key) {
   return key ? `A key is saved in this browser (${key.slice(0, 8)}…).` : 'No key saved yet.';
@@ -95,9 +96,10 @@ async function start() {
   const chat = mountChat(catalog);
   const story = mountStory(catalog);
   const gallery = mountGallery();
+  const batches = mountBatches();
   const usage = mountUsage();
   mountKey(usage, chat, gallery);
-  const views = { gallery, usage };
+  const views = { gallery, usage, batches };
   window.addEventListener('hashchange', () => route(views, true));
   route(views, false);
   if (keyStore.get()) {

@@ -57,6 +57,7 @@ const ASSETS: &[Asset] = &[
     web!("story.js", JS),
     web!("gallery.js", JS),
     web!("usage.js", JS),
+    web!("batches.js", JS),
 ];
 
 fn serve(asset: &Asset) -> Response {

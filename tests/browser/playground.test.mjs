@@ -338,6 +338,19 @@ test('the playground, end to end in Chromium', async (t) => {
     await shoot(page, '11-usage');
   });
 
+  await t.test('a batch of prompts runs in the background and shows each item', async () => {
+    await open('batches');
+    await page.fill('#batch-prompts', 'A teapot\n# skipped\nA cup');
+    await page.fill('#batch-name', 'tea set');
+    await page.click('#tool-batches button[type="submit"]');
+    await page.waitForFunction(() => /^succeeded: 2 items/.test(
+      document.querySelector('[data-batch-state]').textContent), null, { timeout: 60000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-batch-items] img')]
+      .filter((i) => i.naturalWidth > 0).length === 2);
+    assert.match(await page.textContent('[data-batch-list]'), /tea set/);
+    await shoot(page, '12-batches');
+  });
+
   await t.test('on a 375 px screen the page fits and works with the keyboard alone', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await page.goto(`${server.base}/#generate`);
