@@ -653,3 +653,44 @@ async fn batches_are_kept_in_postgres_too() {
         (Some(1), Some(1))
     );
 }
+
+/// The fake's Batch and Files API, driven by google-genai's own `client.batches` and
+/// `client.files` (tests/compat/genai_batches.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_batch_api_answers_the_official_sdk() {
+    let fake = FakeGemini::start().await;
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import google.genai"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install google-genai (tests/requirements.txt)"
+        );
+        eprintln!("skipped: python3 with google.genai is not installed");
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/genai_batches.py");
+    let base = fake.base_url();
+    let output = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .env("FAKE_BASE", base)
+            .env("FAKE_KEY", FAKE_API_KEY)
+            .output()
+            .expect("python3 runs")
+    });
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let uploads: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/upload/"))
+        .collect();
+    assert!(uploads.len() >= 2, "a resumable start and its chunks");
+}

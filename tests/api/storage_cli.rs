@@ -35,13 +35,13 @@ async fn migrate_and_keys_create_work_on_a_postgres_database_url() {
 
     let migrated = imagegate(&["migrate", "--database-url", url], dir.path()).await;
     assert!(
-        migrated.contains("database schema at version 6"),
+        migrated.contains("database schema at version 7"),
         "{migrated}"
     );
     assert!(migrated.contains("PostgreSQL"), "{migrated}");
     let again = imagegate(&["migrate", "--database-url", url], dir.path()).await;
     assert!(
-        again.contains("version 6"),
+        again.contains("version 7"),
         "migrating twice is harmless: {again}"
     );
 

@@ -136,8 +136,9 @@ impl GeminiBatches {
 
     async fn download(&self, file: &str) -> Result<Bytes, ProviderError> {
         let g = &self.gemini;
+        // Where google-genai's `files.download` reads a generated file.
         let url = format!(
-            "{}/download/{}/{}:download?alt=media",
+            "{}/{}/{}:download?alt=media",
             g.base_url,
             g.api_version,
             checked_name(file, "files/")?

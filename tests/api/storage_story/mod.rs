@@ -244,7 +244,7 @@ async fn the_storage_story(storage: &Storage) {
     queue::the_queue_leases_fences_cancels_and_delivers(storage).await;
     queue::concurrent_workers_never_claim_the_same_request(storage).await;
     storage.database.ping().await.unwrap();
-    assert_eq!(storage.database.schema_version().await.unwrap(), 6);
+    assert_eq!(storage.database.schema_version().await.unwrap(), 7);
 }
 
 fn config_in(dir: &tempfile::TempDir) -> Config {
@@ -288,7 +288,7 @@ async fn the_storage_story_holds_on_postgres() {
     the_storage_story(&storage).await;
     // Opening again (a second instance, or `imagegate migrate`) applies nothing twice.
     let again = Storage::open(&config).await.unwrap();
-    assert_eq!(again.database.schema_version().await.unwrap(), 6);
+    assert_eq!(again.database.schema_version().await.unwrap(), 7);
 }
 
 async fn blobs_round_trip(blobs: &dyn BlobStore) {

@@ -2,7 +2,8 @@
 //! call them: `models/{m}:batchGenerateContent` (inline requests or a JSONL `fileName`),
 //! `batches/{id}` (get, `:cancel`, delete), `batches` (list, under `operations`), the
 //! resumable upload (`upload/{ver}/files`, then chunks to the `x-goog-upload-url` it
-//! answered, which carries no key) and `download/{ver}/files/{id}:download?alt=media`.
+//! answered, which carries no key) and `{ver}/files/{id}:download?alt=media` (as
+//! google-genai downloads; `download/{ver}/…` too).
 //!
 //! A batch advances one state per `GET` (pending → running → succeeded) unless told
 //! otherwise ([`FakeGemini::batch_polls_to_finish`]); each item is answered exactly as
@@ -168,6 +169,8 @@ pub async fn route(
     Some(match (method.as_str(), segments.as_slice()) {
         ("POST", ["upload", _, "files"]) => start_upload(shared, headers, body),
         ("GET", ["download", _, "files", id]) => download(shared, id),
+        // google-genai downloads from `{ver}/files/{id}:download`; the REST docs say `download/{ver}/…`.
+        ("GET", [_, "files", id]) if id.ends_with(":download") => download(shared, id),
         ("GET", [_, "files", id]) => {
             match lock(&shared.batches).files.get(&format!("files/{id}")) {
                 Some(data) => json_reply(
