@@ -14,7 +14,7 @@ use crate::generation::{Usage, requests};
 use crate::imaging::{self, InputImage};
 use crate::models::BATCH_USAGE_SUFFIX;
 use crate::provider::batch::{BatchItem, ItemResult, UpstreamState};
-use crate::provider::{Generated, ProviderError, ProviderRequest, Role, Turn};
+use crate::provider::{Generated, ProviderError, ProviderRequest, Role, ServedAs, Turn};
 use crate::store::batches::BatchRecord;
 
 impl Batches {
@@ -184,9 +184,7 @@ impl Batches {
         let model = self.env.models.resolve(&b.model)?;
         let results = match upstream.state {
             UpstreamState::Succeeded | UpstreamState::Cancelled => {
-                self.provider
-                    .results(name, &model.entry.upstream_id)
-                    .await?
+                self.provider.results(name, &model).await?
             }
             _ => Vec::new(),
         };
@@ -219,7 +217,7 @@ impl Batches {
         results: Vec<ItemResult>,
     ) -> Result<Vec<ItemOutcome>, ApiError> {
         let works = self.load_items(b).await?;
-        let prices = self.env.models.resolve(&b.model)?.entry.prices.batch();
+        let model = self.env.models.resolve(&b.model)?;
         let mut by_key: HashMap<String, Result<Generated, ProviderError>> =
             results.into_iter().collect();
         let mut outcomes = Vec::with_capacity(works.len());
@@ -271,9 +269,9 @@ impl Batches {
             });
             let outcome = match result {
                 Ok(mut generated) => {
-                    generated.model = format!("{}{BATCH_USAGE_SUFFIX}", generated.model);
+                    at_batch_price(&mut generated);
                     let (image_ids, _usage): (Vec<String>, Usage) =
-                        self.generator.keep(&ctx, &generated, prices).await?;
+                        self.generator.keep(&ctx, &generated).await?;
                     ItemOutcome {
                         image_ids,
                         ..ItemOutcome::new(index, "succeeded")
@@ -282,8 +280,12 @@ impl Batches {
                 Err(e) => {
                     if let Some(tokens) = e.usage().filter(|t| *t != Default::default()) {
                         // A refusal is billed upstream too: record it, with no image.
-                        let refused = Generated {
-                            model: format!("{}{BATCH_USAGE_SUFFIX}", model_label(b, self)),
+                        let mut refused = Generated {
+                            model: model.entry.upstream_id.clone(),
+                            served: ServedAs {
+                                model: model.clone(),
+                                service_tier: None,
+                            },
                             images: Vec::new(),
                             text: None,
                             finish_reason: String::new(),
@@ -293,7 +295,8 @@ impl Batches {
                                 parts: Vec::new(),
                             },
                         };
-                        self.generator.keep(&ctx, &refused, prices).await?;
+                        at_batch_price(&mut refused);
+                        self.generator.keep(&ctx, &refused).await?;
                     }
                     let status = match &e {
                         ProviderError::Blocked { .. } => "blocked",
@@ -351,11 +354,10 @@ impl Batches {
     }
 }
 
-/// The model a refused item was billed under (the upstream id of the batch's model).
-fn model_label(b: &BatchRecord, batches: &Batches) -> String {
-    batches
-        .env
-        .models
-        .resolve(&b.model)
-        .map_or_else(|_| b.model.clone(), |m| m.entry.upstream_id)
+/// Prices a batch item at the model's batch rate and records it apart from standard usage.
+fn at_batch_price(generated: &mut Generated) {
+    let entry = &mut generated.served.model.entry;
+    entry.prices = entry.prices.batch();
+    generated.served.service_tier = None;
+    generated.model = format!("{}{BATCH_USAGE_SUFFIX}", generated.model);
 }

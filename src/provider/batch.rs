@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::models::ResolvedModel;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::{Generated, ImageProvider as _, ProviderError, ProviderRequest};
 
@@ -57,8 +58,13 @@ pub trait BatchProvider: Send + Sync + 'static {
         items: Vec<BatchItem>,
     ) -> Result<String, ProviderError>;
     async fn get(&self, name: &str) -> Result<UpstreamBatch, ProviderError>;
-    /// The per-item results of a batch that has ended (downloaded from the upstream).
-    async fn results(&self, name: &str, model: &str) -> Result<Vec<ItemResult>, ProviderError>;
+    /// The per-item results of a batch of `model` that has ended (downloaded from the
+    /// upstream).
+    async fn results(
+        &self,
+        name: &str,
+        model: &ResolvedModel,
+    ) -> Result<Vec<ItemResult>, ProviderError>;
     async fn cancel(&self, name: &str) -> Result<(), ProviderError>;
 }
 
@@ -144,7 +150,11 @@ impl BatchProvider for OfflineBatches {
         Ok(UpstreamBatch { state, error: None })
     }
 
-    async fn results(&self, name: &str, _model: &str) -> Result<Vec<ItemResult>, ProviderError> {
+    async fn results(
+        &self,
+        name: &str,
+        _model: &ResolvedModel,
+    ) -> Result<Vec<ItemResult>, ProviderError> {
         let items = self.with(name, |b| {
             if b.cancelled {
                 Vec::new()

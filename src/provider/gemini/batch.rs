@@ -12,8 +12,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Failure, GeminiProvider, mapping, unreachable_upstream};
+use crate::models::ResolvedModel;
 use crate::provider::batch::{BatchItem, BatchProvider, ItemResult, UpstreamBatch, UpstreamState};
-use crate::provider::{Generated, ProviderError};
+use crate::provider::{Generated, ProviderError, ServedAs};
 
 /// The Files API takes resumable uploads in chunks; 8 MiB is the SDK's chunk size.
 const UPLOAD_CHUNK: usize = 8 << 20;
@@ -201,14 +202,21 @@ fn item_error(error: &Value) -> ProviderError {
     }
 }
 
-fn item_result(entry: &Value, key: String, model: &str) -> ItemResult {
+fn item_result(entry: &Value, key: String, model: &ResolvedModel) -> ItemResult {
     if let Some(error) = entry.get("error") {
         return (key, Err(item_error(error)));
     }
     let result: Result<Generated, ProviderError> = match entry.get("response") {
         Some(response) => serde_json::to_vec(response)
             .map_err(|e| unusable("an unreadable item", e))
-            .and_then(|bytes| mapping::interpret(&bytes, model)),
+            .and_then(|bytes| {
+                // Batches take no service tier: the batch price applies instead.
+                let served = ServedAs {
+                    model: model.clone(),
+                    service_tier: None,
+                };
+                mapping::interpret(&bytes, served)
+            }),
         None => Err(unusable("an item with neither response nor error", "")),
     };
     (key, result)
@@ -271,7 +279,11 @@ impl BatchProvider for GeminiBatches {
         })
     }
 
-    async fn results(&self, name: &str, model: &str) -> Result<Vec<ItemResult>, ProviderError> {
+    async fn results(
+        &self,
+        name: &str,
+        model: &ResolvedModel,
+    ) -> Result<Vec<ItemResult>, ProviderError> {
         let operation = self
             .json(
                 Method::GET,

@@ -62,6 +62,7 @@ pub async fn handle(
         lock(&shared.requests).push(RecordedRequest {
             method: method.to_string(),
             path,
+            query: uri.query().unwrap_or_default().to_string(),
             model,
             api_key,
             images: Vec::new(),
@@ -334,7 +335,7 @@ pub async fn generate_one(
         sse: false,
         query: &[],
     };
-    let reply = match models::spec(model) {
+    let reply = match super::models::spec(model) {
         Some(spec) => match ctx.generate(spec, body, false, None).await {
             Ok((reply, _)) => reply,
             Err(reply) => reply,
