@@ -620,7 +620,7 @@ async fn the_offline_provider_runs_batches_locally_with_watchable_states() {
     .await;
     let id = submit(
         &app,
-        json!({"items": [{"prompt": "a lighthouse"}, {"prompt": "a boat", "image_size": "512"}]}),
+        json!({"items": [{"prompt": "a lighthouse"}, {"prompt": "a boat", "image_size": "1K"}]}),
     )
     .await;
     assert!(app.batches.run_once().await.unwrap());
