@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::access::Access;
-use crate::api::signed::UrlSigner;
+use crate::api::signed::{PublicOrigin, UrlSigner};
 use crate::api::{self, AppState};
 use crate::batches::Batches;
 use crate::clock::{Clock, SystemClock};
@@ -63,6 +63,7 @@ impl App {
         // reqwest is built without a default TLS provider; ring is the one we ship.
         let _ = rustls::crypto::ring::default_provider().install_default();
 
+        config.check_shared_storage()?;
         let key_tiers: Vec<String> = config
             .tiers
             .names()
@@ -129,12 +130,16 @@ impl App {
             tracing::info!(base_url = %config.gemini.base_url, api_version = %config.gemini.api_version, deadline_secs = config.gemini.deadline_secs, "gemini upstream");
         }
 
+        let shared_limits = limiters.shared.clone();
         let access = Access::new(&config, &storage, limiters, clock.clone());
         let readiness = Readiness::new(
             storage.database.clone(),
             storage.blobs.clone(),
             provider.name(),
-            config.google_api_key.is_some(),
+            gemini.clone(),
+            shared_limits,
+            metrics.clone(),
+            &config.readiness,
         );
         let usage = MeteredUsage::new(metrics.clone(), access.usage_sink());
         let monitoring = Arc::new(Monitoring::new(metrics, readiness, clock.clone()));
@@ -205,7 +210,8 @@ impl App {
         ));
         let url_signer = UrlSigner::shared(storage.requests.as_ref(), clock.now_ms())
             .await
-            .context("the URL signing secret")?;
+            .context("the URL signing secret")?
+            .with_origin(PublicOrigin::from_config(&config)?);
         let state = AppState {
             generator,
             models: models.clone(),

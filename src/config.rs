@@ -11,6 +11,7 @@ use crate::limits::Tiers;
 use crate::models::{ModelOverride, RegistryConfig};
 
 pub mod server;
+mod proxy;
 pub mod storage;
 pub use server::ServerConfig;
 pub use storage::{ObjectStoreConfig, RedisConfig, ServiceUrl};
@@ -86,6 +87,20 @@ pub struct Config {
     pub object_store: ObjectStoreConfig,
     /// Connection timeouts and limits, and the drain deadline of a graceful stop.
     pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// The operator's statement that only one instance uses this PostgreSQL database, so
+    /// image bytes under the data directory are safe (otherwise `object_store_url` is
+    /// required: other instances could not read them).
+    pub single_instance: bool,
+    /// The scheme, host and optional path prefix clients reach this service at
+    /// (`https://images.example.com`), used for the links the service hands out. Unset:
+    /// built from the request (`Host`, or `X-Forwarded-*` from a trusted proxy).
+    pub public_base_url: Option<String>,
+    /// Addresses or CIDR ranges of reverse proxies whose `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `X-Forwarded-For` are believed; from anyone else they are
+    /// ignored.
+    pub trusted_proxies: Vec<String>,
+    pub readiness: ReadinessConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +181,54 @@ impl Default for Config {
             object_store_url: None,
             object_store: ObjectStoreConfig::default(),
             server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            single_instance: false,
+            public_base_url: None,
+            trusted_proxies: Vec::new(),
+            readiness: ReadinessConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// How long a request waits for a database connection before it is answered 503
+    /// `storage_unavailable`. Short: when the database is down, a quick, honest answer
+    /// beats every client waiting out its own timeout.
+    pub acquire_timeout_secs: f64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            acquire_timeout_secs: 3.0,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.acquire_timeout_secs.max(0.05))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// `/ready` answers from a result at most this old: load balancers probe every few
+    /// seconds, and each probe would otherwise query the database and write an object.
+    pub cache_secs: f64,
+    /// The upstream is asked (a model listing, which generates nothing and costs no
+    /// quota) at most this often.
+    pub upstream_probe_secs: f64,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        Self {
+            cache_secs: 5.0,
+            upstream_probe_secs: 30.0,
         }
     }
 }
@@ -346,6 +409,29 @@ pub enum ConfigError {
 /// The environment as a lookup function, so tests need not mutate the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// A boolean as people write it in environment files: `1`/`0`, `true`/`false`,
+/// `yes`/`no`, `on`/`off`, in any case (the form fields accept the same).
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean environment variable; unset or empty leaves the lower layers in force.
+fn flag(env: EnvLookup<'_>, name: &str) -> Result<Option<bool>, ConfigError> {
+    env(name)
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            parse_bool(&v).ok_or_else(|| ConfigError::Env {
+                name: name.into(),
+                message: format!("expected a boolean (1/0, true/false, yes/no, on/off), got {v:?}"),
+            })
+        })
+        .transpose()
+}
+
 impl Config {
     /// Loads every layer. `.env` is read into the process environment first by the caller
     /// (`dotenvy`), without overriding variables that are already set.
@@ -451,8 +537,31 @@ impl Config {
         if let Some(v) = parsed(env, "IMAGEGATE_SESSION_IDLE_TTL_SECS")? {
             self.sessions.idle_ttl_secs = v;
         }
-        if let Some(v) = parsed(env, "IMAGEGATE_WEBHOOKS_ALLOW_PRIVATE")? {
+        if let Some(v) = flag(env, "IMAGEGATE_WEBHOOKS_ALLOW_PRIVATE")? {
             self.jobs.webhooks.allow_private = v;
+        }
+        if let Some(v) = flag(env, "IMAGEGATE_SINGLE_INSTANCE")? {
+            self.single_instance = v;
+        }
+        if let Some(v) = flag(env, "IMAGEGATE_CREATE_FIRST_KEY")? {
+            self.auth.create_first_key = v;
+        }
+        if let Some(v) = flag(env, "IMAGEGATE_ACCEPT_GOOGLE_KEY")? {
+            self.auth.accept_google_key = v;
+        }
+        if let Some(v) = parsed(env, "IMAGEGATE_DATABASE_ACQUIRE_TIMEOUT_SECS")? {
+            self.database.acquire_timeout_secs = v;
+        }
+        if let Some(v) = env("IMAGEGATE_PUBLIC_BASE_URL").filter(|v| !v.trim().is_empty()) {
+            self.public_base_url = Some(v.trim().to_owned());
+        }
+        if let Some(v) = env("IMAGEGATE_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = parsed(env, "IMAGEGATE_JOBS_LEASE_SECS")? {
             self.jobs.lease_secs = v;
@@ -498,6 +607,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_storage()?;
         self.validate_server()?;
+        self.validate_proxy()?;
         let g = &self.gemini;
         if !(g.deadline_secs.is_finite() && g.deadline_secs > 0.0) {
             return Err(ConfigError::Invalid(

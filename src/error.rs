@@ -30,6 +30,12 @@ pub enum ErrorKind {
     /// This instance's memory for decoded images stayed taken past the wait deadline.
     Busy,
     UpstreamTimeout,
+    /// The database (or another store every request needs) is unreachable; retry later.
+    StorageUnavailable,
+    /// A signed link whose time has passed (`/v1/files/…`).
+    LinkExpired,
+    /// A signed link whose signature does not match.
+    InvalidSignature,
     /// `GET /ready` when storage or the upstream configuration is not usable.
     NotReady,
 }
@@ -49,7 +55,9 @@ impl ErrorKind {
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::UpstreamUnavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LinkExpired => StatusCode::GONE,
+            Self::InvalidSignature => StatusCode::FORBIDDEN,
         }
     }
 
@@ -71,6 +79,9 @@ impl ErrorKind {
             Self::Busy => "server_busy",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::NotReady => "not_ready",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::LinkExpired => "link_expired",
+            Self::InvalidSignature => "invalid_signature",
         }
     }
 }
@@ -202,7 +213,8 @@ impl ApiError {
                     ErrorKind::ContentBlocked | ErrorKind::NoImageGenerated => {
                         "FAILED_PRECONDITION"
                     }
-                    ErrorKind::UpstreamUnavailable => "UNAVAILABLE",
+                    ErrorKind::UpstreamUnavailable | ErrorKind::StorageUnavailable => "UNAVAILABLE",
+                    ErrorKind::InvalidSignature => "PERMISSION_DENIED",
                     ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
                     k if k.status().is_server_error() => "INTERNAL",
                     _ => "INVALID_ARGUMENT",

@@ -52,7 +52,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             writeln!(out, "{}", issued.token.expose())?;
         }
         KeysCommand::List { config } => {
-            let store = open(&load(&config)?).await?;
+            let store = open_existing(&load(&config)?).await?;
             writeln!(
                 out,
                 "{:<31} {:<6} {:<10} {:<26} {:<26} name",
@@ -72,7 +72,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { key_id, config } => {
-            let store = open(&load(&config)?).await?;
+            let store = open_existing(&load(&config)?).await?;
             if !store.revoke(&key_id, SystemClock.now_ms()).await? {
                 anyhow::bail!("no active key has the id {key_id:?} (see `imagegate keys list`)");
             }
@@ -107,6 +107,12 @@ async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
         .await
         .context("opening the database")?;
     Ok(storage.keys)
+}
+
+/// The key store of a database that must exist already: listing or revoking keys in a
+/// mistyped data directory is an error, not an empty list in a database made for it.
+async fn open_existing(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
+    Ok(Storage::open_existing(config).await?.keys)
 }
 
 /// At the first start ever (no key was ever issued), issues a paid key and shows it on

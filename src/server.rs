@@ -4,6 +4,7 @@
 //! number of connections, a keep-alive idle limit and a per-frame request-body timeout
 //! (tower-http). docs/operations.md lists the defaults.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use http_body_util::BodyExt as _;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -50,9 +51,9 @@ pub async fn serve(listener: TcpListener, router: Router, config: &ServerConfig,
             },
             () = tasks.stop.cancelled() => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors (EMFILE) or an aborted handshake: wait a
                     // little instead of spinning on the error.
@@ -72,7 +73,7 @@ pub async fn serve(listener: TcpListener, router: Router, config: &ServerConfig,
         let (http, router, tasks_for_conn) = (http.clone(), router.clone(), tasks.clone());
         let idle = config.keep_alive_idle();
         tasks.spawn(async move {
-            connection(tcp, &http, router, idle, &tasks_for_conn).await;
+            connection(tcp, peer, &http, router, idle, &tasks_for_conn).await;
             drop(permit);
         });
     }
@@ -83,6 +84,7 @@ type Service = tower_http::timeout::RequestBodyTimeout<Router>;
 /// Serves one connection until it ends, idles past `idle`, or the app stops.
 async fn connection(
     tcp: TcpStream,
+    peer: SocketAddr,
     http: &http1::Builder,
     router: Service,
     idle: Duration,
@@ -94,7 +96,10 @@ async fn connection(
         activity: activity.clone(),
     };
     let requests = activity.clone();
-    let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+    let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        // The peer's address: forwarded headers are believed from trusted proxies only
+        // (`api::signed`).
+        request.extensions_mut().insert(ConnectInfo(peer));
         let guard = requests.begin();
         let call = router.clone().oneshot(request);
         async move {

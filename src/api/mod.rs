@@ -181,6 +181,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(context::panic_response))
         .layer(middleware::from_fn_with_state(
+            state.url_signer.clone(),
+            signed::set_origin,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.monitoring.clone(),
             context::request_context,
         ))

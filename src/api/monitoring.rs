@@ -31,14 +31,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, A
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // Read at each scrape: the queue is durable and shared, so no counter of ours could
-    // know what other instances added or took.
-    match state.jobs.queue_depth().await {
-        Ok(depth) => state.monitoring.metrics.set_queue_depth(depth),
-        Err(e) => {
-            tracing::warn!(error = %e, cause = e.cause.as_deref().unwrap_or("-"), "queue depth unavailable for /metrics")
-        }
-    }
+    // The queue is durable and shared, so no counter of ours could know what other
+    // instances added or took: it is read from the store, but in the background, so a
+    // scrape answers at once from what this process knows even when the database is down.
+    let jobs = state.jobs.clone();
+    state.monitoring.refresh_queue_depth(async move {
+        jobs.queue_depth()
+            .await
+            .map_err(|e| format!("{e}: {}", e.cause.as_deref().unwrap_or("-")))
+    });
+    let monitoring = &state.monitoring;
+    monitoring
+        .metrics
+        .set_limits_degraded(monitoring.readiness.limits_degraded());
     (
         [(
             header::CONTENT_TYPE,

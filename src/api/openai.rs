@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -93,10 +93,7 @@ fn answer(
     outcomes: Vec<Outcome>,
     format: Format,
 ) -> Response {
-    let origin = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map_or_else(|| "http://localhost".to_owned(), |h| format!("http://{h}"));
+    let origin = signed::origin(headers);
     let mut usage = Usage {
         input_tokens: 0,
         output_tokens: 0,

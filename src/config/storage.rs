@@ -107,11 +107,8 @@ impl Config {
         if let Some(v) = set("IMAGEGATE_OBJECT_STORE_REGION") {
             s3.region = Some(v);
         }
-        if let Some(v) = set("IMAGEGATE_OBJECT_STORE_ALLOW_HTTP") {
-            s3.allow_http = v.trim().parse().map_err(|e| ConfigError::Env {
-                name: "IMAGEGATE_OBJECT_STORE_ALLOW_HTTP".into(),
-                message: format!("{e}"),
-            })?;
+        if let Some(v) = super::flag(env, "IMAGEGATE_OBJECT_STORE_ALLOW_HTTP")? {
+            s3.allow_http = v;
         }
         // The AWS variables are ambient (meant for every AWS client on the host), so they
         // only fill in what imagegate's own configuration left unset.
@@ -155,10 +152,42 @@ impl Config {
                 "object_store_url must be s3://BUCKET[/PREFIX], got {url:?}"
             )));
         }
+        if !(self.database.acquire_timeout_secs.is_finite()
+            && self.database.acquire_timeout_secs > 0.0)
+        {
+            return Err(ConfigError::Invalid(
+                "database.acquire_timeout_secs must be positive".into(),
+            ));
+        }
         if !(self.redis.lease_secs.is_finite() && self.redis.lease_secs > 0.0) {
             return Err(ConfigError::Invalid(
                 "redis.lease_secs must be positive".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Refuses what would fail later, request by request: PostgreSQL is there for several
+    /// instances, and image bytes under one instance's data directory are invisible to
+    /// the others (an image listed everywhere, served by one). Checked by `serve` only:
+    /// management commands never touch image bytes.
+    pub fn check_shared_storage(&self) -> Result<(), ConfigError> {
+        let shared_database = self
+            .database_url
+            .as_ref()
+            .is_some_and(|u| matches!(u.scheme(), "postgres" | "postgresql"));
+        if shared_database && self.object_store_url.is_none() && !self.single_instance {
+            return Err(ConfigError::Invalid(format!(
+                "database_url names PostgreSQL, a database for several instances, but image \
+                 bytes would stay in this instance's data directory ({}), where other \
+                 instances cannot read them. Set object_store_url (IMAGEGATE_OBJECT_STORE_URL, \
+                 s3://BUCKET) for every instance, or, if only this one instance will ever use \
+                 the database, set single_instance = true (IMAGEGATE_SINGLE_INSTANCE=1). \
+                 See docs/operations.md, \"Deployment\".",
+                self.data_dir.display()
+            )));
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ pub struct Limiters {
     pub concurrency: Arc<dyn ConcurrencyLimiter>,
     /// For the start-up log (no credentials).
     pub description: String,
+    /// The Redis limiter when limits are shared, for readiness and metrics.
+    pub shared: Option<Arc<redis::RedisLimits>>,
 }
 
 impl Limiters {
@@ -25,8 +27,9 @@ impl Limiters {
                 let shared = Arc::new(redis::RedisLimits::connect(url, &config.redis).await?);
                 Self {
                     rate: shared.clone(),
-                    concurrency: shared,
+                    concurrency: shared.clone(),
                     description: format!("shared in Redis at {}", url.redacted()),
+                    shared: Some(shared),
                 }
             }
             None => Self::in_memory(),
@@ -38,6 +41,7 @@ impl Limiters {
             rate: Arc::new(memory::SlidingWindow::default()),
             concurrency: Arc::new(memory::InFlight::default()),
             description: "in this process".into(),
+            shared: None,
         }
     }
 }

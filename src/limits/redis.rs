@@ -10,9 +10,14 @@
 //!   instance that crashed stops renewing, and its slots come free after one lease.
 //!
 //! When Redis cannot be reached the decision falls back to this instance's own counters
-//! (logged): limits then hold per instance instead of failing every request.
+//! (logged): limits then hold per instance instead of failing every request. The first
+//! failure switches the instance to that degraded mode at once: later requests do not
+//! try Redis (each try would cost them the reconnect timeouts, 0.5–1 s), while one
+//! background probe pings it every second and switches back when it answers. The mode
+//! shows in `/ready` (`"limits": "degraded"`) and `/metrics` (`imagegate_limits_degraded`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::Script;
@@ -80,7 +85,13 @@ pub struct RedisLimits {
     renew: Arc<Script>,
     local_rate: SlidingWindow,
     local_in_flight: InFlight,
+    /// Set while Redis is unreachable; requests then count in this process only.
+    degraded: Arc<AtomicBool>,
 }
+
+/// How often a degraded instance checks whether Redis is back.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl RedisLimits {
     /// Connects now, so a wrong URL stops the start instead of every later request.
@@ -105,7 +116,35 @@ impl RedisLimits {
             renew: Arc::new(Script::new(RENEW_SCRIPT)),
             local_rate: SlidingWindow::default(),
             local_in_flight: InFlight::default(),
+            degraded: Arc::default(),
         })
+    }
+
+    /// Whether limits are counted per instance because Redis is unreachable.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Switches to local counting and starts the one probe that switches back.
+    fn degrade(&self, error: &redis::RedisError) {
+        if self.degraded.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(error = %error, "redis unreachable; counting limits per instance until it answers again");
+        let (degraded, mut conn) = (self.degraded.clone(), self.conn.clone());
+        // Ends by itself when Redis answers; it holds no request and no permit.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<String>(&mut conn);
+                if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+                    degraded.store(false, Ordering::Release);
+                    tracing::info!("redis answers again; limits are shared across instances");
+                    break;
+                }
+            }
+        });
     }
 
     async fn decide(
@@ -141,16 +180,16 @@ impl RedisLimits {
         now_ms: i64,
         cost: u32,
     ) -> RateDecision {
-        match self.decide(key_id, limit, now_ms, cost).await {
-            Ok(decision) => decision,
-            Err(e) => {
-                tracing::warn!(error = %e, "redis unavailable; counting this request per instance");
-                if cost > 0 {
-                    self.local_rate.acquire_n(key_id, limit, now_ms, cost).await
-                } else {
-                    self.local_rate.peek(key_id, limit, now_ms).await
-                }
+        if !self.is_degraded() {
+            match self.decide(key_id, limit, now_ms, cost).await {
+                Ok(decision) => return decision,
+                Err(e) => self.degrade(&e),
             }
+        }
+        if cost > 0 {
+            self.local_rate.acquire_n(key_id, limit, now_ms, cost).await
+        } else {
+            self.local_rate.peek(key_id, limit, now_ms).await
         }
     }
 }
@@ -175,6 +214,9 @@ impl RateLimiter for RedisLimits {
 #[async_trait::async_trait]
 impl ConcurrencyLimiter for RedisLimits {
     async fn try_acquire(&self, key_id: &str, max: u32) -> Option<ConcurrencyPermit> {
+        if self.is_degraded() {
+            return self.local_in_flight.try_acquire(key_id, max).await;
+        }
         let key = format!("{}inflight:{key_id}", self.prefix);
         let member = ulid::Ulid::new().to_string();
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
@@ -190,7 +232,7 @@ impl ConcurrencyLimiter for RedisLimits {
             Ok(1) => Some(self.lease_permit(key, member, lease_ms)),
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(error = %e, "redis unavailable; counting requests in flight per instance");
+                self.degrade(&e);
                 self.local_in_flight.try_acquire(key_id, max).await
             }
         }

@@ -66,7 +66,11 @@ impl<const N: usize> Family<N, f64> {
     }
 
     fn render(&self, out: &mut String) {
-        self.header(out, "counter");
+        self.render_as(out, "counter");
+    }
+
+    fn render_as(&self, out: &mut String, kind: &str) {
+        self.header(out, kind);
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         for (values, value) in series.iter() {
             let _ = writeln!(out, "{}{} {value}", self.name, self.label_set(values, None));
@@ -137,6 +141,9 @@ pub struct Metrics {
     durations: Family<1, Histogram>,
     in_flight: Gauge,
     queue_depth: Gauge,
+    /// 1 or 0 per dependency, as the last readiness check or store read found it.
+    dependency_up: Family<1, f64>,
+    limits_degraded: Gauge,
     upstream_calls: Family<1, f64>,
     upstream_retries: Family<1, f64>,
     upstream_durations: Family<0, Histogram>,
@@ -166,7 +173,17 @@ impl Default for Metrics {
             },
             queue_depth: Gauge {
                 name: "imagegate_queue_depth",
-                help: "Async requests stored and waiting to run (status queued), read from the store at each scrape.",
+                help: "Async requests stored and waiting to run (status queued), as last read from the store (at most every few seconds, in the background: a scrape never waits for the database).",
+                value: AtomicI64::new(0),
+            },
+            dependency_up: Family::new(
+                "imagegate_dependency_up",
+                "1 when a dependency (database, image_storage, upstream) answered its last check, 0 when it failed.",
+                ["dependency"],
+            ),
+            limits_degraded: Gauge {
+                name: "imagegate_limits_degraded",
+                help: "1 while the shared limiter (Redis) is unreachable and limits are counted per instance.",
                 value: AtomicI64::new(0),
             },
             upstream_calls: Family::new(
@@ -273,6 +290,17 @@ impl Metrics {
         self.queue_depth.value.store(depth, Ordering::Relaxed);
     }
 
+    pub fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .with([dependency], |v| *v = if up { 1.0 } else { 0.0 });
+    }
+
+    pub fn set_limits_degraded(&self, degraded: bool) {
+        self.limits_degraded
+            .value
+            .store(i64::from(degraded), Ordering::Relaxed);
+    }
+
     /// The text exposition format, `text/plain; version=0.0.4`.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -280,6 +308,8 @@ impl Metrics {
         self.durations.render(&mut out);
         self.in_flight.render(&mut out);
         self.queue_depth.render(&mut out);
+        self.dependency_up.render_as(&mut out, "gauge");
+        self.limits_degraded.render(&mut out);
         self.upstream_calls.render(&mut out);
         self.upstream_retries.render(&mut out);
         self.upstream_durations.render(&mut out);

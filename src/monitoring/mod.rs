@@ -7,6 +7,7 @@ pub mod ready;
 pub mod stats;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::caller::RequestContext;
 use crate::clock::Clock;
@@ -37,7 +38,17 @@ pub struct Monitoring {
     pub recent: RecentRequests,
     pub readiness: Readiness,
     clock: Arc<dyn Clock>,
+    /// When the queue depth was last asked of the store (ms, this process's clock), and
+    /// whether a read is running: scrapes start at most one read every few seconds and
+    /// never wait for it.
+    queue_read_at_ms: AtomicI64,
+    queue_reading: Arc<AtomicBool>,
 }
+
+/// A scrape older than this refreshes the queue depth (in the background).
+const QUEUE_DEPTH_REFRESH_MS: i64 = 5_000;
+/// A queue-depth read that takes longer is abandoned (the database is in trouble).
+const QUEUE_DEPTH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Monitoring {
     pub fn new(metrics: Arc<Metrics>, readiness: Readiness, clock: Arc<dyn Clock>) -> Self {
@@ -46,7 +57,45 @@ impl Monitoring {
             recent: RecentRequests::default(),
             readiness,
             clock,
+            queue_read_at_ms: AtomicI64::new(i64::MIN),
+            queue_reading: Arc::default(),
         }
+    }
+
+    /// Starts a background read of the queue depth when the last one is older than a few
+    /// seconds and none is running. The gauge keeps the last value read; a failed read
+    /// marks the database down in `imagegate_dependency_up`.
+    pub fn refresh_queue_depth<F>(&self, read: F)
+    where
+        F: Future<Output = Result<i64, String>> + Send + 'static,
+    {
+        let now = self.clock.now_ms();
+        let last = self.queue_read_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < QUEUE_DEPTH_REFRESH_MS
+            || self.queue_reading.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.queue_read_at_ms.store(now, Ordering::Relaxed);
+        let (metrics, reading) = (self.metrics.clone(), self.queue_reading.clone());
+        // Bounded by the timeout and by the flag above: at most one such task at a time.
+        tokio::spawn(async move {
+            match tokio::time::timeout(QUEUE_DEPTH_READ_TIMEOUT, read).await {
+                Ok(Ok(depth)) => {
+                    metrics.set_queue_depth(depth);
+                    metrics.set_dependency_up("database", true);
+                }
+                Ok(Err(cause)) => {
+                    tracing::warn!(%cause, "queue depth unavailable for /metrics");
+                    metrics.set_dependency_up("database", false);
+                }
+                Err(_) => {
+                    tracing::warn!("queue depth read timed out for /metrics");
+                    metrics.set_dependency_up("database", false);
+                }
+            }
+            reading.store(false, Ordering::Release);
+        });
     }
 
     pub fn now_ms(&self) -> i64 {

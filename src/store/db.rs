@@ -53,25 +53,94 @@ pub struct Db {
     pub pool: SqlitePool,
 }
 
+/// A storage failure, with what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(String);
+#[error("storage: {message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The database could not be reached in time (refused, down, pool exhausted): the
+    /// request may succeed later, so clients get 503 with `Retry-After`.
+    Unavailable,
+    /// The database lists an image whose bytes the blob store does not have: instances
+    /// that share a database but not image storage (docs/operations.md).
+    MissingBytes,
+    Other,
+}
+
+/// Seconds a client is asked to wait when storage is unreachable: long enough for a
+/// database failover or restart, short enough that a blip costs little.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
+        // Connection-level failures say nothing about the request; everything else
+        // (constraint, decode, SQL) is a fault of ours.
+        let kind = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+            _ => StoreErrorKind::Other,
+        };
+        Self {
+            kind,
+            message: e.to_string(),
+        }
     }
 }
 
 impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            kind: StoreErrorKind::Other,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing_bytes(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::MissingBytes,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
     }
 }
 
 impl From<StoreError> for crate::error::ApiError {
     fn from(e: StoreError) -> Self {
-        crate::error::ApiError::internal(e)
+        use crate::error::{ApiError, ErrorKind};
+        match e.kind {
+            StoreErrorKind::Unavailable => ApiError::new(
+                ErrorKind::StorageUnavailable,
+                "The service's storage is unreachable right now. Please retry shortly.",
+            )
+            .retry_after(STORAGE_RETRY_AFTER_SECS)
+            .caused_by(e),
+            StoreErrorKind::MissingBytes => ApiError::new(
+                ErrorKind::ServerError,
+                "The image is recorded but its bytes are missing from this server's image \
+                 storage. The operator must give every instance the same image storage \
+                 (object_store_url).",
+            )
+            .caused_by(e),
+            StoreErrorKind::Other => ApiError::internal(e),
+        }
     }
 }
 

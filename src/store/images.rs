@@ -24,7 +24,8 @@ pub trait ImageStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// `None` for unknown or malformed ids and for images of another owner.
     async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError>;
-    /// For history replay: the bytes regardless of owner (the caller checked the session).
+    /// For history replay and signed links: the bytes regardless of owner (the caller
+    /// checked the session or the signature). Missing bytes are an error, not `None`.
     async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError>;
     /// The owner's most recent images, newest first, without their bytes.
     async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError>;
@@ -64,10 +65,24 @@ impl StoredImages {
         Self { index, blobs }
     }
 
-    async fn read(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
-        match blob_key(id) {
-            Some(key) => self.blobs.get(&key).await,
-            None => Ok(None),
+    /// The bytes of an image the database knows about: their absence is an error that
+    /// names the cause, never a "not found" that contradicts `GET /images`.
+    async fn read_known(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(key) = blob_key(id) else {
+            return Ok(None);
+        };
+        match self.blobs.get(&key).await? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => {
+                let err = StoreError::missing_bytes(format!(
+                    "image {id} is recorded in the database but its bytes are not in {}; \
+                     instances that share a database must share image storage \
+                     (object_store_url)",
+                    self.blobs.describe()
+                ));
+                tracing::error!(image_id = id, error = %err, "image bytes missing");
+                Err(err)
+            }
         }
     }
 }
@@ -102,11 +117,12 @@ impl ImageStore for StoredImages {
         if blob_key(id).is_none() || !self.index.is_owner(id, owner).await? {
             return Ok(None);
         }
-        self.read(id).await
+        self.read_known(id).await
     }
 
     async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
-        self.read(id).await
+        // Callers hold an id the service handed out (a session's history, a signed link).
+        self.read_known(id).await
     }
 
     async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {

@@ -15,7 +15,7 @@ pub mod storage;
 pub mod usage;
 
 pub use blobs::{BlobStore, ObjectBlobs};
-pub use db::{Db, StoreError};
+pub use db::{Db, StoreError, StoreErrorKind};
 pub use images::{ImageStore, StoredImages};
 pub use sessions::{SessionStore, SqlSessionStore};
 pub use storage::{DatabaseHealth, Storage};

@@ -46,6 +46,15 @@ impl DatabaseHealth for Db {
     }
 }
 
+/// The file a `sqlite://` URL names (`None` for in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 /// Every store the service uses, as trait objects.
 #[derive(Clone)]
 pub struct Storage {
@@ -72,7 +81,10 @@ impl Storage {
         let url = config.database_url.as_ref();
         let (mut storage, database) = match url.map(|u| (u.scheme(), u.expose())) {
             Some(("postgres" | "postgresql", url)) => (
-                Self::postgres(PgDb::connect(url).await?, blobs),
+                Self::postgres(
+                    PgDb::connect(url, config.database.acquire_timeout()).await?,
+                    blobs,
+                ),
                 "PostgreSQL",
             ),
             Some((_, url)) => (Self::sqlite(Db::open_url(url).await?, blobs), "SQLite"),
@@ -87,6 +99,39 @@ impl Storage {
         );
         storage.description = format!("{database} at {at}; bytes in {}", storage.blobs.describe());
         Ok(storage)
+    }
+
+    /// Opens storage that must already exist: for commands that read (`keys list`,
+    /// `keys revoke`), where a mistyped data directory or URL would otherwise create a
+    /// new, empty database and report that it holds nothing.
+    pub async fn open_existing(config: &Config) -> Result<Self, StoreError> {
+        let hint = "check --data-dir / IMAGEGATE_DATA_DIR or --database-url / \
+                    IMAGEGATE_DATABASE_URL (`imagegate serve` or `imagegate migrate` creates it)";
+        match config.database_url.as_ref().map(|u| (u.scheme(), u)) {
+            Some(("postgres" | "postgresql", url)) => {
+                if !PgDb::has_schema(url.expose()).await? {
+                    return Err(StoreError::new(format!(
+                        "no imagegate database at {}: it has no schema_migrations table; {hint}",
+                        url.redacted()
+                    )));
+                }
+            }
+            other => {
+                let file = match other {
+                    Some((_, url)) => sqlite_file(url.expose()),
+                    None => Some(config.data_dir.join("imagegate.db")),
+                };
+                if let Some(file) = file
+                    && !file.exists()
+                {
+                    return Err(StoreError::new(format!(
+                        "no imagegate database at {}; {hint}",
+                        file.display()
+                    )));
+                }
+            }
+        }
+        Self::open(config).await
     }
 
     /// The embedded stores over one SQLite database.

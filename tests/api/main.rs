@@ -25,6 +25,7 @@ mod logs;
 mod models_registry;
 mod monitoring;
 mod openapi;
+mod operability;
 mod playground;
 mod process;
 mod quality;

@@ -7,6 +7,7 @@
 
 pub mod batch;
 mod mapping;
+mod probe;
 mod wire;
 
 use std::sync::Arc;

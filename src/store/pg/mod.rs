@@ -13,7 +13,8 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 pub use idempotency::PgIdempotencyStore;
 pub use images::PgImageIndex;
@@ -72,18 +73,61 @@ pub struct PgDb {
 
 impl PgDb {
     /// Connects (the URL may set `options=-c search_path=…` to use a schema) and applies
-    /// the migrations that are missing.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// the migrations that are missing. A request waits at most `acquire_timeout` for a
+    /// connection, then is answered 503 `storage_unavailable`.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
+        // One direct connection first: the pool's own failure at start is "pool timed
+        // out", which hides whether the server refused, was unknown or rejected us.
+        let first = tokio::time::timeout(
+            acquire_timeout.max(Duration::from_secs(5)),
+            PgConnection::connect_with(&options),
+        )
+        .await;
+        let where_ = format!("{}:{}", options.get_host(), options.get_port());
+        match first {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::unavailable(format!(
+                    "cannot connect to PostgreSQL at {where_}: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::unavailable(format!(
+                    "cannot connect to PostgreSQL at {where_}: no answer within {:?}",
+                    acquire_timeout.max(Duration::from_secs(5))
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            // A request waiting this long for a connection is better answered with a 500.
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
         let db = Self { pool };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Whether imagegate's tables exist where `url` points (its `search_path` included),
+    /// without creating anything.
+    pub async fn has_schema(url: &str) -> Result<bool, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let mut connection = PgConnection::connect_with(&options).await.map_err(|e| {
+            StoreError::unavailable(format!(
+                "cannot connect to PostgreSQL at {}:{}: {e}",
+                options.get_host(),
+                options.get_port()
+            ))
+        })?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                .fetch_one(&mut connection)
+                .await?;
+        let _ = connection.close().await;
+        Ok(exists)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
