@@ -188,7 +188,8 @@ impl App {
             config.jobs.clone(),
             executor.clone(),
             legacy,
-        ));
+        )
+        .with_outcomes(monitoring.clone()));
         let batch_provider: Arc<dyn crate::provider::batch::BatchProvider> = match &gemini {
             Some(g) => Arc::new(crate::provider::gemini::batch::GeminiBatches::new(
                 g.clone(),

@@ -19,7 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Start the HTTP API (port 8000 by default).
     Serve(ConfigFlags),
-    /// Print the effective configuration, secrets redacted.
+    /// Print the effective configuration as TOML, secrets redacted, each value commented
+    /// with the layer that set it (default, config file, environment, command line).
     Config(ConfigFlags),
     /// Apply the database migrations (`serve` also does at start) and print the version.
     Migrate(ConfigFlags),
@@ -60,6 +61,12 @@ pub fn load_config(flags: &ConfigFlags) -> anyhow::Result<Config> {
     // `.env` fills in variables that are not already set, as the guide describes.
     let _ = dotenvy::dotenv();
     Ok(Config::load(flags, &|name| std::env::var(name).ok())?)
+}
+
+/// `imagegate config`: the effective configuration, as [`load_config`] would build it.
+pub fn explain_config(flags: &ConfigFlags) -> anyhow::Result<String> {
+    let _ = dotenvy::dotenv();
+    Ok(Config::explain(flags, &|name| std::env::var(name).ok())?)
 }
 
 pub fn init_tracing(format: LogFormat) {

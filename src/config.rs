@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::Tiers;
 use crate::models::{ModelOverride, RegistryConfig};
 
+mod explain;
 pub mod server;
 mod proxy;
 pub mod storage;
@@ -30,13 +31,20 @@ impl Secret {
     }
 }
 
+/// Printed configurations (`imagegate config`) never carry the value.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderChoice {
     /// `gemini` when a Google key is configured, otherwise `offline`.
@@ -45,14 +53,14 @@ pub enum ProviderChoice {
     Offline,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub host: String,
@@ -103,7 +111,7 @@ pub struct Config {
     pub readiness: ReadinessConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Issue a first paid key, shown on the terminal, when no key was ever issued.
@@ -121,7 +129,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GeminiConfig {
     /// Scheme, host, port and optional path prefix; tests point this at a local fake.
@@ -135,7 +143,7 @@ pub struct GeminiConfig {
     pub max_backoff_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_prompt_chars: usize,
@@ -190,7 +198,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// How long a request waits for a database connection before it is answered 503
@@ -213,7 +221,7 @@ impl DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadinessConfig {
     /// `/ready` answers from a result at most this old: load balancers probe every few
@@ -233,7 +241,7 @@ impl Default for ReadinessConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
     /// A chat session unused this long is gone (each message renews it).
@@ -258,7 +266,7 @@ impl Default for SessionsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
     /// Requests run at once by this instance's workers (0: accept but do not run).
@@ -272,7 +280,7 @@ pub struct JobsConfig {
     pub webhooks: WebhooksConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// The operator's opt-in for receivers on loopback or private networks.
@@ -716,6 +724,31 @@ mod tests {
         std::fs::write(&file, "prot = 1\n").unwrap();
         let err = Config::from_toml_file(&file).unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn env_booleans_accept_the_usual_spellings_in_any_case() {
+        for (value, expected) in [
+            ("1", true),
+            ("0", false),
+            ("True", true),
+            ("FALSE", false),
+            ("yes", true),
+            ("No", false),
+            ("on", true),
+            (" OFF ", false),
+        ] {
+            let env = env_of(&[("IMAGEGATE_WEBHOOKS_ALLOW_PRIVATE", value)]);
+            let config = Config::load(&ConfigFlags::default(), &|k| env.get(k).cloned()).unwrap();
+            assert_eq!(config.jobs.webhooks.allow_private, expected, "{value:?}");
+        }
+        let env = env_of(&[("IMAGEGATE_SINGLE_INSTANCE", "maybe")]);
+        let err = Config::load(&ConfigFlags::default(), &|k| env.get(k).cloned()).unwrap_err();
+        assert!(
+            err.to_string().contains("IMAGEGATE_SINGLE_INSTANCE"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("yes/no"), "{err}");
     }
 
     #[test]

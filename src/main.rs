@@ -25,12 +25,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::Config(flags) => {
-            let config = load_config(&flags)?;
-            let summary = format!(
-                "{config:#?}\neffective provider: {:?}\n",
-                config.effective_provider()
-            );
-            std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
+            let printed = imagegate::cli::explain_config(&flags)?;
+            std::io::Write::write_all(&mut std::io::stdout(), printed.as_bytes())?;
         }
         Command::Migrate(flags) => {
             let config = load_config(&flags)?;

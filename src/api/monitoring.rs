@@ -35,11 +35,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // instances added or took: it is read from the store, but in the background, so a
     // scrape answers at once from what this process knows even when the database is down.
     let jobs = state.jobs.clone();
-    state.monitoring.refresh_queue_depth(async move {
-        jobs.queue_depth()
-            .await
-            .map_err(|e| format!("{e}: {}", e.cause.as_deref().unwrap_or("-")))
-    });
+    state
+        .monitoring
+        .refresh_queue_depth(async move {
+            jobs.queue_depth()
+                .await
+                .map_err(|e| format!("{e}: {}", e.cause.as_deref().unwrap_or("-")))
+        })
+        .await;
     let monitoring = &state.monitoring;
     monitoring
         .metrics

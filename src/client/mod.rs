@@ -1,6 +1,7 @@
 //! The command-line client: `imagegate generate|edit|compose|story|chat|batch` talk to a
 //! running server (`--url`, default http://localhost:8000) with the key from
-//! `IMAGEGATE_API_KEY`. Server errors print the contract's message and exit non-zero.
+//! `--api-key` or `IMAGEGATE_KEY` (the README's name; `IMAGEGATE_API_KEY` is accepted
+//! too). Server errors print the contract's message and exit non-zero.
 
 mod batch;
 mod chat;
@@ -12,6 +13,9 @@ use base64::Engine as _;
 use serde_json::Value;
 
 pub use batch::{BatchCommand, batch};
+
+use crate::imaging::ImageFormat;
+
 pub use chat::{ChatArgs, chat};
 pub use commands::{
     ComposeArgs, EditArgs, GenerateArgs, StoryArgs, compose, edit, generate, story,
@@ -23,8 +27,8 @@ pub struct Target {
     /// Base URL of the imagegate server.
     #[arg(long, env = "IMAGEGATE_URL", default_value = "http://localhost:8000")]
     pub url: String,
-    /// API key (sent as a bearer token).
-    #[arg(long = "api-key", env = "IMAGEGATE_API_KEY", hide_env_values = true)]
+    /// API key (sent as a bearer token); IMAGEGATE_API_KEY is read when IMAGEGATE_KEY is unset.
+    #[arg(long = "api-key", env = "IMAGEGATE_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
 
@@ -56,8 +60,14 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(target: Target) -> Result<Self, ClientError> {
+    pub fn new(mut target: Target) -> Result<Self, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Both names have been documented; clap reads one, this the other.
+        if target.api_key.is_none() {
+            target.api_key = std::env::var("IMAGEGATE_API_KEY")
+                .ok()
+                .filter(|k| !k.trim().is_empty());
+        }
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::local(format!("cannot build an HTTP client: {e}")))?;
@@ -118,11 +128,40 @@ pub fn extension(mime: &str) -> &'static str {
     }
 }
 
-/// Writes base64 image data to `path`, creating parent directories.
+/// The format a file name asks for: `None` without an extension, an error for one that
+/// names no format the client writes.
+fn format_for(path: &Path) -> Result<Option<ImageFormat>, ClientError> {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+        return Ok(None);
+    };
+    match ext.to_ascii_lowercase().as_str() {
+        "png" => Ok(Some(ImageFormat::Png)),
+        "jpg" | "jpeg" => Ok(Some(ImageFormat::Jpeg)),
+        "webp" => Ok(Some(ImageFormat::Webp)),
+        other => Err(ClientError::local(format!(
+            "cannot write a .{other} image to {}: use a .png, .jpg or .webp file name",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes base64 image data to `path`, creating parent directories. The file holds the
+/// format its extension names: the server's image is converted when it differs (a JPEG
+/// answer saved as `out.png` is written as PNG).
 pub fn save_image(b64: &str, path: &Path) -> Result<PathBuf, ClientError> {
-    let bytes = base64::engine::general_purpose::STANDARD
+    let mut bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| ClientError::local(format!("the server sent undecodable image data: {e}")))?;
+    if let Some(wanted) = format_for(path)?
+        && ImageFormat::sniff(&bytes) != Some(wanted)
+    {
+        let decoded = image::load_from_memory(&bytes).map_err(|e| {
+            ClientError::local(format!("the server sent an undecodable image: {e}"))
+        })?;
+        bytes = crate::imaging::encode(&decoded, wanted)
+            .map_err(|e| ClientError::local(format!("cannot convert the image: {e}")))?
+            .to_vec();
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| ClientError::local(format!("cannot create {}: {e}", parent.display())))?;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{Config, ConfigError, EnvLookup};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// A request head (request line and headers) must be complete this long after the

@@ -3,7 +3,7 @@
 //! URL: `database_url` (`sqlite://…` or `postgres://…`), `redis_url` and
 //! `object_store_url` (`s3://bucket[/prefix]`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError, EnvLookup, Secret};
 
@@ -38,6 +38,13 @@ impl ServiceUrl {
     }
 }
 
+/// Printed configurations show the URL as logs do: no password, no query.
+impl Serialize for ServiceUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
 impl std::fmt::Debug for ServiceUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.redacted())
@@ -46,7 +53,7 @@ impl std::fmt::Debug for ServiceUrl {
 
 /// Settings of an S3-compatible `object_store_url`. Unset values fall back to the
 /// standard `AWS_*` variables, then to the AWS SDK's usual sources (instance roles).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectStoreConfig {
     /// For S3-compatible services (MinIO, R2, moto); unset for AWS itself.
@@ -60,7 +67,7 @@ pub struct ObjectStoreConfig {
     pub allow_http: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Prepended to every key, so several deployments (or test runs) can share a server.

@@ -55,6 +55,14 @@ pub struct Jobs {
     wake: tokio::sync::Notify,
     /// Wakes the webhook sender when a delivery is queued, instead of at its next poll.
     deliveries: tokio::sync::Notify,
+    /// Told how each async request ended (`/stats` counts async work by its outcome).
+    outcomes: Option<Arc<dyn AsyncOutcomes>>,
+}
+
+/// Who wants to know how async requests end.
+pub trait AsyncOutcomes: Send + Sync + 'static {
+    /// `succeeded` or not, and the seconds from acceptance to the outcome.
+    fn finished(&self, owner: &str, succeeded: bool, seconds: f64);
 }
 
 fn not_found() -> ApiError {
@@ -79,7 +87,13 @@ impl Jobs {
             config,
             wake: tokio::sync::Notify::new(),
             deliveries: tokio::sync::Notify::new(),
+            outcomes: None,
         }
+    }
+
+    pub fn with_outcomes(mut self, outcomes: Arc<dyn AsyncOutcomes>) -> Self {
+        self.outcomes = Some(outcomes);
+        self
     }
 
     fn body_key(id: &str) -> Option<String> {
@@ -210,8 +224,22 @@ impl Jobs {
         record.webhook_url.as_ref().map(|url| NewDelivery {
             id: ids::new_id("msg"),
             url: url.clone(),
-            payload: Self::status_body(record).to_string(),
+            payload: Self::webhook_body(record).to_string(),
         })
+    }
+
+    /// A webhook's body: the status body with the images at the top level, where the
+    /// guide's handler reads them (`data.get('images', [])`); `result` keeps the rest of
+    /// the answer, so each image is sent once.
+    pub fn webhook_body(record: &RequestRecord) -> Value {
+        let mut body = Self::status_body(record);
+        let images = body["result"]
+            .as_object_mut()
+            .and_then(|result| result.remove("images"))
+            .filter(Value::is_array)
+            .unwrap_or_else(|| json!([]));
+        body["images"] = images;
+        body
     }
 
     async fn remove_body(&self, id: &str) {
@@ -294,6 +322,10 @@ impl Jobs {
             self.deliveries.notify_one();
         }
         if recorded {
+            if let Some(outcomes) = &self.outcomes {
+                let seconds = (now - job.created_at_ms).max(0) as f64 / 1000.0;
+                outcomes.finished(&job.owner, status == "succeeded", seconds);
+            }
             self.remove_body(&job.id).await;
             tracing::info!(request_id = %job.id, status, attempt = job.attempts, "async request finished");
         } else {

@@ -57,7 +57,7 @@ pub struct TierLimits {
 
 /// The configured tiers by name. The guide's `free` and `paid` always exist; the
 /// configuration changes their numbers or adds tiers (`[tiers.NAME]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "BTreeMap<String, TierOverride>")]
 pub struct Tiers(BTreeMap<String, TierLimits>);
 

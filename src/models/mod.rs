@@ -81,7 +81,7 @@ pub struct Lifecycle {
 }
 
 /// A model override or addition from the configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelOverride {
     pub name: String,

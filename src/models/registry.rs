@@ -26,7 +26,7 @@ pub trait ModelLister: Send + Sync + 'static {
     async fn list_models(&self) -> Result<Vec<UpstreamModel>, String>;
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Seconds between refreshes of upstream's model list (gemini provider); 0 asks

@@ -79,7 +79,7 @@ impl TierMultipliers {
 }
 
 /// `[registry.service_tiers.KEY_TIER]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierRule {
     /// The service tiers this key tier may ask for; unset: all.

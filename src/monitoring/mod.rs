@@ -47,6 +47,8 @@ pub struct Monitoring {
 
 /// A scrape older than this refreshes the queue depth (in the background).
 const QUEUE_DEPTH_REFRESH_MS: i64 = 5_000;
+/// How long a scrape waits for a fresh queue depth before answering with the last one.
+const QUEUE_DEPTH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// A queue-depth read that takes longer is abandoned (the database is in trouble).
 const QUEUE_DEPTH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -63,9 +65,11 @@ impl Monitoring {
     }
 
     /// Starts a background read of the queue depth when the last one is older than a few
-    /// seconds and none is running. The gauge keeps the last value read; a failed read
-    /// marks the database down in `imagegate_dependency_up`.
-    pub fn refresh_queue_depth<F>(&self, read: F)
+    /// seconds and none is running, and waits for it a moment only: a healthy database
+    /// answers within that, and an unhealthy one does not hold the scrape. The gauge keeps
+    /// the last value read; a failed read marks the database down in
+    /// `imagegate_dependency_up`.
+    pub async fn refresh_queue_depth<F>(&self, read: F)
     where
         F: Future<Output = Result<i64, String>> + Send + 'static,
     {
@@ -79,7 +83,7 @@ impl Monitoring {
         self.queue_read_at_ms.store(now, Ordering::Relaxed);
         let (metrics, reading) = (self.metrics.clone(), self.queue_reading.clone());
         // Bounded by the timeout and by the flag above: at most one such task at a time.
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             match tokio::time::timeout(QUEUE_DEPTH_READ_TIMEOUT, read).await {
                 Ok(Ok(depth)) => {
                     metrics.set_queue_depth(depth);
@@ -96,6 +100,9 @@ impl Monitoring {
             }
             reading.store(false, Ordering::Release);
         });
+        // Past the wait the read goes on in the background (dropping the handle does not
+        // cancel it) and the scrape answers with the last known depth.
+        let _ = tokio::time::timeout(QUEUE_DEPTH_WAIT, reader).await;
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -113,13 +120,27 @@ impl Monitoring {
     ) {
         self.metrics
             .request_finished(endpoint, method, status, seconds);
+        // A 202 is work accepted, not an outcome: the worker that finishes it reports how
+        // it ended ([`crate::jobs::AsyncOutcomes`]).
         if method == "POST"
+            && status != 202
             && GENERATION_ROUTES.contains(&endpoint)
             && let Some(key_id) = key_id
         {
             self.recent
                 .record(self.clock.now_ms(), key_id, seconds, status);
         }
+    }
+}
+
+/// Async generation requests count in `/stats` when they end, by their outcome (200 for
+/// success, 500 standing for any failure), timed from acceptance to outcome. They count
+/// on the instance whose worker ran them.
+impl crate::jobs::AsyncOutcomes for Monitoring {
+    fn finished(&self, owner: &str, succeeded: bool, seconds: f64) {
+        let status = if succeeded { 200 } else { 500 };
+        self.recent
+            .record(self.clock.now_ms(), owner, seconds, status);
     }
 }
 

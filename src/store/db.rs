@@ -85,7 +85,18 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            // A connection cut mid-message reads as a protocol error.
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+            // PostgreSQL's connection exceptions (class 08), shutdown and start-up
+            // (57P01–57P03) and "too many connections" (53300).
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("57P0") || c == "53300"
+                }) =>
+            {
+                StoreErrorKind::Unavailable
+            }
             _ => StoreErrorKind::Other,
         };
         Self {

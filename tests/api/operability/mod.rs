@@ -3,6 +3,7 @@
 //! papercuts an operator or app developer meets first.
 
 mod outages;
+mod papercuts;
 mod proxy;
 mod readiness;
 mod setups;
