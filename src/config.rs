@@ -248,10 +248,13 @@ pub struct SessionsConfig {
     pub idle_ttl_secs: u64,
     /// User messages per session.
     pub max_turns: u32,
-    /// Bytes of images kept in a session's history. Every turn re-sends the whole
-    /// history upstream, base64-encoded (4/3 larger), and the upstream request must stay
-    /// under 20 MB; 12 MiB of images leaves room for that and for the new message.
+    /// Bytes of images one turn sends upstream (the message's own image and the most
+    /// recent earlier ones). Every turn re-sends history, base64-encoded (4/3 larger), and
+    /// the upstream request must stay under 20 MB; 12 MiB of images leaves room for that.
+    /// Older images are named by id instead (docs: "Chat sessions").
     pub max_image_bytes: u64,
+    /// Earlier images sent upstream as images with each turn, newest first.
+    pub context_images: u32,
     pub max_system_prompt_chars: usize,
 }
 
@@ -261,6 +264,7 @@ impl Default for SessionsConfig {
             idle_ttl_secs: 24 * 60 * 60,
             max_turns: 30,
             max_image_bytes: 12 * 1024 * 1024,
+            context_images: 3,
             max_system_prompt_chars: 8_000,
         }
     }

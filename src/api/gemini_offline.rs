@@ -127,7 +127,7 @@ fn request(
             fallback: None,
         },
     }
-    .parse(&state.models, &state.default_model)?;
+    .parse_native(&state.models, &state.default_model)?;
     let system = field(&req, "systemInstruction", "system_instruction")["parts"]
         .as_array()
         .map(|parts| {

@@ -73,8 +73,9 @@ impl StoryBody {
 }
 
 /// With `Accept: text/event-stream` the answer is a stream: one `step` event per finished
-/// step, then `done` with the whole response (or `error` with the contract's error body).
-/// Without it, one JSON response at the end.
+/// step (with its image), then `done` with the whole response but the images, already
+/// sent (or `error` with the contract's error body). Without it, one JSON response at the
+/// end, each image once in `images[]`, `steps[]` naming them by `image_id`.
 pub async fn generate(
     State(state): State<AppState>,
     Queueable { ctx, refused }: Queueable,
@@ -151,7 +152,12 @@ fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs) ->
     crate::tasks::spawn(async move {
         let last = match work.await {
             Ok(Ok(Done::Story(outcome))) => {
-                Event::default().event("done").json_data(&outcome.response)
+                // The images went out in the `step` events; `done` names them by id.
+                let mut done = serde_json::to_value(&outcome.response).unwrap_or_default();
+                if let Some(fields) = done.as_object_mut() {
+                    fields.remove("images");
+                }
+                Event::default().event("done").json_data(&done)
             }
             Ok(Ok(_)) => Event::default()
                 .event("error")

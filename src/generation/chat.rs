@@ -1,6 +1,7 @@
 //! Chat sessions: stored conversations that refine an image turn by turn. Every turn
-//! sends the whole history upstream — earlier images and thought signatures exactly as
-//! received — and only a successful turn joins the history.
+//! sends the history upstream — the recent images and every thought signature exactly as
+//! received, older images named by id (`chat_context`) — and only a successful turn
+//! joins the history.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use crate::caller::{Caller, RequestContext};
 use crate::clock::{Clock, rfc3339};
 use crate::config::SessionsConfig;
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::chat_context;
 use crate::generation::params::{Prompt, RawOptions};
 use crate::generation::{Generator, Outcome};
 use crate::ids;
@@ -193,10 +195,12 @@ impl ChatService {
             .detail("reason", "max_turns")
             .detail("max_turns", self.config.max_turns));
         }
-        if session.image_bytes + new_bytes > self.config.max_image_bytes as i64 {
+        // The image budget bounds what one turn sends upstream, not the session: the
+        // message's own image alone must fit; older images leave the context instead.
+        if new_bytes > self.config.max_image_bytes as i64 {
             return Err(ApiError::new(
                 ErrorKind::SessionFull,
-                "This chat session holds as many images as it can; start a new one.",
+                "This image is larger than a chat turn can carry upstream.",
             )
             .detail("reason", "max_image_bytes")
             .detail("max_image_bytes", self.config.max_image_bytes));
@@ -216,9 +220,16 @@ impl ChatService {
         let session = self.admit(&ctx.caller, id, new_bytes).await?;
         let messages = session.turn_count / 2;
         let stored = self.sessions.turns(id).await?;
+        let in_context = chat_context::images_in_context(
+            self.images.as_ref(),
+            &self.config,
+            &stored,
+            new_bytes.max(0) as u64,
+        )
+        .await?;
         let mut contents = Vec::with_capacity(stored.len() + 1);
         for turn in &stored {
-            contents.push(self.replay(turn).await?);
+            contents.push(replay(turn, &in_context)?);
         }
         let mut user_parts = Vec::new();
         if let Some(image) = &msg.image {
@@ -324,45 +335,6 @@ impl ChatService {
         })
     }
 
-    /// A stored turn as it is sent upstream again: image bytes and signatures restored.
-    async fn replay(&self, turn: &StoredTurn) -> Result<Turn, ApiError> {
-        let mut parts = Vec::with_capacity(turn.parts.len());
-        for p in &turn.parts {
-            let signature = match &p.signature {
-                Some(s) => {
-                    Some(Bytes::from(STANDARD.decode(s).map_err(|e| {
-                        ApiError::internal(format!("stored signature: {e}"))
-                    })?))
-                }
-                None => None,
-            };
-            let data = match (&p.image_id, &p.text) {
-                (Some(image_id), _) => {
-                    let bytes = self.images.get_unchecked(image_id).await?.ok_or_else(|| {
-                        ApiError::internal(format!("history image {image_id} is missing"))
-                    })?;
-                    let format = ImageFormat::sniff(&bytes)
-                        .ok_or_else(|| ApiError::internal("history image has an unknown format"))?;
-                    PartData::Image { format, bytes }
-                }
-                (None, text) => PartData::Text(text.clone().unwrap_or_default()),
-            };
-            parts.push(Part {
-                data,
-                thought: p.thought,
-                thought_signature: signature,
-            });
-        }
-        Ok(Turn {
-            role: if turn.role == "model" {
-                Role::Model
-            } else {
-                Role::User
-            },
-            parts,
-        })
-    }
-
     pub async fn history(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
         let session = self.session(caller, id).await?;
         let turns = self.sessions.turns(id).await?;
@@ -388,6 +360,49 @@ impl ChatService {
     pub async fn sweep_expired(&self) -> Result<u64, ApiError> {
         Ok(self.sessions.delete_expired(self.clock.now_ms()).await?)
     }
+}
+
+/// A stored turn as it is sent upstream again: signatures restored, images in context as
+/// their bytes, older ones as a text naming them.
+fn replay(turn: &StoredTurn, in_context: &HashMap<String, Bytes>) -> Result<Turn, ApiError> {
+    let mut parts = Vec::with_capacity(turn.parts.len());
+    for p in &turn.parts {
+        let signature = match &p.signature {
+            Some(s) => {
+                Some(Bytes::from(STANDARD.decode(s).map_err(|e| {
+                    ApiError::internal(format!("stored signature: {e}"))
+                })?))
+            }
+            None => None,
+        };
+        let data = match (&p.image_id, &p.text) {
+            (Some(image_id), _) => match in_context.get(image_id) {
+                Some(bytes) => {
+                    let format = ImageFormat::sniff(bytes)
+                        .ok_or_else(|| ApiError::internal("history image has an unknown format"))?;
+                    PartData::Image {
+                        format,
+                        bytes: bytes.clone(),
+                    }
+                }
+                None => PartData::Text(chat_context::placeholder(image_id)),
+            },
+            (None, text) => PartData::Text(text.clone().unwrap_or_default()),
+        };
+        parts.push(Part {
+            data,
+            thought: p.thought,
+            thought_signature: signature,
+        });
+    }
+    Ok(Turn {
+        role: if turn.role == "model" {
+            Role::Model
+        } else {
+            Role::User
+        },
+        parts,
+    })
 }
 
 fn text_part(text: &str, signature: Option<String>, thought: bool) -> StoredPart {

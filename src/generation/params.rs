@@ -127,6 +127,23 @@ impl Modalities {
         }
         Ok(out)
     }
+
+    /// As [`Modalities::parse`], for endpoints that answer with images (`images[0]` in
+    /// the guide's samples): a text-only answer would be an empty 200, so it is refused.
+    pub fn parse_for_images(values: &[String]) -> Result<Self, ApiError> {
+        let field = "response_modalities";
+        let out = Self::parse(values)?;
+        if !out.image {
+            return Err(ApiError::invalid(
+                field,
+                "This endpoint generates images: response_modalities must include \"Image\" \
+                 (for example [\"Text\", \"Image\"] or [\"Image\"]).",
+            )
+            .detail("allowed", vec!["Text", "Image"])
+            .detail("required", "Image"));
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,11 +305,33 @@ pub struct Options {
 
 impl RawOptions {
     pub fn parse(self, models: &ModelTable, default_model: &str) -> Result<Options, ApiError> {
-        let model = models.resolve(self.model.as_deref().unwrap_or(default_model))?;
+        let modalities = match &self.response_modalities {
+            Some(v) => Modalities::parse_for_images(v)?,
+            None => Modalities::default(),
+        };
+        self.parse_with(models, default_model, modalities)
+    }
+
+    /// For Google's native surface, where a text-only answer is a valid answer.
+    pub fn parse_native(
+        self,
+        models: &ModelTable,
+        default_model: &str,
+    ) -> Result<Options, ApiError> {
         let modalities = match &self.response_modalities {
             Some(v) => Modalities::parse(v)?,
             None => Modalities::default(),
         };
+        self.parse_with(models, default_model, modalities)
+    }
+
+    fn parse_with(
+        self,
+        models: &ModelTable,
+        default_model: &str,
+        modalities: Modalities,
+    ) -> Result<Options, ApiError> {
+        let model = models.resolve(self.model.as_deref().unwrap_or(default_model))?;
         let seed = self
             .seed
             .map(|s| {
@@ -357,6 +396,11 @@ mod tests {
         assert!(m.text && m.image);
         assert!(Modalities::parse(&["audio".into()]).is_err());
         assert!(Modalities::parse(&[]).is_err());
+        assert!(Modalities::parse(&["Text".into()]).is_ok());
+        assert!(
+            Modalities::parse_for_images(&["Text".into()]).is_err(),
+            "image endpoints never answer without an image"
+        );
     }
 
     #[test]

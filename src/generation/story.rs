@@ -127,11 +127,15 @@ fn step_prompt(req: &StoryRequest, step: usize) -> String {
     }
 }
 
+/// One finished step. Its image travels once: in the step's SSE `step` event, and in the
+/// story's `images[]` (index-aligned with `steps[]`); the story's `steps[]` carry its id.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoryStep {
     pub index: usize,
     pub caption: String,
-    pub image: String,
+    /// Base64, in the `step` event only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub image_id: String,
     pub mime_type: &'static str,
 }
@@ -227,7 +231,7 @@ pub async fn generate(
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| format!("Step {step}")),
-            image: response.images[0].clone(),
+            image: Some(response.images[0].clone()),
             image_id: response.image_ids[0].clone(),
             mime_type: response
                 .mime_types
@@ -236,7 +240,10 @@ pub async fn generate(
                 .unwrap_or(ImageFormat::Png.mime()),
         };
         progress(done.clone()).await;
-        steps.push(done);
+        steps.push(StoryStep {
+            image: None,
+            ..done
+        });
         all = Some(match all {
             None => response,
             Some(mut acc) => {

@@ -52,9 +52,12 @@ async fn health_ready_and_metrics_answer_without_a_key() {
     }
     let (_, _, ready) = json_of(anonymous.get(app.url("/ready")).send().await.unwrap()).await;
     assert_eq!(ready["status"], "ready");
+    let mut checks = ready["checks"].clone();
+    assert!(checks["age_seconds"].is_number(), "{checks}");
+    checks.as_object_mut().unwrap().remove("age_seconds");
     assert_eq!(
-        ready["checks"],
-        json!({"database": "ok", "image_storage": "ok", "upstream": "ok", "provider": "offline"})
+        checks,
+        json!({"database": "ok", "image_storage": "ok", "upstream": "ok", "limits": "ok", "provider": "offline"})
     );
     assert!(
         metrics_text(&app)
@@ -253,7 +256,7 @@ async fn stats_window_must_be_1_to_1440_minutes() {
 }
 
 #[tokio::test]
-async fn ready_reports_a_configured_gemini_upstream_without_calling_it() {
+async fn ready_probes_the_gemini_upstream_with_a_listing_never_a_generation() {
     let fake = FakeGemini::start().await;
     let app = TestApp::spawn(|c| {
         c.provider = ProviderChoice::Gemini;
@@ -266,5 +269,12 @@ async fn ready_reports_a_configured_gemini_upstream_without_calling_it() {
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["provider"], "gemini");
-    assert!(fake.requests().is_empty(), "no upstream call per probe");
+    assert_eq!(body["checks"]["upstream"], "ok");
+    let calls = fake.requests();
+    assert!(
+        calls.iter().all(|r| r.method == "GET"),
+        "a model listing, which generates nothing: {:?}",
+        calls.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(calls.len(), 1);
 }

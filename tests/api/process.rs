@@ -114,15 +114,15 @@ async fn configuration_comes_from_the_env_file_under_the_real_environment() {
     );
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
-        printed.contains("port: 9124"),
+        printed.contains("port = 9124  # environment"),
         "the real environment beats .env: {printed}"
     );
     assert!(
-        printed.contains("host: \"127.0.0.2\""),
+        printed.contains("host = \"127.0.0.2\"  # command line"),
         "flags beat both: {printed}"
     );
     assert!(
-        printed.contains("effective provider: Gemini"),
+        printed.contains("Effective provider: Gemini"),
         "the key in .env selects gemini: {printed}"
     );
     assert!(!printed.contains(SECRET), "redacted: {printed}");

@@ -184,6 +184,7 @@ async fn quality_options_are_validated() {
             "{bad}: {body}"
         );
     }
+    // Text-only answers are refused on every image endpoint, quality or not.
     let text_only =
         json!({"prompt": "a fox", "include_quality": true, "response_modalities": ["TEXT"]});
     let body = expect_error(
@@ -192,7 +193,7 @@ async fn quality_options_are_validated() {
         "invalid_request",
     )
     .await;
-    assert_eq!(body["details"]["field"], "include_quality");
+    assert_eq!(body["details"]["field"], "response_modalities");
 }
 
 #[tokio::test]

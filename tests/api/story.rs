@@ -23,9 +23,10 @@ async fn a_story_has_one_captioned_image_per_step() {
     for (i, step) in steps.iter().enumerate() {
         assert_eq!(step["index"], i + 1);
         assert!(!step["caption"].as_str().unwrap().is_empty());
-        assert_eq!(step["image"], body["images"][i]);
+        // Each image once: in `images[]`, which `steps[]` name by id, index for index.
+        assert!(step.get("image").is_none(), "{step}");
         assert_eq!(step["image_id"], body["image_ids"][i]);
-        let image = decode_image(&step["image"]);
+        let image = decode_image(&body["images"][i]);
         assert_eq!((image.width(), image.height()), (512, 512));
     }
     assert_eq!(body["images"].as_array().unwrap().len(), 3);
@@ -71,7 +72,7 @@ async fn every_step_is_generated_with_the_earlier_steps_in_context() {
     // Step 3 carries the images of steps 1 and 2 exactly as they were returned.
     let step1 = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,
-        body["steps"][0]["image"].as_str().unwrap(),
+        body["images"][0].as_str().unwrap(),
     )
     .unwrap();
     assert!(calls[2].images.iter().any(|(_, b)| *b == step1));
@@ -166,4 +167,14 @@ async fn a_story_can_stream_each_step_as_it_finishes() {
     assert_eq!(names, ["step", "step", "step", "done"]);
     assert_eq!(events[1].1["index"], 2);
     assert_eq!(events[3].1["steps"].as_array().unwrap().len(), 3);
+    // Each image travels once: in its `step` event; `done` names them by id.
+    for (_, step) in &events[..3] {
+        assert!(step["image"].as_str().is_some_and(|i| i.len() > 100));
+    }
+    let done = &events[3].1;
+    assert!(done.get("images").is_none(), "{done}");
+    assert_eq!(done["image_ids"].as_array().unwrap().len(), 3);
+    assert!(done["steps"][0].get("image").is_none());
+    let images_in_stream = text.matches(events[0].1["image"].as_str().unwrap()).count();
+    assert_eq!(images_in_stream, 1, "step 1's image is sent once");
 }

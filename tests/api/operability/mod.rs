@@ -6,5 +6,6 @@ mod outages;
 mod papercuts;
 mod proxy;
 mod readiness;
+mod sessions;
 mod setups;
 mod tcp_proxy;

@@ -111,3 +111,43 @@ async fn stats_count_async_work_by_its_outcome_not_its_acceptance() {
     assert_eq!(stats["successful_requests"], 1, "{stats}");
     assert_eq!(stats["success_rate"], 1.0, "{stats}");
 }
+
+#[tokio::test]
+async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() {
+    let app = TestApp::offline().await;
+    for modalities in [json!(["Text"]), json!(["TEXT"])] {
+        let response = app
+            .post_json(
+                "/generate-image",
+                json!({"prompt": "a fox", "response_modalities": modalities}),
+            )
+            .await;
+        let body = crate::support::expect_error(response, 400, "invalid_request").await;
+        assert_eq!(body["details"]["field"], "response_modalities", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("Image"));
+    }
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            crate::support::file_part(crate::support::png(64, 64), "in.png"),
+        )
+        .text("prompt", "make it blue")
+        .text("response_modalities", "Text");
+    let body = crate::support::expect_error(
+        app.post_form("/edit-image", form).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(body["details"]["field"], "response_modalities", "{body}");
+    let (status, _, body) = json_of(
+        app.post_json(
+            "/generate-image",
+            json!({"prompt": "a fox", "image_size": "512", "response_modalities": ["Image"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["images"].as_array().unwrap().len(), 1);
+}
