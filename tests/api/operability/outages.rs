@@ -59,7 +59,7 @@ async fn postgres_unreachable_mid_run_answers_503_with_retry_after_and_metrics_s
         "a generation during the outage",
         app.post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "image_size": "512"}),
+            json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "image_size": "512"}),
         ),
     )
     .await;

@@ -88,7 +88,7 @@ async fn stats_count_async_work_by_its_outcome_not_its_acceptance() {
     let accepted = app
         .post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "image_size": "512", "async": true}),
+            json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "image_size": "512", "async": true}),
         )
         .await;
     let (status, _, body) = json_of(accepted).await;
@@ -143,7 +143,7 @@ async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() 
     let (status, _, body) = json_of(
         app.post_json(
             "/generate-image",
-            json!({"prompt": "a fox", "image_size": "512", "response_modalities": ["Image"]}),
+            json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "image_size": "512", "response_modalities": ["Image"]}),
         )
         .await,
     )

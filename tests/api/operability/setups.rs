@@ -54,7 +54,7 @@ async fn an_image_whose_bytes_are_missing_is_an_explained_error_not_a_404() {
     let (status, _, body) = json_of(
         app.post_json(
             "/generate-image",
-            serde_json::json!({"prompt": "a lighthouse", "image_size": "512"}),
+            serde_json::json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
         .await,
     )
