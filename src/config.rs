@@ -11,8 +11,8 @@ use crate::limits::Tiers;
 use crate::models::{ModelOverride, RegistryConfig};
 
 mod explain;
-pub mod server;
 mod proxy;
+pub mod server;
 pub mod storage;
 pub use server::ServerConfig;
 pub use storage::{ObjectStoreConfig, RedisConfig, ServiceUrl};
