@@ -181,15 +181,17 @@ impl App {
                 max_body_bytes: config.limits.max_multipart_bytes,
             },
         });
-        let jobs = Arc::new(Jobs::new(
-            storage.requests.clone(),
-            storage.blobs.clone(),
-            clock.clone(),
-            config.jobs.clone(),
-            executor.clone(),
-            legacy,
-        )
-        .with_outcomes(monitoring.clone()));
+        let jobs = Arc::new(
+            Jobs::new(
+                storage.requests.clone(),
+                storage.blobs.clone(),
+                clock.clone(),
+                config.jobs.clone(),
+                executor.clone(),
+                legacy,
+            )
+            .with_outcomes(monitoring.clone()),
+        );
         let batch_provider: Arc<dyn crate::provider::batch::BatchProvider> = match &gemini {
             Some(g) => Arc::new(crate::provider::gemini::batch::GeminiBatches::new(
                 g.clone(),
