@@ -638,7 +638,12 @@ async fn batches_are_kept_in_postgres_too() {
     };
     let fake = FakeGemini::start().await;
     let url = schema.database_url();
-    let app = on_fake(&fake, move |c| c.database_url = Some(url)).await;
+    let app = on_fake(&fake, move |c| {
+        c.database_url = Some(url);
+        // One instance: image bytes may stay in its data directory.
+        c.single_instance = true;
+    })
+    .await;
     let id = submit(
         &app,
         json!({"items": [{"prompt": "a"}, {"prompt": "b [[fake:image_safety]]"}]}),
