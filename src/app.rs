@@ -145,6 +145,10 @@ impl App {
         let monitoring = Arc::new(Monitoring::new(metrics, readiness, clock.clone()));
         let generator = Generator::new(provider, images.clone())
             .with_usage_sink(Arc::new(usage))
+            .with_spending(crate::generation::spend::Spending::new(
+                storage.keys.clone(),
+                clock.clone(),
+            ))
             .with_tier_policy(models.tier_policy().clone());
         let chat = Arc::new(ChatService::new(
             storage.sessions.clone(),

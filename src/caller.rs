@@ -6,6 +6,22 @@ pub struct Caller {
     /// A stable, non-secret identifier of the caller's key (never the key itself).
     pub key_id: String,
     pub tier: String,
+    /// Scopes, models and limit overrides of the key (docs/keys.md); default: none.
+    pub settings: std::sync::Arc<crate::auth::settings::KeySettings>,
+    /// Whether the key has a spending limit (its responses then say what is left).
+    pub budgeted: bool,
+}
+
+impl Caller {
+    /// A caller with the tier's limits and no per-key settings.
+    pub fn of_tier(key_id: impl Into<String>, tier: impl Into<String>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            tier: tier.into(),
+            settings: Default::default(),
+            budgeted: false,
+        }
+    }
 }
 
 /// What a pipeline run knows about the request it serves.

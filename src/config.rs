@@ -118,6 +118,8 @@ pub struct AuthConfig {
     pub create_first_key: bool,
     /// Accept the server's own `GOOGLE_API_KEY` as a paid caller's bearer (the guide's samples).
     pub accept_google_key: bool,
+    /// Bearer token of `/admin/…` (docs/keys.md); unset, the admin API answers 404.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for AuthConfig {
@@ -125,6 +127,7 @@ impl Default for AuthConfig {
         Self {
             create_first_key: true,
             accept_google_key: true,
+            admin_token: None,
         }
     }
 }
@@ -497,6 +500,9 @@ impl Config {
         if let Some(key) = key {
             self.google_api_key = Some(Secret::new(key.trim()));
         }
+        if let Some(v) = env("IMAGEGATE_ADMIN_TOKEN").filter(|v| !v.trim().is_empty()) {
+            self.auth.admin_token = Some(Secret::new(v.trim()));
+        }
         if let Some(v) = env("IMAGEGATE_HOST") {
             self.host = v;
         }
@@ -620,6 +626,14 @@ impl Config {
         self.validate_storage()?;
         self.validate_server()?;
         self.validate_proxy()?;
+        // A guessable admin token would hand out keys to whoever guesses it.
+        if let Some(token) = &self.auth.admin_token
+            && (token.expose().len() < 24 || token.expose().starts_with("igk_"))
+        {
+            return Err(ConfigError::Invalid(
+                "auth.admin_token must be at least 24 characters and not an API key; generate one with `openssl rand -hex 32`".into(),
+            ));
+        }
         let g = &self.gemini;
         if !(g.deadline_secs.is_finite() && g.deadline_secs > 0.0) {
             return Err(ConfigError::Invalid(

@@ -14,6 +14,10 @@ use serde_json::{Map, Value, json};
 pub enum ErrorKind {
     InvalidRequest,
     Unauthorized,
+    /// The key may not use this endpoint group or model (its scopes).
+    Forbidden,
+    /// The key's spending limit cannot cover the call's worst-case cost.
+    BudgetExceeded,
     NotFound,
     MethodNotAllowed,
     FileTooLarge,
@@ -45,6 +49,10 @@ impl ErrorKind {
         match self {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            // 402, not 429: waiting a minute does not help, and clients that retry 429s
+            // must not retry this until the period resets (`details.resets_at`).
+            Self::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -65,6 +73,8 @@ impl ErrorKind {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::FileTooLarge => "file_too_large",
@@ -198,6 +208,8 @@ impl ApiError {
                 "message": self.message,
                 "type": match self.kind {
                     ErrorKind::Unauthorized => "authentication_error",
+                    ErrorKind::Forbidden => "permission_error",
+                    ErrorKind::BudgetExceeded => "insufficient_quota",
                     ErrorKind::RateLimited => "rate_limit_error",
                     k if k.status().is_server_error() => "server_error",
                     _ => "invalid_request_error",
@@ -208,6 +220,8 @@ impl ApiError {
             Surface::Google => {
                 let status = match self.kind {
                     ErrorKind::Unauthorized => "UNAUTHENTICATED",
+                    ErrorKind::Forbidden => "PERMISSION_DENIED",
+                    ErrorKind::BudgetExceeded => "RESOURCE_EXHAUSTED",
                     ErrorKind::NotFound => "NOT_FOUND",
                     ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
                     ErrorKind::ContentBlocked | ErrorKind::NoImageGenerated => {

@@ -17,6 +17,9 @@ use super::idempotency::SingleFlight;
 #[derive(Clone)]
 pub struct Access {
     pub authenticator: Arc<Authenticator>,
+    pub keys: Arc<dyn crate::store::keys::KeyStore>,
+    /// The digest of `auth.admin_token`; `None`: the admin API is off.
+    pub admin_token: Option<crate::auth::keys::KeyDigest>,
     pub tiers: Arc<Tiers>,
     pub rate: Arc<dyn RateLimiter>,
     pub concurrency: Arc<dyn ConcurrencyLimiter>,
@@ -43,6 +46,12 @@ impl Access {
             .filter(|_| config.auth.accept_google_key);
         Self {
             authenticator: Arc::new(Authenticator::new(storage.keys.clone(), google_key)),
+            keys: storage.keys.clone(),
+            admin_token: config
+                .auth
+                .admin_token
+                .as_ref()
+                .map(|t| crate::auth::keys::KeyDigest::of(t.expose())),
             tiers: Arc::new(config.tiers.clone()),
             rate: limiters.rate,
             concurrency: limiters.concurrency,

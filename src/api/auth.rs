@@ -8,6 +8,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
+use crate::auth::Identity;
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind};
 
 /// Longer than any key we issue or Google's; anything longer is not a key.
@@ -37,6 +39,19 @@ pub async fn authenticate(
     if is_public(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
+    // The admin API takes the admin token and nothing else: an ordinary key, however
+    // privileged its tier, never manages keys.
+    let path = request.uri().path();
+    if path == "/admin" || path.starts_with("/admin/") {
+        return match super::admin::authorize(state.access.admin_token.as_ref(), request.headers()) {
+            Ok(()) => {
+                request.headers_mut().remove(header::AUTHORIZATION);
+                next.run(request).await
+            }
+            Err(e) if e.kind == ErrorKind::Unauthorized => unauthorized(&e.message),
+            Err(e) => e.into_response(),
+        };
+    }
     let token = match bearer(request.headers()) {
         Ok(token) => token,
         // Google's SDKs send the key as `x-goog-api-key` (or `?key=`) on its own surface.
@@ -49,18 +64,64 @@ pub async fn authenticate(
         },
     };
     request.headers_mut().remove("x-goog-api-key");
-    match state.access.authenticator.identify(&token).await {
-        Ok(Some(caller)) => {
+    let now = state.access.clock.now_ms();
+    match state.access.authenticator.identify(&token, now).await {
+        Ok(Identity::Caller(caller)) => {
+            if let Err(refusal) = check_scope(&caller, request.method(), request.uri().path()) {
+                return refusal.into_response();
+            }
             // Nothing downstream needs the key; dropping it keeps it out of anything
             // that might copy or log request headers.
             request.headers_mut().remove(header::AUTHORIZATION);
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Ok(None) => {
+        Ok(Identity::Unknown) => {
             unauthorized("The API key is not valid. Create one with `imagegate keys create`.")
         }
+        Ok(Identity::Expired) => unauthorized("The API key has expired. Ask for a new one."),
+        Ok(Identity::Rotated { successor }) => unauthorized(&format!(
+            "The API key was rotated (its successor is {successor}) and its grace period is over. Use the new key."
+        )),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The endpoint group a route belongs to, for key scopes; `None` for routes every key
+/// may use (reading its own images, requests, usage, models and settings).
+pub fn scope_of(method: &Method, path: &str) -> Option<&'static str> {
+    let group = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if is_native_path(path) {
+        // Listing models is reading; generating through Google's surface is not.
+        return (method == Method::POST).then_some("gemini");
+    }
+    Some(match () {
+        () if path == "/generate-image" => "generate",
+        () if path == "/edit-image" => "edit",
+        () if path == "/compose-images" => "compose",
+        () if group("/chat") => "chat",
+        () if group("/story") => "story",
+        () if group("/advanced") => "advanced",
+        () if group("/batches") => "batches",
+        () if group("/v1/images") => "openai",
+        () if group("/v1/batches") => "batches",
+        () => return None,
+    })
+}
+
+/// 403 for a route outside the key's scopes, before anything else runs.
+fn check_scope(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
+    match scope_of(method, path) {
+        Some(scope) if !caller.settings.allows_scope(scope) => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("This API key may not use the `{scope}` endpoints."),
+        )
+        .detail("scope", scope)
+        .detail(
+            "allowed_scopes",
+            caller.settings.scopes.clone().unwrap_or_default(),
+        )),
+        _ => Ok(()),
     }
 }
 

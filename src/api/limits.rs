@@ -29,7 +29,14 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     };
     let access = &state.access;
-    let tier = access.tiers.for_tier(&caller.tier);
+    let mut tier = access.tiers.for_tier(&caller.tier);
+    // A key's own limits, when it has them, replace its tier's.
+    if let Some(rpm) = caller.settings.requests_per_minute {
+        tier.requests_per_minute = rpm;
+    }
+    if let Some(n) = caller.settings.max_concurrent {
+        tier.max_concurrent = n;
+    }
     let now = access.clock.now_ms();
     // Reading an async request's status or a stored image is not a new piece of work:
     // counting polls against 15 a minute would starve the free tier's own async requests.
@@ -104,7 +111,17 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     };
     // This layer's hold ends with the response; the work holds its own until it ends.
     drop(slot);
-    with_window(response, window)
+    let mut response = with_window(response, window);
+    if caller.budgeted
+        && let Some(spending) = state.generator.spending()
+        && let Some(left) = spending.remaining_usd(&caller.key_id).await
+        && let Ok(value) = HeaderValue::from_str(&format!("{left:.6}"))
+    {
+        response
+            .headers_mut()
+            .insert("x-imagegate-budget-remaining", value);
+    }
+    response
 }
 
 /// A request that came through without an in-flight slot, and the 429 it gets unless

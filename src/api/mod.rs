@@ -1,6 +1,7 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
 pub mod access;
+pub mod admin;
 pub mod advanced;
 pub mod auth;
 pub mod batches;
@@ -140,6 +141,14 @@ fn routes() -> Router<AppState> {
         .route("/images", get(gallery::list_images))
         .route("/images/{image_id}", get(images::get_image))
         .route("/usage", get(usage::get_usage))
+        .route("/keys/me", get(admin::me))
+        .route("/admin/keys", get(admin::list).post(admin::create))
+        .route(
+            "/admin/keys/{key_id}",
+            get(admin::get).patch(admin::update).delete(admin::revoke),
+        )
+        .route("/admin/keys/{key_id}/rotate", post(admin::rotate))
+        .route("/admin/usage", get(admin::usage))
         .route("/quality", post(quality::assess))
         .route(
             "/health",

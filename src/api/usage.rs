@@ -56,7 +56,10 @@ pub async fn get_usage(
     })))
 }
 
-fn range(query: &BTreeMap<String, String>, today: Date) -> Result<(Date, Date), ApiError> {
+pub(crate) fn range(
+    query: &BTreeMap<String, String>,
+    today: Date,
+) -> Result<(Date, Date), ApiError> {
     if let Some(unknown) = query
         .keys()
         .find(|k| !matches!(k.as_str(), "days" | "from" | "to"))

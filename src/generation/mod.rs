@@ -12,6 +12,7 @@ pub mod pixels;
 pub mod prompts;
 pub mod quality_check;
 pub mod requests;
+pub mod spend;
 pub mod story;
 pub mod styles;
 pub mod work;
@@ -112,6 +113,8 @@ pub struct Generator {
     usage: Option<Arc<dyn UsageSink>>,
     /// Which service tiers each key tier may use.
     tiers: TierPolicy,
+    /// Keys' model scopes and spending limits, checked before each upstream call.
+    spending: Option<spend::Spending>,
 }
 
 impl Generator {
@@ -121,12 +124,42 @@ impl Generator {
             images,
             usage: None,
             tiers: TierPolicy::default(),
+            spending: None,
         }
     }
 
     pub fn with_tier_policy(mut self, tiers: TierPolicy) -> Self {
         self.tiers = tiers;
         self
+    }
+
+    pub fn with_spending(mut self, spending: spend::Spending) -> Self {
+        self.spending = Some(spending);
+        self
+    }
+
+    pub fn spending(&self) -> Option<&spend::Spending> {
+        self.spending.as_ref()
+    }
+
+    /// Reserves the worst case of a call `served` as, when spending is tracked.
+    pub async fn reserve(
+        &self,
+        ctx: &RequestContext,
+        served: &ServedAs,
+        size: Option<&str>,
+    ) -> Result<Option<spend::Reservation>, ApiError> {
+        match &self.spending {
+            Some(spending) => spending.reserve(ctx, served, size).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Settles a reservation to a call's real cost.
+    pub async fn settle(&self, reservation: Option<spend::Reservation>, cost_usd: f64) {
+        if let (Some(spending), Some(r)) = (&self.spending, reservation) {
+            spending.settle(r, cost_usd).await;
+        }
     }
 
     pub fn with_usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
@@ -239,13 +272,21 @@ impl Generator {
         let modalities = request.modalities;
         let prices = ServedAs::of(&request).prices();
         let model = request.model.entry.upstream_id.clone();
+        let size = request.image_size.as_ref().map(|s| s.as_str().to_owned());
+        let reservation = self
+            .reserve(&ctx, &ServedAs::of(&request), size.as_deref())
+            .await?;
         let generated = match self.provider.generate(request).await {
             Ok(g) => g,
             Err(e) => {
+                let cost = e.usage().map_or(0.0, |t| Usage::priced(t, prices).cost_usd);
+                self.settle(reservation, cost).await;
                 self.record_refusal(&ctx, &model, &e, prices).await;
                 return Err(e.into());
             }
         };
+        let cost = Usage::priced(generated.usage, generated.served.prices()).cost_usd;
+        self.settle(reservation, cost).await;
         let mut generated = generated;
         if modalities.image && generated.images.is_empty() {
             let e = ProviderError::NoImage {

@@ -375,10 +375,9 @@ impl Jobs {
         held_until_ms: i64,
         tasks: &Tasks,
     ) -> Held<Result<Value, Value>> {
-        let caller = Caller {
-            key_id: job.owner.clone(),
-            tier: job.tier.clone(),
-        };
+        // Models and spending are checked against the key's stored row before each
+        // upstream call (`generation::spend`), so the stored work needs no more of the key.
+        let caller = Caller::of_tier(job.owner.clone(), job.tier.clone());
         let run = async {
             let slot = self.executor.wait_for_slot(&caller).await;
             // The budget was charged with the work's cost when it was accepted.

@@ -31,6 +31,20 @@ const RATIOS_14: &[&str] = &[
 /// Gemini 3 image models take up to 14 reference images (gemini-upstream.md §5.2).
 const GEMINI_3_MAX_IMAGES: usize = 14;
 
+/// Google's input limit of its image models (gemini-upstream.md §4).
+const GEMINI_IMAGE_INPUT_TOKENS: u64 = 65_536;
+/// Image output tokens by size: the largest any table model reports at that size
+/// (2.5 Flash Image 1290 at its one size; 3.1 Flash 747 at 512, 1680 at 2K; 4K is the
+/// ~3780 Nano Banana 2.1's published 4K price implies). A budget reserves these, so a
+/// reservation never falls short of an image's real output.
+const OUTPUT_TOKENS: &[(&str, u64)] = &[
+    ("", 1290),
+    ("512", 747),
+    ("1K", 1290),
+    ("2K", 1680),
+    ("4K", 3780),
+];
+
 /// USD per million tokens, by kind (gemini-upstream.md §6.1, paid tier).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +77,11 @@ pub struct ModelEntry {
     /// `thinking_level` values the model takes, lower case; empty: it takes none.
     pub thinking_levels: Vec<String>,
     pub max_input_images: usize,
+    /// The most input tokens a call can send (Google's input limit); with the output
+    /// below, the worst case a key's budget reserves before a call (docs/keys.md).
+    pub max_input_tokens: u64,
+    /// Image output tokens of one image, by `image_size` ("" when none is sent).
+    pub output_tokens: std::collections::BTreeMap<String, u64>,
     /// Models tried in order when this one stays overloaded and fallback is allowed.
     pub fallback: Vec<String>,
     pub lifecycle: Lifecycle,
@@ -92,6 +111,8 @@ pub struct ModelOverride {
     pub tier_multipliers: Option<TierMultipliers>,
     pub thinking_levels: Option<Vec<String>>,
     pub max_input_images: Option<usize>,
+    pub max_input_tokens: Option<u64>,
+    pub output_tokens: Option<std::collections::BTreeMap<String, u64>>,
     pub fallback: Option<Vec<String>>,
     /// Where requests go once the model is retired.
     pub successor: Option<String>,
@@ -161,6 +182,11 @@ fn active(name: &str, ratios: &[&str], sizes: &[&str], prices: Prices) -> ModelE
         tier_multipliers: TierMultipliers::default(),
         thinking_levels: Vec::new(),
         max_input_images: GEMINI_3_MAX_IMAGES,
+        max_input_tokens: GEMINI_IMAGE_INPUT_TOKENS,
+        output_tokens: OUTPUT_TOKENS
+            .iter()
+            .map(|(size, n)| ((*size).to_owned(), *n))
+            .collect(),
         fallback: Vec::new(),
         lifecycle: Lifecycle::default(),
         pinned: false,
@@ -263,6 +289,23 @@ fn embedded_entries() -> Vec<ModelEntry> {
             "gemini-3.1-flash-image",
         ),
     ]
+}
+
+impl ModelEntry {
+    /// The most one call can cost at `prices` (the serving tier's): every input token
+    /// the model takes, plus one image of the largest output for `size` (the largest
+    /// of any size for a size the table does not list), in micro-dollars rounded up.
+    pub fn worst_case_micro(&self, size: Option<&str>, prices: Prices) -> i64 {
+        let largest = || self.output_tokens.values().copied().max().unwrap_or(0);
+        let output = self
+            .output_tokens
+            .get(size.unwrap_or(""))
+            .copied()
+            .unwrap_or_else(largest);
+        let usd = self.max_input_tokens as f64 * prices.input + output as f64 * prices.image_output;
+        // Prices are per million tokens: `usd` is already in micro-dollars.
+        usd.ceil() as i64
+    }
 }
 
 impl ModelTable {
@@ -455,6 +498,12 @@ fn apply(entry: &mut ModelEntry, o: &ModelOverride) {
     }
     if let Some(v) = o.max_input_images {
         entry.max_input_images = v;
+    }
+    if let Some(v) = o.max_input_tokens {
+        entry.max_input_tokens = v;
+    }
+    if let Some(v) = &o.output_tokens {
+        entry.output_tokens = v.clone();
     }
     if let Some(v) = &o.fallback {
         entry.fallback = v.clone();

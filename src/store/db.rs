@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "batches",
         include_str!("../../migrations/sqlite/0007_batches.sql"),
     ),
+    (
+        8,
+        "key_settings",
+        include_str!("../../migrations/sqlite/0008_key_settings.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -1,10 +1,15 @@
-//! API keys: one row per key issued, holding its digest (never the key), tier and
-//! whether it was revoked. Revoked rows stay, so ids in usage records keep a meaning.
+//! API keys: one row per key issued, holding its digest (never the key), tier, settings
+//! (docs/keys.md), and the day's and month's spend its budgets are checked against.
+//! Revoked rows stay, so ids in usage records keep a meaning.
+//!
+//! The SQL is written once with numbered parameters (`?1`), which SQLite reads as they
+//! are and PostgreSQL reads as `$1` ([`pg`]).
 
 use async_trait::async_trait;
 use sqlx::Row as _;
 
 use crate::auth::keys::KeyDigest;
+use crate::auth::settings::{KeySettings, SpendLimits};
 use crate::store::db::{Db, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,17 +23,105 @@ pub struct KeyRecord {
     pub shown: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    pub settings: KeySettings,
+    pub limits: SpendLimits,
+    pub expires_at_ms: Option<i64>,
+    /// Set once the key was rotated: its successor, and when the old key stops working.
+    pub rotated_to: Option<String>,
+    pub grace_until_ms: Option<i64>,
+}
+
+/// A key's spending limits and what was spent (reservations included) in the current
+/// UTC day and month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub limits: SpendLimits,
+    pub day_micro: i64,
+    pub month_micro: i64,
+}
+
+/// The UTC day (`YYYY-MM-DD`) and month (`YYYY-MM`) a spend is counted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendPeriod {
+    pub day: String,
+    pub month: String,
 }
 
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError>;
-    /// The unrevoked key with this digest.
+    /// The unrevoked key with this digest (expired and rotated ones included).
     async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError>;
+    async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// Every key ever issued, oldest first, revoked ones included.
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// `false` when no unrevoked key has this id.
     async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Writes a key's changeable fields (name, tier, settings, limits, expiry, rotation);
+    /// `false` when no unrevoked key has this id.
+    async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+    /// Adds `micro` to the period's spend if it fits both limits, in one conditional
+    /// statement (atomic on either database, across instances). `false`: it did not fit.
+    async fn reserve(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        micro: i64,
+    ) -> Result<bool, StoreError>;
+    /// Adds `delta_micro` (negative to give back) to the period's spend, if the period
+    /// is still the current one.
+    async fn settle(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        delta_micro: i64,
+    ) -> Result<(), StoreError>;
+    /// The key's limits and spend in `period`; `None` for an unknown key.
+    async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError>;
+}
+
+/// The columns a [`KeyRecord`] is read from.
+macro_rules! columns {
+    () => {
+        "key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms, settings, \
+         expires_at_ms, rotated_to, grace_until_ms, daily_budget_micro, monthly_budget_micro"
+    };
+}
+
+pub(crate) const INSERT: &str = "INSERT INTO api_keys (key_id, name, tier, key_hash, shown, created_at_ms, \
+     revoked_at_ms, settings, expires_at_ms, rotated_to, grace_until_ms, daily_budget_micro, \
+     monthly_budget_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+pub(crate) const SAVE: &str = "UPDATE api_keys SET name = ?2, tier = ?3, settings = ?4, expires_at_ms = ?5, \
+     rotated_to = ?6, grace_until_ms = ?7, daily_budget_micro = ?8, monthly_budget_micro = ?9 \
+     WHERE key_id = ?1 AND revoked_at_ms IS NULL";
+
+/// One statement, so the check and the addition cannot be separated by another
+/// instance's: PostgreSQL re-evaluates the WHERE clause on the row it waited for, and
+/// SQLite runs one writer at a time. A new day or month starts its counter at zero.
+pub(crate) const RESERVE: &str = "UPDATE api_keys SET \
+     spend_day_micro = (CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END) + ?4, \
+     spend_month_micro = (CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END) + ?4, \
+     spend_day = ?2, spend_month = ?3 \
+     WHERE key_id = ?1 \
+     AND (daily_budget_micro IS NULL OR \
+          (CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END) + ?4 <= daily_budget_micro) \
+     AND (monthly_budget_micro IS NULL OR \
+          (CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END) + ?4 <= monthly_budget_micro)";
+
+pub(crate) const SETTLE: &str = "UPDATE api_keys SET \
+     spend_day_micro = CASE WHEN spend_day = ?2 THEN spend_day_micro + ?4 ELSE spend_day_micro END, \
+     spend_month_micro = CASE WHEN spend_month = ?3 THEN spend_month_micro + ?4 ELSE spend_month_micro END \
+     WHERE key_id = ?1";
+
+pub(crate) const SPEND: &str = "SELECT daily_budget_micro, monthly_budget_micro, \
+     CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END AS day_micro, \
+     CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END AS month_micro \
+     FROM api_keys WHERE key_id = ?1";
+
+/// PostgreSQL's spelling of the numbered parameters.
+pub(crate) fn pg(sql: &str) -> String {
+    sql.replace('?', "$")
 }
 
 pub struct SqlKeyStore {
@@ -41,55 +134,105 @@ impl SqlKeyStore {
     }
 }
 
+/// Builds a record from a row of either database.
+macro_rules! key_record {
+    ($row:expr) => {{
+        let row = $row;
+        let digest: String = row.try_get("key_hash")?;
+        let settings: String = row.try_get("settings")?;
+        Ok(KeyRecord {
+            key_id: row.try_get("key_id")?,
+            name: row.try_get("name")?,
+            tier: row.try_get("tier")?,
+            digest: KeyDigest::from_hex(&digest)
+                .ok_or_else(|| StoreError::new("malformed key digest"))?,
+            shown: row.try_get("shown")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            revoked_at_ms: row.try_get("revoked_at_ms")?,
+            settings: KeySettings::from_stored(&settings),
+            limits: SpendLimits {
+                daily_micro: row.try_get("daily_budget_micro")?,
+                monthly_micro: row.try_get("monthly_budget_micro")?,
+            },
+            expires_at_ms: row.try_get("expires_at_ms")?,
+            rotated_to: row.try_get("rotated_to")?,
+            grace_until_ms: row.try_get("grace_until_ms")?,
+        })
+    }};
+}
+
+macro_rules! spend_of {
+    ($row:expr) => {{
+        let row = $row;
+        Ok(Spend {
+            limits: SpendLimits {
+                daily_micro: row.try_get("daily_budget_micro")?,
+                monthly_micro: row.try_get("monthly_budget_micro")?,
+            },
+            day_micro: row.try_get("day_micro")?,
+            month_micro: row.try_get("month_micro")?,
+        })
+    }};
+}
+
+pub(crate) use {columns, key_record, spend_of};
+
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
-    let digest: String = row.try_get("key_hash")?;
-    Ok(KeyRecord {
-        key_id: row.try_get("key_id")?,
-        name: row.try_get("name")?,
-        tier: row.try_get("tier")?,
-        digest: KeyDigest::from_hex(&digest)
-            .ok_or_else(|| StoreError::new("malformed key digest"))?,
-        shown: row.try_get("shown")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-    })
+    key_record!(row)
 }
 
 #[async_trait]
 impl KeyStore for SqlKeyStore {
     async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.name)
-        .bind(&key.tier)
-        .bind(key.digest.to_hex())
-        .bind(&key.shown)
-        .bind(key.created_at_ms)
-        .bind(key.revoked_at_ms)
-        .execute(&self.db.pool)
-        .await?;
+        sqlx::query(INSERT)
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.digest.to_hex())
+            .bind(&key.shown)
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
     async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms \
-             FROM api_keys WHERE key_hash = ? AND revoked_at_ms IS NULL",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_hash = ?1 AND revoked_at_ms IS NULL"
+        ))
         .bind(digest.to_hex())
         .fetch_optional(&self.db.pool)
         .await?;
         row.as_ref().map(record).transpose()
     }
 
+    async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_id = ?1"
+        ))
+        .bind(key_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms \
-             FROM api_keys ORDER BY created_at_ms, key_id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys ORDER BY created_at_ms, key_id"
+        ))
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(record).collect()
@@ -97,12 +240,72 @@ impl KeyStore for SqlKeyStore {
 
     async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL",
+            "UPDATE api_keys SET revoked_at_ms = ?1 WHERE key_id = ?2 AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(key_id)
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(SAVE)
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn reserve(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        micro: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(RESERVE)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn settle(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        delta_micro: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SETTLE)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(delta_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError> {
+        let row = sqlx::query(SPEND)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| -> Result<Spend, StoreError> { spend_of!(row) })
+            .transpose()
     }
 }

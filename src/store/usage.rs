@@ -37,8 +37,24 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
+/// One key's row of a report across keys (`GET /admin/usage`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KeyUsageRow {
+    pub key_id: String,
+    #[serde(flatten)]
+    pub usage: UsageRow,
+}
+
 #[async_trait]
 pub trait UsageStore: Send + Sync + 'static {
+    /// Usage of every key (or of `key_id`) from `first_day` to `last_day`, by key, day
+    /// and model.
+    async fn across_keys(
+        &self,
+        key_id: Option<&str>,
+        first_day: time::Date,
+        last_day: time::Date,
+    ) -> Result<Vec<KeyUsageRow>, StoreError>;
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError>;
     /// `key_id`'s usage from `first_day` to `last_day` (UTC, inclusive), by day then model.
     async fn by_day(
@@ -81,6 +97,47 @@ pub(crate) fn stored(n: u64) -> i64 {
 
 #[async_trait]
 impl UsageStore for SqlUsageStore {
+    async fn across_keys(
+        &self,
+        key_id: Option<&str>,
+        first_day: time::Date,
+        last_day: time::Date,
+    ) -> Result<Vec<KeyUsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, day, model, COUNT(DISTINCT request_id) AS requests, COUNT(*) AS calls, \
+             SUM(images) AS images, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
+             SUM(image_tokens) AS image_tokens, SUM(thought_tokens) AS thought_tokens, \
+             SUM(cost_micro_usd) AS cost \
+             FROM usage_events WHERE (?1 IS NULL OR key_id = ?1) AND day >= ?2 AND day <= ?3 \
+             GROUP BY key_id, day, model ORDER BY key_id, day, model",
+        )
+        .bind(key_id)
+        .bind(first_day.to_string())
+        .bind(last_day.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let cost: i64 = row.try_get("cost")?;
+                Ok(KeyUsageRow {
+                    key_id: row.try_get("key_id")?,
+                    usage: UsageRow {
+                        date: row.try_get("day")?,
+                        model: row.try_get("model")?,
+                        requests: count(row, "requests")?,
+                        upstream_calls: count(row, "calls")?,
+                        images: count(row, "images")?,
+                        input_tokens: count(row, "input_tokens")?,
+                        output_tokens: count(row, "output_tokens")?,
+                        image_tokens: count(row, "image_tokens")?,
+                        thought_tokens: count(row, "thought_tokens")?,
+                        cost_usd: cost as f64 / 1e6,
+                    },
+                })
+            })
+            .collect()
+    }
+
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
         let u = &event.usage;
         sqlx::query(

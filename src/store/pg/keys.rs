@@ -1,4 +1,4 @@
-//! API keys in PostgreSQL: digests only, as in the embedded store.
+//! API keys in PostgreSQL: digests only, the same statements as the embedded store.
 
 use async_trait::async_trait;
 use sqlx::Row as _;
@@ -6,8 +6,12 @@ use sqlx::postgres::PgRow;
 
 use super::PgDb;
 use crate::auth::keys::KeyDigest;
+use crate::auth::settings::{KeySettings, SpendLimits};
 use crate::store::StoreError;
-use crate::store::keys::{KeyRecord, KeyStore};
+use crate::store::keys::{
+    INSERT, KeyRecord, KeyStore, RESERVE, SAVE, SETTLE, SPEND, Spend, SpendPeriod, columns,
+    key_record, pg, spend_of,
+};
 
 pub struct PgKeyStore {
     db: PgDb,
@@ -20,54 +24,61 @@ impl PgKeyStore {
 }
 
 fn record(row: &PgRow) -> Result<KeyRecord, StoreError> {
-    let digest: String = row.try_get("key_hash")?;
-    Ok(KeyRecord {
-        key_id: row.try_get("key_id")?,
-        name: row.try_get("name")?,
-        tier: row.try_get("tier")?,
-        digest: KeyDigest::from_hex(&digest)
-            .ok_or_else(|| StoreError::new("malformed key digest"))?,
-        shown: row.try_get("shown")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-    })
+    key_record!(row)
 }
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
     async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.name)
-        .bind(&key.tier)
-        .bind(key.digest.to_hex())
-        .bind(&key.shown)
-        .bind(key.created_at_ms)
-        .bind(key.revoked_at_ms)
-        .execute(&self.db.pool)
-        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(pg(INSERT)))
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.digest.to_hex())
+            .bind(&key.shown)
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
     async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms \
-             FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(pg(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_hash = ?1 AND revoked_at_ms IS NULL"
+        ))))
         .bind(digest.to_hex())
         .fetch_optional(&self.db.pool)
         .await?;
         row.as_ref().map(record).transpose()
     }
 
+    async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(pg(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_id = ?1"
+        ))))
+        .bind(key_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT key_id, name, tier, key_hash, shown, created_at_ms, revoked_at_ms \
-             FROM api_keys ORDER BY created_at_ms, key_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(pg(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys ORDER BY created_at_ms, key_id"
+        ))))
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(record).collect()
@@ -82,5 +93,65 @@ impl KeyStore for PgKeyStore {
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(pg(SAVE)))
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn reserve(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        micro: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(pg(RESERVE)))
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn settle(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        delta_micro: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(pg(SETTLE)))
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(delta_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(pg(SPEND)))
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| -> Result<Spend, StoreError> { spend_of!(row) })
+            .transpose()
     }
 }

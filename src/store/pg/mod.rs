@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "batches",
         include_str!("../../../migrations/postgres/0007_batches.sql"),
     ),
+    (
+        8,
+        "key_settings",
+        include_str!("../../../migrations/postgres/0008_key_settings.sql"),
+    ),
 ];
 
 #[derive(Clone)]

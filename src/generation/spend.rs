@@ -1,0 +1,257 @@
+//! Spending limits per key (docs/keys.md): before each upstream call the call's worst
+//! case is reserved against the key's day and month, atomically in the database; after
+//! it the reservation is settled to what the call really cost.
+
+use std::sync::Arc;
+
+use crate::auth::GOOGLE_KEY_ID;
+use crate::caller::RequestContext;
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorKind};
+use crate::provider::ServedAs;
+use crate::store::keys::{KeyStore, Spend, SpendPeriod};
+
+#[derive(Clone)]
+pub struct Spending {
+    keys: Arc<dyn KeyStore>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A reserved worst case, to settle once the call's real cost is known.
+#[derive(Debug)]
+pub struct Reservation {
+    key_id: String,
+    period: SpendPeriod,
+    micro: i64,
+}
+
+fn usd(micro: i64) -> f64 {
+    micro as f64 / 1e6
+}
+
+impl Spending {
+    pub fn new(keys: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { keys, clock }
+    }
+
+    fn period(&self) -> (SpendPeriod, time::OffsetDateTime) {
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.clock.now_ms()) * 1_000_000,
+        )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let day = now.date();
+        let period = SpendPeriod {
+            day: day.to_string(),
+            month: format!("{:04}-{:02}", day.year(), u8::from(day.month())),
+        };
+        (period, now)
+    }
+
+    /// Checks the key may use the model, then reserves the call's worst case. `None`
+    /// when nothing is tracked (the server's own Google key, or a key no longer stored).
+    pub async fn reserve(
+        &self,
+        ctx: &RequestContext,
+        served: &ServedAs,
+        size: Option<&str>,
+    ) -> Result<Option<Reservation>, ApiError> {
+        let key_id = &ctx.caller.key_id;
+        if key_id == GOOGLE_KEY_ID {
+            return Ok(None);
+        }
+        // Read from the key's row, not the request's caller: work run later by an async
+        // worker is held to the key's settings as they are when it runs.
+        let Some(key) = self.keys.get(key_id).await? else {
+            return Ok(None);
+        };
+        let requested = served
+            .model
+            .substituted
+            .as_ref()
+            .map_or(&served.model.entry.name, |(name, _)| name);
+        if !key.settings.allows_model(requested) {
+            return Err(forbidden_model(requested, &key.settings.models));
+        }
+        let micro = served
+            .model
+            .entry
+            .worst_case_micro(size, served.prices())
+            .max(0);
+        let (period, now) = self.period();
+        if self.keys.reserve(key_id, &period, micro).await? {
+            return Ok(Some(Reservation {
+                key_id: key_id.clone(),
+                period,
+                micro,
+            }));
+        }
+        let spend = self.keys.spend(key_id, &period).await?.unwrap_or_default();
+        Err(exceeded(spend, micro, now))
+    }
+
+    /// Replaces the reservation by the real cost. A failure is logged: the call was made
+    /// and answered, and the reservation (the larger amount) stays counted.
+    pub async fn settle(&self, reservation: Reservation, cost_usd: f64) {
+        let real = (cost_usd * 1e6).round() as i64;
+        let delta = real - reservation.micro;
+        if delta == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .keys
+            .settle(&reservation.key_id, &reservation.period, delta)
+            .await
+        {
+            tracing::warn!(error = %e, key_id = %reservation.key_id, "could not settle a budget reservation");
+        }
+    }
+
+    /// What is left of the key's tightest limit, in dollars; `None` without limits.
+    pub async fn remaining_usd(&self, key_id: &str) -> Option<f64> {
+        let (period, _) = self.period();
+        let spend = self.keys.spend(key_id, &period).await.ok()??;
+        remaining(&spend).map(usd)
+    }
+
+    /// The key's limits, spend and resets, for `GET /keys/me`.
+    pub async fn report(&self, key_id: &str) -> Result<serde_json::Value, ApiError> {
+        let (period, now) = self.period();
+        let spend = self.keys.spend(key_id, &period).await?.unwrap_or_default();
+        Ok(report(&spend, now))
+    }
+}
+
+fn remaining(spend: &Spend) -> Option<i64> {
+    let day = spend.limits.daily_micro.map(|l| l - spend.day_micro);
+    let month = spend.limits.monthly_micro.map(|l| l - spend.month_micro);
+    match (day, month) {
+        (Some(d), Some(m)) => Some(d.min(m).max(0)),
+        (Some(x), None) | (None, Some(x)) => Some(x.max(0)),
+        (None, None) => None,
+    }
+}
+
+fn next_day(now: time::OffsetDateTime) -> time::OffsetDateTime {
+    now.date()
+        .next_day()
+        .unwrap_or(now.date())
+        .midnight()
+        .assume_utc()
+}
+
+fn next_month(now: time::OffsetDateTime) -> time::OffsetDateTime {
+    let d = now.date();
+    let (y, m) = if d.month() == time::Month::December {
+        (d.year() + 1, time::Month::January)
+    } else {
+        (d.year(), d.month().next())
+    };
+    time::Date::from_calendar_date(y, m, 1)
+        .unwrap_or(d)
+        .midnight()
+        .assume_utc()
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn report(spend: &Spend, now: time::OffsetDateTime) -> serde_json::Value {
+    let period = |limit: Option<i64>, spent: i64, resets: time::OffsetDateTime| {
+        limit.map(|l| {
+            serde_json::json!({
+                "limit_usd": usd(l),
+                "spent_usd": usd(spent),
+                "remaining_usd": usd((l - spent).max(0)),
+                "resets_at": rfc3339(resets),
+            })
+        })
+    };
+    serde_json::json!({
+        "daily": period(spend.limits.daily_micro, spend.day_micro, next_day(now)),
+        "monthly": period(spend.limits.monthly_micro, spend.month_micro, next_month(now)),
+        "remaining_usd": remaining(spend).map(usd),
+    })
+}
+
+/// The refusal of a call whose worst case does not fit: the limit that is short, what
+/// was spent (reservations of calls in flight included) and when it resets.
+fn exceeded(spend: Spend, micro: i64, now: time::OffsetDateTime) -> ApiError {
+    let daily_short = spend
+        .limits
+        .daily_micro
+        .is_some_and(|l| spend.day_micro + micro > l);
+    let (period, limit, spent, resets) = if daily_short {
+        (
+            "daily",
+            spend.limits.daily_micro.unwrap_or(0),
+            spend.day_micro,
+            next_day(now),
+        )
+    } else {
+        (
+            "monthly",
+            spend.limits.monthly_micro.unwrap_or(0),
+            spend.month_micro,
+            next_month(now),
+        )
+    };
+    ApiError::new(
+        ErrorKind::BudgetExceeded,
+        format!(
+            "This API key's {period} budget of ${:.2} cannot cover this call (worst case ${:.6}).",
+            usd(limit),
+            usd(micro)
+        ),
+    )
+    .detail("period", period)
+    .detail("limit_usd", usd(limit))
+    .detail("spent_usd", usd(spent))
+    .detail("reserved_usd", usd(micro))
+    .detail("resets_at", rfc3339(resets))
+}
+
+fn forbidden_model(model: &str, allowed: &Option<Vec<String>>) -> ApiError {
+    ApiError::new(
+        ErrorKind::Forbidden,
+        format!("This API key may not use the model {model:?}."),
+    )
+    .detail("model", model)
+    .detail("allowed_models", allowed.clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_reset_at_the_next_utc_midnight_and_first_of_month() {
+        let at = |y, m, d| {
+            time::Date::from_calendar_date(y, m, d)
+                .unwrap()
+                .with_hms(23, 59, 0)
+                .unwrap()
+                .assume_utc()
+        };
+        let t = at(2026, time::Month::December, 31);
+        assert_eq!(rfc3339(next_day(t)), "2027-01-01T00:00:00Z");
+        assert_eq!(rfc3339(next_month(t)), "2027-01-01T00:00:00Z");
+        let t = at(2026, time::Month::February, 10);
+        assert_eq!(rfc3339(next_month(t)), "2026-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn what_is_left_is_the_tightest_limit_and_never_negative() {
+        let spend = Spend {
+            limits: crate::auth::settings::SpendLimits {
+                daily_micro: Some(100),
+                monthly_micro: Some(1000),
+            },
+            day_micro: 130,
+            month_micro: 500,
+        };
+        assert_eq!(remaining(&spend), Some(0));
+        assert_eq!(remaining(&Spend::default()), None);
+    }
+}
