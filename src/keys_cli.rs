@@ -1,4 +1,4 @@
-//! `imagegate keys create|list|revoke`, and the first key made at first start so a
+//! `imagegate keys create|list|get|update|revoke|rotate|usage`, and the first key made at first start so a
 //! newcomer can call the API straight away. A key is printed once, on stdout, and only
 //! its digest is stored; everything else goes to stderr so `$(imagegate keys create)`
 //! captures exactly the key.
@@ -14,6 +14,8 @@ use crate::config::{Config, ConfigFlags};
 use crate::store::Storage;
 use crate::store::keys::KeyStore;
 
+mod manage;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
     /// Issue a key. It is printed once, on stdout; only its hash is stored.
@@ -24,6 +26,47 @@ pub enum KeysCommand {
         /// A note to recognise the key by in `keys list`.
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        settings: manage::SettingsFlags,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Show one key's settings as JSON.
+    Get {
+        key_id: String,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Change a key's tier, name or settings; flags left out keep their values.
+    Update {
+        key_id: String,
+        #[arg(long)]
+        tier: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        settings: manage::SettingsFlags,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Issue a successor with the same settings (printed once, on stdout); the old key
+    /// keeps working for the grace period, then answers 401 naming its successor.
+    Rotate {
+        key_id: String,
+        /// Seconds the old key keeps working.
+        #[arg(long, default_value_t = 0)]
+        grace_secs: u64,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Usage and cost by key, UTC day and model, as JSON.
+    Usage {
+        /// Only this key.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Days ending today.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
         #[command(flatten)]
         config: ConfigFlags,
     },
@@ -43,13 +86,41 @@ pub enum KeysCommand {
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
-        KeysCommand::Create { tier, name, config } => {
-            let issued = create(&load(&config)?, &tier, name).await?;
-            eprintln!(
-                "Created {} (tier {tier}). The key is shown once; only its hash is stored:",
-                issued.record.key_id
-            );
-            writeln!(out, "{}", issued.token.expose())?;
+        KeysCommand::Create {
+            tier,
+            name,
+            settings,
+            config,
+        } => {
+            let input = settings.input(Some(tier), name)?;
+            manage::create(&load(&config)?, input, &mut out).await?;
+        }
+        KeysCommand::Get { key_id, config } => {
+            manage::get(&load(&config)?, &key_id, &mut out).await?;
+        }
+        KeysCommand::Update {
+            key_id,
+            tier,
+            name,
+            settings,
+            config,
+        } => {
+            let input = settings.input(tier, name)?;
+            manage::update(&load(&config)?, &key_id, input, &mut out).await?;
+        }
+        KeysCommand::Rotate {
+            key_id,
+            grace_secs,
+            config,
+        } => {
+            manage::rotate(&load(&config)?, &key_id, grace_secs, &mut out).await?;
+        }
+        KeysCommand::Usage {
+            key_id,
+            days,
+            config,
+        } => {
+            manage::usage(&load(&config)?, key_id.as_deref(), days, &mut out).await?;
         }
         KeysCommand::List { config } => {
             let store = open_existing(&load(&config)?).await?;

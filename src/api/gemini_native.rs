@@ -28,6 +28,7 @@ use crate::api::generate::{service_tier_header, substitution_headers};
 use crate::api::{gemini_intake, gemini_offline, json};
 use crate::caller::RequestContext;
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::Usage;
 use crate::models::{Reason, ResolvedModel, ServiceTier, Substitution};
 use crate::provider::ServedAs;
 use crate::provider::gemini::interpret;
@@ -187,15 +188,27 @@ async fn generate(
     let mut body = body;
     loop {
         let upstream = served.model.entry.upstream_id.clone();
-        let (status, bytes) = gemini
+        // The native body's size is not read here: the largest output is reserved.
+        let reservation = state.generator.reserve(ctx, &served, None).await?;
+        let forwarded = gemini
             .forward(&upstream, "generateContent", body.clone())
-            .await?;
-        let name = served.model.entry.name.clone();
-        let next = match status {
-            200 => {
-                keep(state, ctx, &served, &bytes).await;
-                return Ok((served, json_response(status, bytes)));
+            .await;
+        let (status, bytes) = match forwarded {
+            Ok(answer) => answer,
+            Err(e) => {
+                state.generator.settle(reservation, 0.0).await;
+                return Err(e.into());
             }
+        };
+        let name = served.model.entry.name.clone();
+        if status == 200 {
+            let cost = keep(state, ctx, &served, &bytes).await;
+            state.generator.settle(reservation, cost).await;
+            return Ok((served, json_response(status, bytes)));
+        }
+        // Refusals by status are not billed upstream.
+        state.generator.settle(reservation, 0.0).await;
+        let next = match status {
             // A shed flex call tries the standard tier before another model.
             429 | 503
                 if state.models.fallback_by_default()
@@ -249,14 +262,17 @@ fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, ApiError>
         .map_err(ApiError::internal)
 }
 
-/// Keeps a relayed answer's images and usage for the caller. The client already has its
-/// answer, so a failure here is logged rather than turned into an error.
-async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer: &[u8]) {
+/// Keeps a relayed answer's images and usage for the caller, and returns what the call
+/// cost. The client already has its answer, so a failure here is logged rather than
+/// turned into an error.
+async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer: &[u8]) -> f64 {
     match interpret(answer, served.clone()) {
         Ok(generated) => {
+            let cost = Usage::priced(generated.usage, generated.served.prices()).cost_usd;
             if let Err(e) = state.generator.keep(ctx, &generated).await {
                 tracing::warn!(error = %e, "could not keep a relayed answer");
             }
+            cost
         }
         // A refusal (blocked prompt, SAFETY) keeps no image, but upstream billed its
         // tokens, so they are recorded like the guide's endpoints record them.
@@ -266,6 +282,8 @@ async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer:
                 .generator
                 .record_refusal(ctx, &served.model.entry.upstream_id, &e, served.prices())
                 .await;
+            e.usage()
+                .map_or(0.0, |t| Usage::priced(t, served.prices()).cost_usd)
         }
     }
 }
@@ -287,9 +305,17 @@ async fn stream(
         let events = gemini_offline::stream(state, ctx, served.model.clone(), &body).await?;
         return Ok((served, sse_response(Body::from(events))));
     };
-    let mut upstream = gemini
+    let mut reservation = state.generator.reserve(ctx, &served, None).await?;
+    let mut upstream = match gemini
         .forward_stream(&served.model.entry.upstream_id, body.clone())
-        .await?;
+        .await
+    {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            state.generator.settle(reservation, 0.0).await;
+            return Err(e.into());
+        }
+    };
     let name = served.model.entry.name.clone();
     // A 404 retires the model, and the stream is opened on its successor instead.
     if upstream.status() == StatusCode::NOT_FOUND
@@ -313,12 +339,22 @@ async fn stream(
             )),
             entry: next.entry,
         };
-        upstream = gemini
+        state.generator.settle(reservation, 0.0).await;
+        reservation = state.generator.reserve(ctx, &served, None).await?;
+        upstream = match gemini
             .forward_stream(&served.model.entry.upstream_id, body)
-            .await?;
+            .await
+        {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                state.generator.settle(reservation, 0.0).await;
+                return Err(e.into());
+            }
+        };
     }
     let status = upstream.status();
     if !status.is_success() {
+        state.generator.settle(reservation, 0.0).await;
         let bytes = upstream.bytes().await.map_err(|e| {
             ApiError::new(ErrorKind::UpstreamError, "The upstream stream broke.").caused_by(e)
         })?;
@@ -344,12 +380,14 @@ async fn stream(
                 }
                 Err(e) => {
                     let _ = tx.send(Err(std::io::Error::other(e.without_url()))).await;
+                    // What the broken stream cost is unknown: the reservation stands.
                     return;
                 }
             }
         }
         drop(tx);
-        keep(&state, &ctx, &kept_as, &merge_events(&kept)).await;
+        let cost = keep(&state, &ctx, &kept_as, &merge_events(&kept)).await;
+        state.generator.settle(reservation, cost).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
