@@ -75,7 +75,10 @@ impl SettingsFlags {
         put("models", self.models.map(|s| json!(s)));
         put("daily_budget_usd", nullable(self.daily_budget, true)?);
         put("monthly_budget_usd", nullable(self.monthly_budget, true)?);
-        put("requests_per_minute", self.requests_per_minute.map(Value::from));
+        put(
+            "requests_per_minute",
+            self.requests_per_minute.map(Value::from),
+        );
         put("max_concurrent", self.max_concurrent.map(Value::from));
         put("expires_at", nullable(self.expires_at, false)?);
         if !self.metadata.is_empty() {

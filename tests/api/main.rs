@@ -35,3 +35,4 @@ mod shutdown;
 mod storage_cli;
 mod storage_story;
 mod story;
+mod team_keys;

@@ -1,0 +1,429 @@
+//! Keys a team hands out (docs/keys.md): scopes, budgets reserved before each upstream
+//! call (on SQLite, and on PostgreSQL across two instances), expiry, rotation, the admin
+//! API and usage across keys.
+
+use std::sync::Arc;
+
+use imagegate::clock::{Clock, ManualClock, SystemClock};
+use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::models::{ModelOverride, Prices};
+use serde_json::{Value, json};
+
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::services::PgSchema;
+use crate::support::{TestApp, client_with_key, expect_error, json_of};
+
+const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
+
+/// Pro at 4K costs exactly $0.04 here, worst case and real alike: 2000 image tokens at
+/// $20 per million, input and thoughts free.
+fn priced_pro(config: &mut Config) {
+    config.models.push(ModelOverride {
+        name: "gemini-3-pro-image".into(),
+        prices: Some(Prices {
+            input: 0.0,
+            text_output: 0.0,
+            image_output: 20.0,
+        }),
+        output_tokens: Some([("4K".to_owned(), 2000)].into_iter().collect()),
+        ..ModelOverride::default()
+    });
+}
+
+fn with_fake(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
+    let base_url = fake.base_url();
+    move |c: &mut Config| {
+        c.provider = ProviderChoice::Gemini;
+        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
+        c.gemini.base_url = base_url.clone();
+        c.gemini.deadline_secs = 20.0;
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+        priced_pro(c);
+    }
+}
+
+fn admin() -> reqwest::Client {
+    client_with_key(Some(ADMIN))
+}
+
+/// Creates a key through the admin API; returns (key, key_id).
+async fn create_key(app: &TestApp, body: Value) -> (String, String) {
+    let (status, _, created) = json_of(
+        admin()
+            .post(app.url("/admin/keys"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["key"].as_str().unwrap().to_owned(),
+        created["key_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn pro_4k() -> Value {
+    json!({"prompt": "a lighthouse", "model": "gemini-3-pro-image", "image_size": "4K"})
+}
+
+#[tokio::test]
+async fn a_scoped_key_is_refused_on_other_endpoints_and_models_before_upstream() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(with_fake(&fake)).await;
+    let (key, _) = create_key(
+        &app,
+        json!({"scopes": ["generate"], "models": ["gemini-3.1-flash-image"]}),
+    )
+    .await;
+    let client = client_with_key(Some(&key));
+    let form = reqwest::multipart::Form::new()
+        .text("prompt", "make it blue")
+        .part(
+            "image",
+            crate::support::file_part(crate::support::png(8, 8), "a.png"),
+        );
+    let edit = client
+        .post(app.url("/edit-image"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(edit, 403, "forbidden").await;
+    assert_eq!(body["details"]["scope"], "edit");
+    let native = client
+        .post(app.url("/v1beta/models/gemini-3.1-flash-image:generateContent"))
+        .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(native.status(), 403);
+    let other_model = client
+        .post(app.url("/generate-image"))
+        .json(&pro_4k())
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(other_model, 403, "forbidden").await;
+    assert_eq!(body["details"]["model"], "gemini-3-pro-image");
+    assert!(fake.requests().is_empty(), "nothing went upstream");
+
+    let allowed = client
+        .post(app.url("/generate-image"))
+        .json(&json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(fake.requests().len(), 1);
+    let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+    assert_eq!(me["scopes"], json!(["generate"]));
+}
+
+/// Fires `n` requests at once, spread over `apps`; returns the statuses.
+async fn concurrently(apps: &[&TestApp], key: &str, n: usize) -> Vec<u16> {
+    let client = client_with_key(Some(key));
+    let calls = (0..n).map(|i| {
+        let url = apps[i % apps.len()].url("/generate-image");
+        let client = client.clone();
+        async move {
+            let response = client.post(url).json(&pro_4k()).send().await.unwrap();
+            let status = response.status().as_u16();
+            if status != 200 {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(status, 402, "{body}");
+                assert_eq!(body["error"], "budget_exceeded");
+                assert_eq!(body["details"]["limit_usd"], 0.1);
+                assert!(
+                    body["details"]["resets_at"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("T00:00:00Z")
+                );
+            }
+            status
+        }
+    });
+    futures_util::future::join_all(calls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_cent_budget_admits_two_four_cent_calls_and_refuses_the_rest_before_upstream() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(with_fake(&fake)).await;
+    let (key, key_id) = create_key(
+        &app,
+        json!({"daily_budget_usd": 0.10, "max_concurrent": 10, "requests_per_minute": 100}),
+    )
+    .await;
+    let statuses = concurrently(&[&app], &key, 6).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        fake.requests().len(),
+        2,
+        "refused calls never went upstream"
+    );
+
+    let client = client_with_key(Some(&key));
+    let response = client.get(app.url("/keys/me")).send().await.unwrap();
+    assert_eq!(
+        response.headers()["x-imagegate-budget-remaining"],
+        "0.020000"
+    );
+    let (_, _, me) = json_of(response).await;
+    assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
+    let (_, _, usage) = json_of(
+        admin()
+            .get(app.url(&format!("/admin/usage?key_id={key_id}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(usage["total_cost_usd"], 0.08, "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgresql_never_overspend_a_shared_budget() {
+    let Some(pg) = PgSchema::create().await else {
+        return;
+    };
+    let fake = FakeGemini::start().await;
+    let shared = |c: &mut Config| {
+        with_fake(&fake)(c);
+        c.database_url = Some(pg.database_url());
+    };
+    let a = TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(SystemClock), shared).await;
+    let b = TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(SystemClock), shared).await;
+    let (key, _) = create_key(
+        &a,
+        json!({"daily_budget_usd": 0.10, "max_concurrent": 10, "requests_per_minute": 100}),
+    )
+    .await;
+    let statuses = concurrently(&[&a, &b], &key, 8).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn an_expired_key_and_a_rotated_key_past_its_grace_get_401_saying_why() {
+    let clock = ManualClock::starting_now();
+    let app = TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
+        c.provider = ProviderChoice::Offline;
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+    })
+    .await;
+    let in_an_hour = imagegate::clock::rfc3339(clock.now_ms() + 3_600_000);
+    let (expiring, _) = create_key(&app, json!({"expires_at": in_an_hour})).await;
+    let (old, old_id) = create_key(
+        &app,
+        json!({"scopes": ["generate"], "metadata": {"team": "web"}}),
+    )
+    .await;
+    let me = |key: &str| {
+        let client = client_with_key(Some(key));
+        let url = app.url("/keys/me");
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(me(&expiring).await.status(), 200);
+
+    let (status, _, rotated) = json_of(
+        admin()
+            .post(app.url(&format!("/admin/keys/{old_id}/rotate")))
+            .json(&json!({"grace_secs": 600}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["scopes"], json!(["generate"]), "same settings");
+    assert_eq!(rotated["metadata"]["team"], "web");
+    assert_eq!(me(&old).await.status(), 200, "within the grace period");
+    assert_eq!(me(&new).await.status(), 200);
+
+    clock.advance_ms(601_000);
+    let body = expect_error(me(&old).await, 401, "unauthorized").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("rotated"),
+        "{body}"
+    );
+    assert_eq!(me(&new).await.status(), 200);
+
+    clock.advance_ms(3_600_000);
+    let body = expect_error(me(&expiring).await, 401, "unauthorized").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
+    let off = TestApp::offline().await;
+    let response = admin().get(off.url("/admin/keys")).send().await.unwrap();
+    expect_error(response, 404, "not_found").await;
+
+    let app = TestApp::spawn(|c| {
+        c.provider = ProviderChoice::Offline;
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+    })
+    .await;
+    for client in [
+        client_with_key(None),
+        client_with_key(Some("admin-token-for-tests-0123456789abcdeX")),
+        // An ordinary key, even a paid one, is not the admin token.
+        client_with_key(Some(&app.key)),
+    ] {
+        let response = client.get(app.url("/admin/keys")).send().await.unwrap();
+        expect_error(response, 401, "unauthorized").await;
+    }
+    let (status, _, listed) =
+        json_of(admin().get(app.url("/admin/keys")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let keys = listed["keys"].as_array().unwrap();
+    assert!(
+        keys.iter()
+            .all(|k| k.get("key").is_none() && k["shown"].is_string())
+    );
+
+    let (_, key_id) = create_key(&app, json!({"name": "ci", "metadata": {"owner": "ana"}})).await;
+    let (status, _, updated) = json_of(
+        admin()
+            .patch(app.url(&format!("/admin/keys/{key_id}")))
+            .json(&json!({"monthly_budget_usd": 5, "requests_per_minute": 3}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["monthly_budget_usd"], 5.0);
+    assert_eq!(updated["metadata"]["owner"], "ana", "kept");
+    let (_, _, got) = json_of(
+        admin()
+            .get(app.url(&format!("/admin/keys/{key_id}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got["requests_per_minute"], 3);
+    let revoked = admin()
+        .delete(app.url(&format!("/admin/keys/{key_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+}
+
+#[tokio::test]
+async fn hostile_key_settings_are_refused_with_the_field_at_fault() {
+    let app = TestApp::spawn(|c| {
+        c.provider = ProviderChoice::Offline;
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+    })
+    .await;
+    let huge: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| (format!("k{i}"), json!("x".repeat(1000))))
+        .collect();
+    for (body, field) in [
+        (json!({"metadata": huge}), Some("metadata")),
+        (
+            json!({"metadata": {"owner": "x".repeat(100_000)}}),
+            Some("metadata"),
+        ),
+        (json!({"daily_budget_usd": -0.01}), Some("daily_budget_usd")),
+        (json!({"monthly_budget_usd": "lots"}), None),
+        (
+            json!({"scopes": ["generate", "everything"]}),
+            Some("scopes"),
+        ),
+        (json!({"expires_at": "next tuesday"}), Some("expires_at")),
+        (json!({"expires_at": 12}), None),
+        (json!({"tier": "gold"}), Some("tier")),
+        (json!({"owner": "unknown field"}), None),
+    ] {
+        let response = admin()
+            .post(app.url("/admin/keys"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let error = expect_error(response, 400, "invalid_request").await;
+        if let Some(field) = field {
+            assert_eq!(error["details"]["field"], field, "{error}");
+        }
+    }
+    let response = admin()
+        .post(app.url("/admin/keys/key_nope/rotate"))
+        .json(&json!({"grace_secs": 10}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn usage_is_reported_across_keys_by_key_day_and_model() {
+    let app = TestApp::spawn(|c| {
+        c.provider = ProviderChoice::Offline;
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+    })
+    .await;
+    let (first, first_id) = create_key(&app, json!({"name": "first"})).await;
+    let (second, second_id) = create_key(&app, json!({"name": "second"})).await;
+    for key in [&first, &second, &second] {
+        let response = client_with_key(Some(key))
+            .post(app.url("/generate-image"))
+            .json(&json!({"prompt": "a lighthouse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let (_, _, all) = json_of(admin().get(app.url("/admin/usage")).send().await.unwrap()).await;
+    let rows = all["rows"].as_array().unwrap();
+    let requests = |id: &str| {
+        rows.iter()
+            .filter(|r| r["key_id"] == id)
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((requests(&first_id), requests(&second_id)), (1, 2), "{all}");
+    assert!(
+        rows.iter()
+            .all(|r| r["date"].is_string() && r["model"].is_string())
+    );
+    let (_, _, one) = json_of(
+        admin()
+            .get(app.url(&format!("/admin/usage?key_id={first_id}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        one["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["key_id"] == first_id.as_str())
+    );
+    let response = admin()
+        .get(app.url("/admin/usage?days=-3"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, "invalid_request").await;
+}
