@@ -126,19 +126,27 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             let store = open_existing(&load(&config)?).await?;
             writeln!(
                 out,
-                "{:<31} {:<6} {:<10} {:<26} {:<26} name",
+                "{:<31} {:<6} {:<10} {:<26} {:<26} name metadata",
                 "key_id", "tier", "key", "created", "revoked"
             )?;
             for key in store.list().await? {
+                // Metadata after the name, as `key=value` pairs (owner, team…).
+                let metadata: Vec<String> = key
+                    .settings
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 writeln!(
                     out,
-                    "{:<31} {:<6} {:<10} {:<26} {:<26} {}",
+                    "{:<31} {:<6} {:<10} {:<26} {:<26} {} {}",
                     key.key_id,
                     key.tier,
                     format!("{}…", key.shown),
                     rfc3339(key.created_at_ms),
                     key.revoked_at_ms.map(rfc3339).unwrap_or_else(|| "-".into()),
                     key.name.unwrap_or_default(),
+                    metadata.join(" "),
                 )?;
             }
         }

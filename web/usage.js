@@ -1,5 +1,6 @@
 // Usage and cost of the key (GET /usage): a one-line summary in the header, kept fresh
-// after every generation, and a table by day and model under "Usage".
+// after every generation, and a table by day and model under "Usage". Below it, what the
+// key may use and what is left of its budget (GET /keys/me).
 
 import { call } from './api.js';
 import { clearError, el, formatCost, showError } from './ui.js';
@@ -20,7 +21,25 @@ function cell(name, row) {
   return name === 'cost_usd' ? formatCost(row.cost_usd) : String(row[name] ?? '');
 }
 
+function budgetLine(name, period) {
+  if (!period) return null;
+  const resets = new Date(period.resets_at).toISOString().slice(0, 16).replace('T', ' ');
+  return `${name} budget: ${formatCost(period.remaining_usd)} left of ${formatCost(period.limit_usd)} (spent ${formatCost(period.spent_usd)}, resets ${resets} UTC)`;
+}
+
+function describeKeySettings(me) {
+  const parts = [
+    `Scopes: ${me.scopes ? me.scopes.join(', ') || 'none' : 'all'}`,
+    `Models: ${me.models ? me.models.join(', ') || 'none' : 'all'}`,
+  ];
+  const budget = me.budget || {};
+  const lines = [budgetLine('Daily', budget.daily), budgetLine('Monthly', budget.monthly)].filter(Boolean);
+  parts.push(lines.length ? lines.join(' · ') : 'No budget');
+  return parts.join(' · ');
+}
+
 export function mountUsage() {
+  const keySummary = document.getElementById('key-summary');
   const section = document.getElementById('tool-usage');
   const summary = document.getElementById('usage-summary');
   const holder = section.querySelector('[data-usage-table]');
@@ -29,7 +48,8 @@ export function mountUsage() {
   async function refresh() {
     clearError(errorBox);
     try {
-      const usage = await call('/usage?days=30');
+      const [usage, me] = await Promise.all([call('/usage?days=30'), call('/keys/me')]);
+      keySummary.textContent = describeKeySettings(me);
       const t = usage.totals || {};
       summary.textContent = `Last 30 days: ${count(t.requests, 'request')} · ${count(t.images, 'image')} · ${formatCost(t.cost_usd)}`;
       const rows = [...(usage.days || [])].reverse();
@@ -65,6 +85,7 @@ export function mountUsage() {
     shown() { refresh().catch(() => {}); },
     forget() {
       summary.textContent = 'Usage appears once a key is saved.';
+      keySummary.textContent = '';
       holder.replaceChildren();
     },
   };
