@@ -235,7 +235,7 @@ fn budget(field: &str, value: Option<Option<f64>>) -> Result<Option<Option<i64>>
     match value {
         None => Ok(None),
         Some(None) => Ok(Some(None)),
-        Some(Some(usd)) if usd.is_finite() && usd >= 0.0 && usd <= MAX_BUDGET_USD => {
+        Some(Some(usd)) if (0.0..=MAX_BUDGET_USD).contains(&usd) => {
             Ok(Some(Some((usd * 1e6).round() as i64)))
         }
         Some(Some(_)) => Err(ApiError::invalid(
