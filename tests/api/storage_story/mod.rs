@@ -235,8 +235,58 @@ async fn idempotent_results_replay_until_they_expire(s: &Storage) {
     );
 }
 
+async fn spend_is_reserved_within_the_limits_and_settled(s: &Storage) {
+    use imagegate::auth::settings::SpendLimits;
+    use imagegate::auth::{KeyTemplate, issue_with};
+    use imagegate::store::keys::SpendPeriod;
+    let template = KeyTemplate {
+        tier: "free".into(),
+        limits: SpendLimits {
+            daily_micro: Some(100_000),
+            monthly_micro: Some(150_000),
+        },
+        ..KeyTemplate::default()
+    };
+    let key = issue_with(s.keys.as_ref(), template, NOW)
+        .await
+        .unwrap()
+        .record;
+    let id = key.key_id.as_str();
+    let day1 = SpendPeriod {
+        day: "2026-03-01".into(),
+        month: "2026-03".into(),
+    };
+    assert!(s.keys.reserve(id, &day1, 40_000).await.unwrap());
+    assert!(s.keys.reserve(id, &day1, 40_000).await.unwrap());
+    assert!(
+        !s.keys.reserve(id, &day1, 40_000).await.unwrap(),
+        "over the day's 0.10"
+    );
+    s.keys.settle(id, &day1, -30_000).await.unwrap();
+    assert!(
+        s.keys.reserve(id, &day1, 40_000).await.unwrap(),
+        "settled to less"
+    );
+    let spend = s.keys.spend(id, &day1).await.unwrap().unwrap();
+    assert_eq!((spend.day_micro, spend.month_micro), (90_000, 90_000));
+    // A new day starts at zero; the month goes on and is the tighter limit now.
+    let day2 = SpendPeriod {
+        day: "2026-03-02".into(),
+        month: "2026-03".into(),
+    };
+    assert!(s.keys.reserve(id, &day2, 60_000).await.unwrap());
+    assert!(
+        !s.keys.reserve(id, &day2, 10_000).await.unwrap(),
+        "over the month's 0.15"
+    );
+    let spend = s.keys.spend(id, &day2).await.unwrap().unwrap();
+    assert_eq!((spend.day_micro, spend.month_micro), (60_000, 150_000));
+    assert_eq!(s.keys.spend("key_missing", &day2).await.unwrap(), None);
+}
+
 async fn the_storage_story(storage: &Storage) {
     keys_are_found_by_digest_until_revoked(storage).await;
+    spend_is_reserved_within_the_limits_and_settled(storage).await;
     sessions_are_owned_expire_and_never_interleave(storage).await;
     images_are_served_only_to_their_owner(storage).await;
     usage_sums_by_day_and_model(storage).await;
@@ -244,7 +294,7 @@ async fn the_storage_story(storage: &Storage) {
     queue::the_queue_leases_fences_cancels_and_delivers(storage).await;
     queue::concurrent_workers_never_claim_the_same_request(storage).await;
     storage.database.ping().await.unwrap();
-    assert_eq!(storage.database.schema_version().await.unwrap(), 7);
+    assert_eq!(storage.database.schema_version().await.unwrap(), 8);
 }
 
 fn config_in(dir: &tempfile::TempDir) -> Config {
@@ -288,7 +338,7 @@ async fn the_storage_story_holds_on_postgres() {
     the_storage_story(&storage).await;
     // Opening again (a second instance, or `imagegate migrate`) applies nothing twice.
     let again = Storage::open(&config).await.unwrap();
-    assert_eq!(again.database.schema_version().await.unwrap(), 7);
+    assert_eq!(again.database.schema_version().await.unwrap(), 8);
 }
 
 async fn blobs_round_trip(blobs: &dyn BlobStore) {
