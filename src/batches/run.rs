@@ -224,10 +224,7 @@ impl Batches {
         for (index, work) in works.iter().enumerate() {
             let ctx = RequestContext {
                 request_id: format!("{}.{index}", b.id),
-                caller: Caller {
-                    key_id: b.owner.clone(),
-                    tier: b.tier.clone(),
-                },
+                caller: Caller::of_tier(b.owner.clone(), b.tier.clone()),
                 // Batch items hold no in-flight slot and no share of the minute: the
                 // upstream runs them under its separate batch quota.
                 slot: None,
