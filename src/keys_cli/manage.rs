@@ -103,6 +103,12 @@ async fn storage(config: &Config) -> anyhow::Result<Storage> {
     Storage::open(config).await.context("opening the database")
 }
 
+/// The database of existing keys: reading or changing keys in a mistyped data directory is
+/// an error, not a database made for it (as `keys list` and `keys revoke`).
+async fn existing(config: &Config) -> anyhow::Result<Storage> {
+    Ok(Storage::open_existing(config).await?)
+}
+
 fn print(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
     writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
@@ -134,7 +140,7 @@ pub async fn create(
 }
 
 pub async fn get(config: &Config, key_id: &str, out: &mut impl Write) -> anyhow::Result<()> {
-    let storage = storage(config).await?;
+    let storage = existing(config).await?;
     let key = manage::get(storage.keys.as_ref(), key_id)
         .await
         .map_err(|e| anyhow::anyhow!("{} ({key_id})", e.message))?;
@@ -147,7 +153,7 @@ pub async fn update(
     input: KeySettingsInput,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let storage = storage(config).await?;
+    let storage = existing(config).await?;
     let table = models(config)?;
     let tiers = config.tiers.names();
     let model = |name: &str| table.resolve(name).is_ok();
@@ -167,7 +173,7 @@ pub async fn rotate(
     grace_secs: u64,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let storage = storage(config).await?;
+    let storage = existing(config).await?;
     let issued = manage::rotate(
         storage.keys.as_ref(),
         key_id,
@@ -190,7 +196,7 @@ pub async fn usage(
     days: i64,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let storage = storage(config).await?;
+    let storage = existing(config).await?;
     let today = utc_day(SystemClock.now_ms());
     let from = today - time::Duration::days(days.clamp(1, 366) - 1);
     let rows = storage.usage.across_keys(key_id, from, today).await?;
