@@ -10,7 +10,7 @@ use imagegate::models::{ModelOverride, Prices};
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::services::PgSchema;
+use crate::support::services::{PgSchema, S3Bucket};
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
@@ -193,10 +193,16 @@ async fn two_instances_on_postgresql_never_overspend_a_shared_budget() {
     let Some(pg) = PgSchema::create().await else {
         return;
     };
+    // Two instances share bytes as well as the database (a shared database with local
+    // bytes is refused at start).
+    let Some(s3) = S3Bucket::create().await else {
+        return;
+    };
     let fake = FakeGemini::start().await;
     let shared = |c: &mut Config| {
         with_fake(&fake)(c);
         c.database_url = Some(pg.database_url());
+        s3.configure(c);
     };
     let a = TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(SystemClock), shared).await;
     let b = TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(SystemClock), shared).await;
