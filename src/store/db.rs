@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "key_settings",
         include_str!("../../migrations/sqlite/0008_key_settings.sql"),
     ),
+    (
+        9,
+        "idempotency_claims",
+        include_str!("../../migrations/sqlite/0009_idempotency_claims.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -24,6 +24,16 @@ pub struct IdempotentResult {
     pub expires_at_ms: i64,
 }
 
+/// What trying to claim a key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This runner holds the key until its lease ends.
+    Won,
+    /// Another runner holds it, for the request with this fingerprint (`None`: its claim
+    /// was released between the two looks, so trying again may win).
+    Held { fingerprint: Option<String> },
+}
+
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// The unexpired result stored under `key_id` and `idempotency_key`.
@@ -40,6 +50,33 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         idempotency_key: &str,
         result: &IdempotentResult,
         now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Claims the key for `owner` until `until_ms` unless a live claim (one whose lease
+    /// has not ended at `now_ms`) holds it: one atomic insert, so among runners sharing
+    /// the database exactly one wins.
+    async fn claim(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError>;
+    /// Extends `owner`'s claim; false when it is no longer `owner`'s.
+    async fn renew(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives `owner`'s claim up (its result is stored, or was not worth storing).
+    async fn release(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
     ) -> Result<(), StoreError>;
 }
 
@@ -121,5 +158,128 @@ impl IdempotencyStore for SqlIdempotencyStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let won = sqlx::query(
+            "INSERT INTO idempotency_claims (key_id, idempotency_key, fingerprint, owner, claimed_until_ms) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+             owner = excluded.owner, claimed_until_ms = excluded.claimed_until_ms \
+             WHERE idempotency_claims.claimed_until_ms <= ?",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(fingerprint)
+        .bind(owner)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if won {
+            return Ok(Claim::Won);
+        }
+        let fingerprint = sqlx::query_scalar(
+            "SELECT fingerprint FROM idempotency_claims WHERE key_id = ? AND idempotency_key = ?",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(Claim::Held { fingerprint })
+    }
+
+    async fn renew(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE idempotency_claims SET claimed_until_ms = ? \
+             WHERE key_id = ? AND idempotency_key = ? AND owner = ?",
+        )
+        .bind(until_ms)
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(owner)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn release(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_claims WHERE key_id = ? AND idempotency_key = ? AND owner = ?",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(owner)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_of_two_pools_on_one_file_wins_a_claim_until_its_lease_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two pools on one file stand for two processes sharing it.
+        let a = SqlIdempotencyStore::new(Db::open(dir.path()).await.unwrap());
+        let b = SqlIdempotencyStore::new(Db::open(dir.path()).await.unwrap());
+        assert_eq!(
+            a.claim("k", "idem", "fp", "a", 0, 100).await.unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            b.claim("k", "idem", "fp", "b", 50, 150).await.unwrap(),
+            Claim::Held {
+                fingerprint: Some("fp".into())
+            }
+        );
+        // Renewed while running: still held past the first lease.
+        assert!(a.renew("k", "idem", "a", 200).await.unwrap());
+        assert!(matches!(
+            b.claim("k", "idem", "fp", "b", 150, 250).await.unwrap(),
+            Claim::Held { .. }
+        ));
+        // The runner stopped renewing (crashed): at the end of its lease the claim is taken.
+        assert_eq!(
+            b.claim("k", "idem", "fp", "b", 200, 300).await.unwrap(),
+            Claim::Won
+        );
+        assert!(!a.renew("k", "idem", "a", 400).await.unwrap(), "taken over");
+        // Only the owner's release lets go.
+        a.release("k", "idem", "a").await.unwrap();
+        assert!(matches!(
+            a.claim("k", "idem", "fp", "a", 250, 350).await.unwrap(),
+            Claim::Held { .. }
+        ));
+        b.release("k", "idem", "b").await.unwrap();
+        assert_eq!(
+            a.claim("k", "idem", "fp", "a", 250, 350).await.unwrap(),
+            Claim::Won
+        );
     }
 }

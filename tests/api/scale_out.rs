@@ -313,3 +313,40 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
         "A's attempt died; B's succeeded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_given_the_same_idempotency_key_and_body_at_once_run_it_once() {
+    let Some(shared) = Shared::create().await else {
+        return;
+    };
+    let fake = FakeGemini::start().await;
+    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let client = client_with_key(Some(&a.key));
+    // Slow upstream: the second request arrives while the first is still running, which
+    // is when two instances each missed the stored result and both called upstream.
+    let body = json!({"prompt": "a lighthouse at dusk [[fake:slow_1500]]"});
+    let send = |base: &str| {
+        client
+            .post(format!("{base}/generate-image"))
+            .header("Idempotency-Key", "same-key-on-two-instances")
+            .json(&body)
+            .send()
+    };
+    let (on_a, on_b) = tokio::join!(send(&a.base), send(&b.base));
+    let (status_a, _, mut answer_a) = json_of(on_a.unwrap()).await;
+    let (status_b, _, mut answer_b) = json_of(on_b.unwrap()).await;
+    assert_eq!((status_a, status_b), (200, 200), "{answer_a} {answer_b}");
+    assert_eq!(
+        fake.calls_for("a lighthouse at dusk").len(),
+        1,
+        "one upstream call for both"
+    );
+    // The same result; only which request it answers, and whether it was replayed, differ.
+    for answer in [&mut answer_a, &mut answer_b] {
+        let object = answer.as_object_mut().unwrap();
+        object.remove("request_id");
+        object.remove("cached");
+    }
+    assert_eq!(answer_a, answer_b);
+}

@@ -1,11 +1,18 @@
 //! `Idempotency-Key` on any POST (contract §5): the first result for a key and body is
 //! stored for 24 hours and replayed to repeats, which neither call upstream nor are
 //! charged again; the same key with a different body is refused. Identical requests
-//! arriving together are run once (single flight within this process).
+//! arriving together are run once: within this process by single flight, and across
+//! instances sharing the database by a claim on the key, taken before running (one
+//! atomic insert; the others wait for the stored result). A claim is a lease renewed
+//! while the run lasts, so a runner that crashed blocks its key for one lease at most.
+//! A request that waits longer than [`WAIT_FOR_RUNNER`] for another runner gets 409
+//! `conflict` (`details.reason` `idempotency_in_progress`) with `Retry-After`.
 
 mod single_flight;
 
 pub use single_flight::SingleFlight;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,12 +30,20 @@ use crate::api::AppState;
 use crate::api::context::RequestId;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind, Surface};
-use crate::store::idempotency::{IdempotentResult, StoredResponse};
+use crate::store::idempotency::{Claim, IdempotentResult, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 /// How long a result is replayed (the common convention, e.g. Stripe's).
 const TTL_MS: i64 = 24 * 60 * 60 * 1000;
 const MAX_KEY_LEN: usize = 255;
+/// How long a claim lasts unless renewed; renewed every third of it while the run goes
+/// on, so only a runner that stopped (crashed, lost the database) lets it lapse.
+const CLAIM_LEASE_MS: i64 = 30_000;
+/// How long a repeat waits for another instance's runner before answering 409: longer
+/// than a generation with its retries normally takes, short of common client timeouts.
+pub const WAIT_FOR_RUNNER: Duration = Duration::from_secs(120);
+/// How often a waiting repeat looks for the stored result.
+const POLL: Duration = Duration::from_millis(100);
 
 pub async fn replay_or_run(
     State(state): State<AppState>,
@@ -71,17 +86,8 @@ async fn run_once(
         .single_flight
         .enter(format!("{}\n{key}", caller.key_id))
         .await;
-    if let Some(found) = access
-        .idempotency
-        .get(&caller.key_id, &key, access.clock.now_ms())
-        .await?
-    {
-        if found.fingerprint != fingerprint {
-            return Err(ApiError::invalid(
-                "Idempotency-Key",
-                "This Idempotency-Key was already used with a different request in the last 24 hours.",
-            ));
-        }
+    let owner = crate::ids::new_id("run");
+    if let Some(found) = claim_or_wait(&state, &caller, &key, &fingerprint, &owner).await? {
         return Ok(replay(found.response, &request_id));
     }
     let request = Request::from_parts(parts, Body::from(body));
@@ -90,12 +96,114 @@ async fn run_once(
     // The request's span goes along, so its log lines keep the request id.
     let run = async move {
         let _slot = slot;
-        let response = next.run(request).await;
-        keep(&state, &caller, &key, fingerprint, surface, response).await
+        let response = run_holding_claim(&state, &caller, &key, &owner, next.run(request)).await;
+        let response = keep(&state, &caller, &key, fingerprint, surface, response).await;
+        // Stored (or not worth storing): others now find the result, or run it anew.
+        if let Err(e) = access
+            .idempotency
+            .release(&caller.key_id, &key, &owner)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release an idempotency claim; it lapses");
+        }
+        response
     };
     crate::tasks::spawn(run.instrument(tracing::Span::current()))
         .await
         .map_err(ApiError::internal)
+}
+
+/// The stored result to replay, or `None` once this request holds the key's claim and
+/// is to run. Waits (polling) while another runner, maybe on another instance, holds it.
+async fn claim_or_wait(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    fingerprint: &str,
+    owner: &str,
+) -> Result<Option<IdempotentResult>, ApiError> {
+    let access = &state.access;
+    let stored = || async {
+        let found = access
+            .idempotency
+            .get(&caller.key_id, key, access.clock.now_ms())
+            .await?;
+        match found {
+            Some(found) if found.fingerprint != fingerprint => Err(reused_key()),
+            found => Ok(found),
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_RUNNER;
+    loop {
+        if let Some(found) = stored().await? {
+            return Ok(Some(found));
+        }
+        let now = access.clock.now_ms();
+        let claim = access
+            .idempotency
+            .claim(&caller.key_id, key, fingerprint, owner, now, now + CLAIM_LEASE_MS)
+            .await?;
+        match claim {
+            Claim::Won => {
+                // A runner may have stored its result and let go between the two looks.
+                let found = stored().await;
+                if !matches!(found, Ok(None)) {
+                    if let Err(e) = access.idempotency.release(&caller.key_id, key, owner).await {
+                        tracing::warn!(error = %e, "could not release an idempotency claim");
+                    }
+                }
+                return found;
+            }
+            Claim::Held {
+                fingerprint: Some(other),
+            } if other != fingerprint => return Err(reused_key()),
+            Claim::Held { .. } => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                "A request with this Idempotency-Key is still running. Retry later to get its result.",
+            )
+            .detail("reason", "idempotency_in_progress")
+            .retry_after(1));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs `work`, renewing the claim every third of its lease while it runs. A renewal
+/// that fails is logged: the run goes on (upstream is already paid for), and at worst
+/// the lease lapses and a waiting repeat runs the key a second time.
+async fn run_holding_claim(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    owner: &str,
+    work: impl std::future::Future<Output = Response>,
+) -> Response {
+    let every = Duration::from_millis(u64::try_from(CLAIM_LEASE_MS / 3).unwrap_or(10_000));
+    let access = &state.access;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            response = &mut work => return response,
+            () = tokio::time::sleep(every) => {
+                let until = access.clock.now_ms() + CLAIM_LEASE_MS;
+                match access.idempotency.renew(&caller.key_id, key, owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("an idempotency claim was taken over while running"),
+                    Err(e) => tracing::warn!(error = %e, "could not renew an idempotency claim"),
+                }
+            }
+        }
+    }
+}
+
+fn reused_key() -> ApiError {
+    ApiError::invalid(
+        "Idempotency-Key",
+        "This Idempotency-Key was already used with a different request in the last 24 hours.",
+    )
 }
 
 fn idempotency_key(request: &Request) -> Result<String, ApiError> {

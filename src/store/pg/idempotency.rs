@@ -7,7 +7,7 @@ use sqlx::Row as _;
 
 use super::PgDb;
 use crate::store::StoreError;
-use crate::store::idempotency::{IdempotencyStore, IdempotentResult, StoredResponse};
+use crate::store::idempotency::{Claim, IdempotencyStore, IdempotentResult, StoredResponse};
 
 pub struct PgIdempotencyStore {
     db: PgDb,
@@ -86,6 +86,83 @@ impl IdempotencyStore for PgIdempotencyStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let won = sqlx::query(
+            "INSERT INTO idempotency_claims (key_id, idempotency_key, fingerprint, owner, claimed_until_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+             owner = excluded.owner, claimed_until_ms = excluded.claimed_until_ms \
+             WHERE idempotency_claims.claimed_until_ms <= $6",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(fingerprint)
+        .bind(owner)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if won {
+            return Ok(Claim::Won);
+        }
+        let fingerprint = sqlx::query_scalar(
+            "SELECT fingerprint FROM idempotency_claims WHERE key_id = $1 AND idempotency_key = $2",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(Claim::Held { fingerprint })
+    }
+
+    async fn renew(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE idempotency_claims SET claimed_until_ms = $1 \
+             WHERE key_id = $2 AND idempotency_key = $3 AND owner = $4",
+        )
+        .bind(until_ms)
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(owner)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn release(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_claims WHERE key_id = $1 AND idempotency_key = $2 AND owner = $3",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(owner)
+        .execute(&self.db.pool)
+        .await?;
         Ok(())
     }
 }
