@@ -141,7 +141,14 @@ async fn claim_or_wait(
         let now = access.clock.now_ms();
         let claim = access
             .idempotency
-            .claim(&caller.key_id, key, fingerprint, owner, now, now + CLAIM_LEASE_MS)
+            .claim(
+                &caller.key_id,
+                key,
+                fingerprint,
+                owner,
+                now,
+                now + CLAIM_LEASE_MS,
+            )
             .await?;
         match claim {
             Claim::Won => {
