@@ -154,10 +154,10 @@ async fn claim_or_wait(
             Claim::Won => {
                 // A runner may have stored its result and let go between the two looks.
                 let found = stored().await;
-                if !matches!(found, Ok(None)) {
-                    if let Err(e) = access.idempotency.release(&caller.key_id, key, owner).await {
-                        tracing::warn!(error = %e, "could not release an idempotency claim");
-                    }
+                if !matches!(found, Ok(None))
+                    && let Err(e) = access.idempotency.release(&caller.key_id, key, owner).await
+                {
+                    tracing::warn!(error = %e, "could not release an idempotency claim");
                 }
                 return found;
             }
