@@ -39,7 +39,7 @@ async fn migrate_and_keys_create_work_on_a_postgres_database_url() {
 
     let migrated = imagegate(&["migrate", "--database-url", url], dir.path()).await;
     assert!(
-        migrated.contains("database schema at version 8"),
+        migrated.contains("database schema at version 9"),
         "{migrated}"
     );
     assert!(migrated.contains("PostgreSQL"), "{migrated}");

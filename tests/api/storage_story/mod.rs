@@ -294,7 +294,7 @@ async fn the_storage_story(storage: &Storage) {
     queue::the_queue_leases_fences_cancels_and_delivers(storage).await;
     queue::concurrent_workers_never_claim_the_same_request(storage).await;
     storage.database.ping().await.unwrap();
-    assert_eq!(storage.database.schema_version().await.unwrap(), 8);
+    assert_eq!(storage.database.schema_version().await.unwrap(), 9);
 }
 
 fn config_in(dir: &tempfile::TempDir) -> Config {
@@ -338,7 +338,7 @@ async fn the_storage_story_holds_on_postgres() {
     the_storage_story(&storage).await;
     // Opening again (a second instance, or `imagegate migrate`) applies nothing twice.
     let again = Storage::open(&config).await.unwrap();
-    assert_eq!(again.database.schema_version().await.unwrap(), 8);
+    assert_eq!(again.database.schema_version().await.unwrap(), 9);
 }
 
 async fn blobs_round_trip(blobs: &dyn BlobStore) {
