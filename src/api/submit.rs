@@ -123,7 +123,7 @@ pub async fn accept(
     ctx: &RequestContext,
     refused: Option<ApiError>,
     path: &str,
-    work: Work,
+    mut work: Work,
     uploads: Uploads,
     submission: Submission,
 ) -> Result<Accepted, ApiError> {
@@ -172,6 +172,7 @@ pub async fn accept(
         return Ok(Accepted::Run(Box::new(plan), inputs));
     }
     drop((plan, inputs));
+    work.pin_default_model(&state.executor.env.default_model);
     let id = &ctx.request_id;
     state
         .jobs

@@ -254,6 +254,28 @@ impl Work {
         }
     }
 
+    /// Records the model the work would run on now when it names none, so work queued
+    /// before an operator (or an upgrade) changes `default_model` still runs on the model
+    /// it was checked against. A chat message keeps its session's model.
+    pub fn pin_default_model(&mut self, default_model: &str) {
+        match self {
+            Work::Generate { options, .. }
+            | Work::Edit { options, .. }
+            | Work::Compose { options, .. }
+            | Work::Story { options, .. }
+            | Work::Inpaint { options, .. }
+            | Work::Outpaint { options, .. }
+            | Work::StyleTransfer { options, .. } => {
+                options
+                    .model
+                    .get_or_insert_with(|| default_model.to_owned());
+            }
+            Work::ChatMessage { .. }
+            | Work::OpenAiGenerations { .. }
+            | Work::OpenAiEdits { .. } => {}
+        }
+    }
+
     /// `service_tier`, `thinking_level` and `fallback`, as sent.
     pub fn routing(&self) -> &RawRouting {
         match self {
@@ -505,6 +527,25 @@ impl Work {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_work_keeps_the_default_model_it_was_checked_against() {
+        let mut work = Work::Generate {
+            prompt: Some("a lighthouse".into()),
+            options: RawOptions::default(),
+            quality: QualityAsk::default(),
+        };
+        work.pin_default_model("gemini-3.1-flash-image");
+        let Work::Generate { options, .. } = &work else {
+            unreachable!()
+        };
+        assert_eq!(options.model.as_deref(), Some("gemini-3.1-flash-image"));
+        work.pin_default_model("gemini-nano-banana-2.1");
+        let Work::Generate { options, .. } = &work else {
+            unreachable!()
+        };
+        assert_eq!(options.model.as_deref(), Some("gemini-3.1-flash-image"));
+    }
 
     #[test]
     fn a_unit_of_work_survives_storage_unchanged() {
