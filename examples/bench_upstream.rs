@@ -55,7 +55,7 @@ struct Fake {
     served: AtomicU64,
 }
 
-/// A successful Gemini 3 answer (gemini-upstream.md §3.2): a short text part and the
+/// A successful Gemini 3 answer (docs/upstream.md#response): a short text part and the
 /// image, each with a thought signature, usage with image tokens, model version and id.
 fn answer(image: &[u8], mime: &str) -> Bytes {
     let signature = base64::engine::general_purpose::STANDARD.encode([7u8; 600]);

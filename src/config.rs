@@ -1,4 +1,4 @@
-//! One typed configuration, assembled in the contract's order (§1):
+//! One typed configuration, assembled in this order (README, "Configuration"):
 //! embedded defaults → TOML file → environment (`IMAGEGATE_*`, `GOOGLE_API_KEY`, `.env`)
 //! → command-line flags. Secrets are redacted wherever the config is printed.
 
@@ -353,7 +353,8 @@ impl Default for GeminiConfig {
         Self {
             base_url: "https://generativelanguage.googleapis.com".into(),
             api_version: "v1beta".into(),
-            // Image calls take 5–60 s upstream (gemini-upstream.md §11.6); 4K on Pro longer.
+            // Image calls take 5–60 s upstream (docs/upstream.md#latencies); 4K on Pro
+            // longer.
             deadline_secs: 180.0,
             max_attempts: 4,
             initial_backoff_ms: 1_000,

@@ -1,5 +1,5 @@
 //! The one error table: every failure a client can see is an [`ApiError`] whose
-//! [`ErrorKind`] fixes the HTTP status and the contract's `error` string (contract §4).
+//! [`ErrorKind`] fixes the HTTP status and the `error` string (docs/api.md#errors).
 //!
 //! Handlers return `Result<_, ApiError>`. `into_response` does not render the body
 //! itself: it parks the error in the response extensions, and the request-context
@@ -152,7 +152,7 @@ impl ApiError {
         self
     }
 
-    /// The contract's error body (§4).
+    /// The error body of imagegate's own routes (docs/api.md#errors).
     pub fn body(&self, request_id: &str) -> Value {
         let mut body = json!({
             "error": self.kind.code(),
@@ -166,8 +166,9 @@ impl ApiError {
     }
 }
 
-/// Which client a route serves, and so which error shape it answers in: the contract's
-/// (§4), OpenAI's on `/v1/images/*`, Google's `google.rpc.Status` envelope on `/v1beta/*`.
+/// Which client a route serves, and so which error shape it answers in: imagegate's
+/// own (docs/api.md#errors), OpenAI's on `/v1/images/*`, Google's `google.rpc.Status`
+/// envelope on `/v1beta/*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
     Contract,

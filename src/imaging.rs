@@ -1,5 +1,5 @@
 //! Image bytes at the edges: recognising formats from the bytes, refusing what must not
-//! be decoded, and downscaling inputs before they go upstream (contract §6).
+//! be decoded, and downscaling inputs before they go upstream (docs/api.md#conventions).
 
 use std::io::Cursor;
 

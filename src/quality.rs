@@ -1,5 +1,5 @@
 //! Quality metrics for a generated image: the user's guide's `assess_image_quality` and its
-//! score (seed-api-guide.md, "Quality Scoring"), matching NumPy on the pixels Pillow would
+//! score ("Quality Scoring"; docs/api.md#the-guide), matching NumPy on the pixels Pillow would
 //! decode to within 1e-6 relative.
 //!
 //! The guide runs NumPy on `np.array(PIL.Image.open(..))`, so the channels are the ones Pillow

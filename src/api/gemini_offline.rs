@@ -225,7 +225,7 @@ pub async fn stream(
 }
 
 /// Offline token count: words of text plus 258 per input image (the per-tile figure of
-/// gemini-upstream.md §3.2) — an estimate, since no tokenizer runs offline.
+/// docs/upstream.md#response) — an estimate, since no tokenizer runs offline.
 pub fn count_tokens(body: &[u8]) -> Result<Value, ApiError> {
     let req = parse_body(body)?;
     let inner = field(&req, "generateContentRequest", "generate_content_request");

@@ -1,5 +1,6 @@
-//! `POST /generate-image`, `/edit-image`, `/compose-images` (contract §2): read the wire
-//! shape into a unit of work, hand it to `api::submit`, answer.
+//! `POST /generate-image`, `/edit-image`, `/compose-images` (docs/api.md#generation,
+//! docs/api.md#edit-and-compose): read the wire shape into a unit of work, hand it to
+//! `api::submit`, answer.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};

@@ -1,7 +1,7 @@
 //! The limits layer: per-key requests in flight and upstream generations per minute, by
-//! tier (contract §5). Every authenticated response, errors included, says where the key
-//! stands in `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
-//! (seconds until a used unit leaves the one-minute window).
+//! tier (docs/api.md#keys-and-limits). Every authenticated response, errors included,
+//! says where the key stands in `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+//! `X-RateLimit-Reset` (seconds until a used unit leaves the one-minute window).
 //!
 //! The in-flight slot taken here is handed to the request's work ([`Slot`] in the
 //! request context): it stays taken until the work's upstream calls end, however the

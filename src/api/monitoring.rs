@@ -1,5 +1,5 @@
-//! `GET /ready`, `GET /metrics` and `GET /stats` (contract §9). `/health` is in the router:
-//! it answers as long as the process does.
+//! `GET /ready`, `GET /metrics` and `GET /stats` (docs/api.md#monitoring). `/health` is in
+//! the router: it answers as long as the process does.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! `POST /quality` (contract §9) measures an uploaded image. (Generations with
+//! `POST /quality` (docs/api.md#quality) measures an uploaded image. (Generations with
 //! `include_quality` / `min_quality_score` run in `generation::execute`.)
 
 use axum::Json;

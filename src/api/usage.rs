@@ -1,4 +1,4 @@
-//! `GET /usage` (contract §9): the calling key's requests, images, tokens and cost by
+//! `GET /usage` (docs/api.md#usage): the calling key's requests, images, tokens and cost by
 //! UTC day and model. `?days=N` (default 30) ends today; `from`/`to` (`YYYY-MM-DD`)
 //! choose any range up to a year.
 

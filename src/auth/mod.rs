@@ -1,4 +1,5 @@
-//! Who is calling: turns a bearer token into a [`Caller`] (contract §5). Keys issued by
+//! Who is calling: turns a bearer token into a [`Caller`]
+//! (docs/api.md#keys-and-limits). Keys issued by
 //! `imagegate keys create` are looked up by digest; the server's own `GOOGLE_API_KEY` is
 //! also accepted, as a paid caller, so the guide's samples work as written.
 

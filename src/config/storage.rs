@@ -1,4 +1,4 @@
-//! Where state, limits and bytes live (contract §1): the embedded default (SQLite and
+//! Where state, limits and bytes live (docs/scale-out.md): the embedded default (SQLite and
 //! files under the data directory) or shared services for several instances, chosen by
 //! URL: `database_url` (`sqlite://…` or `postgres://…`), `redis_url` and
 //! `object_store_url` (`s3://bucket[/prefix]`).

@@ -49,7 +49,7 @@ pub trait UsageSink: Send + Sync + 'static {
 pub type PostProcess =
     Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, ApiError> + Send>;
 
-/// The generation response (contract §3).
+/// The generation response (docs/api.md#the-generation-response).
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerationResponse {
     pub request_id: String,
@@ -78,7 +78,7 @@ pub struct Usage {
 
 impl Usage {
     /// Prices upstream usage: image output at the image rate, other output (thoughts
-    /// included) at the text rate, input at the input rate (gemini-upstream.md §6.1).
+    /// included) at the text rate, input at the input rate (docs/upstream.md#prices).
     pub fn priced(tokens: TokenUsage, prices: Prices) -> Self {
         let text_output = tokens.output.saturating_sub(tokens.image_output) + tokens.thoughts;
         let cost = (tokens.input as f64 * prices.input

@@ -1,4 +1,4 @@
-//! `include_quality` and `min_quality_score` (contract §9): the guide's
+//! `include_quality` and `min_quality_score` (docs/api.md#quality): the guide's
 //! `generate_with_quality_check` ("Quality Scoring"), run by the server.
 //!
 //! As in the guide: up to three generations; after each one that falls short, the prompt

@@ -1,4 +1,4 @@
-//! Durable async work (contract §5). An accepted request is written to storage before its
+//! Durable async work (docs/async.md). An accepted request is written to storage before its
 //! 202 goes out, as a typed unit of work ([`Work`]) whose uploads are already in the blob
 //! store; workers claim requests under a lease, run them with the same executor the
 //! synchronous path uses, and record the outcome together with its webhook delivery. A

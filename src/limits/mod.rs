@@ -1,7 +1,7 @@
-//! Per-key limits (contract §5): requests per minute and requests in flight, set by the
-//! key's tier. The traits are what the HTTP layer sees; `memory` holds the counters of a
-//! single instance, and a shared store (Redis) can implement the same traits when several
-//! instances serve the same keys.
+//! Per-key limits (docs/api.md#keys-and-limits): requests per minute and requests in
+//! flight, set by the key's tier. The traits are what the HTTP layer sees; `memory` holds
+//! the counters of a single instance, and a shared store (Redis) can implement the same
+//! traits when several instances serve the same keys.
 
 pub mod memory;
 pub mod redis;

@@ -1,5 +1,5 @@
-//! Per-key limits shared by every instance that uses one Redis (contract §5: the free
-//! tier's 15 a minute holds however many instances serve the key). Each decision is one
+//! Per-key limits shared by every instance that uses one Redis (docs/api.md#keys-and-limits:
+//! the free tier's 15 a minute holds however many instances serve the key). Each decision is one
 //! Lua script, so it is atomic without locks.
 //!
 //! - Requests per minute: the same sliding log as [`SlidingWindow`], as a sorted set of

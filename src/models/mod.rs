@@ -1,6 +1,7 @@
 //! The model registry (docs/models.md): the names users send, the upstream ids they map
-//! to, what each model accepts, its published prices (gemini-upstream.md §5, §6), and
-//! where a request goes when its model is retired or overloaded.
+//! to, what each model accepts, its published prices (docs/upstream.md#models-and-limits,
+//! docs/upstream.md#prices), and where a request goes when its model is retired or
+//! overloaded.
 //!
 //! The embedded table is the source of prices and capabilities; the configuration's
 //! `[[models]]` entries change or add to it and keep the last word; what upstream lists
@@ -28,10 +29,11 @@ const RATIOS_14: &[&str] = &[
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:4", "4:1", "1:8",
     "8:1",
 ];
-/// Gemini 3 image models take up to 14 reference images (gemini-upstream.md §5.2).
+/// Gemini 3 image models take up to 14 reference images
+/// (docs/upstream.md#models-and-limits).
 const GEMINI_3_MAX_IMAGES: usize = 14;
 
-/// Google's input limit of its image models (gemini-upstream.md §4).
+/// Google's input limit of its image models (docs/upstream.md#models-and-limits).
 const GEMINI_IMAGE_INPUT_TOKENS: u64 = 65_536;
 /// Image output tokens by size: the largest any table model reports at that size
 /// (2.5 Flash Image 1290 at its one size; 3.1 Flash 747 at 512, 1680 at 2K; 4K is the
@@ -45,7 +47,7 @@ const OUTPUT_TOKENS: &[(&str, u64)] = &[
     ("4K", 3780),
 ];
 
-/// USD per million tokens, by kind (gemini-upstream.md §6.1, paid tier).
+/// USD per million tokens, by kind (docs/upstream.md#prices, paid tier).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prices {
@@ -245,7 +247,8 @@ fn embedded_entries() -> Vec<ModelEntry> {
         &["1K", "2K", "4K"],
         nano_banana_21,
     );
-    // Medium is its default level (gemini-upstream.md, addendum 2026-12).
+    // Which levels it takes, and its default, are not published; these are offered
+    // (docs/upstream.md#thinking-levels).
     banana.thinking_levels = levels(&["minimal", "medium", "high"]);
     let mut flash_31 = active(
         "gemini-3.1-flash-image",

@@ -1,4 +1,4 @@
-//! What operators watch (contract §9): Prometheus metrics, the guide's `APIMonitor`
+//! What operators watch (docs/api.md#monitoring): Prometheus metrics, the guide's `APIMonitor`
 //! statistics, and readiness. The HTTP side is `api::monitoring`; requests are counted
 //! in `api::context`, upstream calls in the Gemini client, usage in [`MeteredUsage`].
 

@@ -3,7 +3,7 @@
 //! result is labelled `"model": "offline"`.
 //!
 //! Its images still obey the request: output sizes follow the Gemini 3 size grid for
-//! the requested aspect ratio and size (gemini-upstream.md §5.3), an edit is the input
+//! the requested aspect ratio and size (docs/upstream.md#models-and-limits), an edit is the input
 //! image visibly tinted by the prompt, and a composition is made of its inputs laid out
 //! per `composition_style`.
 

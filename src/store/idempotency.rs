@@ -1,4 +1,4 @@
-//! Results of POSTs sent with an `Idempotency-Key` (contract §5), kept for a while so a
+//! Results of POSTs sent with an `Idempotency-Key` (docs/api.md#idempotency), kept for a while so a
 //! repeat gets the first answer instead of a second, charged, upstream call.
 
 use async_trait::async_trait;

@@ -1,4 +1,4 @@
-//! Usage and cost per key (contract §9): one row per upstream result, priced by the model
+//! Usage and cost per key (docs/api.md#usage): one row per upstream result, priced by the model
 //! table when it is recorded, summed by UTC day and model when asked for.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The real Gemini client against the local fake, through the HTTP API: what is sent
-//! upstream, and every answer shape of gemini-upstream.md mapped to the contract.
+//! upstream, and every answer shape of docs/upstream.md mapped to docs/api.md#errors.
 
 use serde_json::{Value, json};
 
@@ -72,7 +72,7 @@ async fn usage_is_priced_with_image_tokens_at_the_image_rate() {
     );
     let input = usage["input_tokens"].as_u64().unwrap() as f64;
     let output = usage["output_tokens"].as_u64().unwrap() as f64;
-    // $2/M input, $12/M text output, $120/M image output (gemini-upstream.md §6.1).
+    // $2/M input, $12/M text output, $120/M image output (docs/upstream.md#prices).
     let expected = (input * 2.0 + (output - 1120.0) * 12.0 + 1120.0 * 120.0) / 1e6;
     assert!(
         (usage["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-6,

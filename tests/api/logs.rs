@@ -77,7 +77,7 @@ async fn request_spans_carry_their_fields_and_logs_never_hold_images_or_keys() {
             break entry["fields"]["address"].as_str().unwrap().to_owned();
         }
     };
-    // The server's own Google key is accepted as a bearer (contract §5).
+    // The server's own Google key is accepted as a bearer (docs/api.md#keys-and-limits).
     let client = client_with_key(Some(FAKE_API_KEY));
     let upload = noisy_png();
     let form = reqwest::multipart::Form::new()

@@ -1,4 +1,4 @@
-//! Monitoring (contract §9): `/health`, `/ready`, `/metrics` and `/stats`.
+//! Monitoring (docs/api.md#monitoring): `/health`, `/ready`, `/metrics` and `/stats`.
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! `GET /openapi.json` and `GET /docs` (contract §9): the document describes every route the
-//! router serves, and only those, and the docs page renders it with nothing from elsewhere.
+//! `GET /openapi.json` and `GET /docs` (docs/api.md#playground-and-documents): the document
+//! describes every route the router serves, and only those, and the docs page renders it
+//! with nothing from elsewhere.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Quality (contract §9): `include_quality`, `min_quality_score` and `POST /quality`,
+//! Quality (docs/api.md#quality): `include_quality`, `min_quality_score` and `POST /quality`,
 //! checked against the guide's own NumPy code (`tests/python/quality_reference.py`).
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on any POST (contract §5): the first result for a key and body is
+//! `Idempotency-Key` on any POST (docs/api.md#idempotency): the first result for a key and body is
 //! stored for 24 hours and replayed to repeats, which neither call upstream nor are
 //! charged again; the same key with a different body is refused. Identical requests
 //! arriving together are run once: within this process by single flight, and across

@@ -1,6 +1,6 @@
 //! Between the domain and the wire: building the request body, and turning every
-//! response shape of gemini-upstream.md §3.3 into a result or a contract error — a
-//! refusal is never passed on as an empty success.
+//! response shape of docs/upstream.md#finish-and-block-reasons into a result or an
+//! error of docs/api.md#errors — a refusal is never passed on as an empty success.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -16,7 +16,8 @@ use crate::provider::{
 pub fn request_body(req: &ProviderRequest) -> serde_json::Result<Vec<u8>> {
     let contents = req.contents.iter().map(content).collect();
     let system_instruction = req.system_instruction.as_deref().map(|text| wire::Content {
-        // The official SDK sends the system instruction with role "user" (§9.3).
+        // The official SDK sends the system instruction with role "user"
+        // (docs/upstream.md#request).
         role: "user",
         parts: vec![wire::Part {
             text: Some(text),
@@ -83,7 +84,8 @@ fn content(turn: &Turn) -> wire::Content<'_> {
     }
 }
 
-/// Decodes base64 in either alphabet, padded or not (Google accepts all; §2.2, §7.1).
+/// Decodes base64 in either alphabet, padded or not (Google accepts all;
+/// docs/upstream.md#request).
 /// Returns the bytes and whether the input was already canonical standard base64.
 pub fn decode_base64(data: &str) -> Option<(Vec<u8>, bool)> {
     if let Ok(bytes) = STANDARD.decode(data) {
@@ -102,7 +104,8 @@ pub fn decode_base64(data: &str) -> Option<(Vec<u8>, bool)> {
     STANDARD_NO_PAD.decode(normalised).ok().map(|b| (b, false))
 }
 
-/// Finish reasons that mean the model refused on policy grounds (§3.3).
+/// Finish reasons that mean the model refused on policy grounds
+/// (docs/upstream.md#finish-and-block-reasons).
 const BLOCKING_REASONS: &[&str] = &[
     "SAFETY",
     "RECITATION",
@@ -202,7 +205,8 @@ pub fn interpret(body: &[u8], served: ServedAs) -> Result<Generated, ProviderErr
                     "undecodable inlineData",
                 )
             })?;
-            // Trust the bytes, not the declared type: they have been seen to disagree (§3.2).
+            // Trust the bytes, not the declared type: they have been seen to
+            // disagree (docs/upstream.md#response).
             let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
                 bad(
                     "The upstream model returned an image in an unrecognised format.",

@@ -2,7 +2,7 @@
 //!
 //! Retries 429, 500, 502, 503 and 504 (and connection failures) with exponential
 //! backoff and jitter, waiting at least the upstream's `RetryInfo.retryDelay`; never
-//! retries other 4xx (gemini-upstream.md §4.4). One deadline bounds the whole call,
+//! retries other 4xx (docs/upstream.md#errors-and-retries). One deadline bounds the whole call,
 //! retries included.
 
 pub mod batch;

@@ -1,4 +1,4 @@
-//! Google's `generateContent` wire format (gemini-upstream.md §2–§4). Private to the
+//! Google's `generateContent` wire format (docs/upstream.md). Private to the
 //! Gemini provider: nothing outside `provider::gemini` sees these types.
 //!
 //! Requests are written in camelCase as Google documents; responses are read leniently
@@ -186,7 +186,8 @@ pub enum ErrorBody {
     Envelope {
         error: GoogleError,
     },
-    /// Some proxies wrap the envelope in a one-element array (§4.1).
+    /// Some proxies wrap the envelope in a one-element array
+    /// (docs/upstream.md#errors-and-retries).
     Wrapped([ErrorEnvelope; 1]),
 }
 

@@ -1,4 +1,4 @@
-//! PostgreSQL, for several instances sharing one state (contract §1). The same traits as
+//! PostgreSQL, for several instances sharing one state (docs/scale-out.md). The same traits as
 //! the embedded SQLite stores, the same tables (BIGINT unix-milliseconds, JSON as TEXT),
 //! and migrations embedded in the binary, applied at start and by `imagegate migrate`.
 

@@ -1,4 +1,5 @@
-//! Keys, tiers, limits, idempotent replays and usage (contract §5, §9), with time
+//! Keys, tiers, limits, idempotent replays and usage (docs/api.md#keys-and-limits,
+//! docs/api.md#usage), with time
 //! injected through a manual clock: no test waits for a minute to pass.
 
 mod auth;

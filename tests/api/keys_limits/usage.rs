@@ -1,5 +1,5 @@
 //! `GET /usage`: each upstream call's token counts priced by the model table
-//! (gemini-upstream.md §6.1), summed per key by UTC day and model.
+//! (docs/upstream.md#prices), summed per key by UTC day and model.
 
 use imagegate::clock::{Clock as _, ManualClock};
 use imagegate::store::usage::utc_day;

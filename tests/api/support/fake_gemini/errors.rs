@@ -1,4 +1,5 @@
-//! Google's error envelope (spec §4): `{"error":{code,message,status,details[]}}`.
+//! Google's error envelope (docs/upstream.md#errors-and-retries):
+//! `{"error":{code,message,status,details[]}}`.
 
 use serde_json::{Value, json};
 
@@ -112,7 +113,8 @@ pub fn payload_too_large() -> Reply {
     invalid_argument("Request payload size exceeds the limit: 20971520 bytes.")
 }
 
-/// The full quota 429 of spec §4.3; the delay appears both in the message and in `RetryInfo`.
+/// The full quota 429 (docs/upstream.md#errors-and-retries); the delay appears both in the
+/// message and in `RetryInfo`.
 pub fn quota_exhausted(model: &str, retry_delay: &str) -> Reply {
     let metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests";
     let message = format!(

@@ -1,5 +1,5 @@
 //! A local fake of Google's Gemini `generateContent` REST API for the gateway's integration
-//! tests, following `shared/spec/gemini-upstream.md`. It is strict where Google is strict
+//! tests, following docs/upstream.md. It is strict where Google is strict
 //! (unknown fields, model ids, sizes, keys) so that the gateway's requests are checked for real,
 //! and scriptable through `[[fake:NAME]]` prompt markers (see `scenarios.rs`) so that tests can
 //! provoke every failure mode Google is known to produce. Its catalogue moves as Google's does:

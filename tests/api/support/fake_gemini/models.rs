@@ -1,5 +1,5 @@
-//! The model catalogue (spec §5.1–§5.3): which ids answer, what each accepts, what it costs in
-//! tokens and how large its images are.
+//! The model catalogue (docs/upstream.md#models-and-limits): which ids answer, what each
+//! accepts, what it costs in tokens and how large its images are.
 
 use serde_json::{Value, json};
 
@@ -46,7 +46,7 @@ pub struct ModelSpec {
 
 const SPECS: [ModelSpec; 4] = [
     // Nano Banana 2.1 (GA 2026-10-06): 1K/2K/4K only, `512` refused; per-size image tokens are
-    // not published, so 3.1 Flash's are used (gemini-upstream.md, addendum 2026-12-02).
+    // not published, so 3.1 Flash's are used (docs/upstream.md#models-and-limits).
     ModelSpec {
         id: "gemini-nano-banana-2.1",
         display_name: "Nano Banana 2.1",
@@ -77,7 +77,8 @@ const SPECS: [ModelSpec; 4] = [
         output_token_limit: 32_768,
         thinking_levels: &["MINIMAL", "HIGH"],
     },
-    // The Lite model card lists 10 ratios but its text says 14; the spec (§12) says accept 14.
+    // The Lite model card lists 10 ratios but its text says 14: accept 14
+    // (docs/upstream.md#models-and-limits).
     ModelSpec {
         id: "gemini-3.1-flash-lite-image",
         display_name: "Nano Banana 2 Lite",
@@ -142,7 +143,8 @@ impl ModelSpec {
     }
 }
 
-/// Gemini 3 grid at 1K (spec §5.3); 512 is exactly half, 2K and 4K exactly double and quadruple.
+/// Gemini 3 grid at 1K (docs/upstream.md#models-and-limits); 512 is exactly half, 2K and
+/// 4K exactly double and quadruple.
 fn grid_1k(ratio: &str) -> (u32, u32) {
     match ratio {
         "2:3" => (848, 1264),

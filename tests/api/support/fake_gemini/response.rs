@@ -1,4 +1,5 @@
-//! Successful `GenerateContentResponse` bodies (spec §3.1, §3.2) and their SSE chunking (§3.4).
+//! Successful `GenerateContentResponse` bodies (docs/upstream.md#response) and their SSE
+//! chunking (docs/upstream.md#streaming).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

@@ -1,5 +1,6 @@
-//! Per-model request validation (spec §2.2, §2.4, §5.2, §7). Every rejection is the 400 the real
-//! service gives; where Google's exact wording is unknown the message is a plausible stand-in.
+//! Per-model request validation (docs/upstream.md: request, models and limits, multi-turn).
+//! Every rejection is the 400 the real service gives; where Google's exact wording is
+//! unknown the message is a plausible stand-in.
 
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -21,7 +22,8 @@ const INPUT_MIME_TYPES: [&str; 5] = [
     "image/heif",
 ];
 const MAX_INPUT_IMAGES: usize = 14;
-/// Documented escape hatches for history that came from elsewhere (spec §7.2).
+/// Documented escape hatches for history that came from elsewhere
+/// (docs/upstream.md#multi-turn-and-thought-signatures).
 pub const DUMMY_SIGNATURES: [&str; 2] = [
     "context_engineering_is_the_way_to_go",
     "skip_thought_signature_validator",
