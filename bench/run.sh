@@ -13,7 +13,8 @@
 # Settings (environment): BENCH_DURATION (seconds per throughput run, default 15),
 # BENCH_UPSTREAM_PORT (18080), BENCH_GATEWAY_PORT (18000), BENCH_WEBHOOK_PORT (18090),
 # BENCH_EXTRA_CONFIG (TOML appended to imagegate's configuration), BENCH_OUT (where the
-# raw results and report.md go; default target/bench/results).
+# raw results and report.md go; default target/bench/results), BENCH_PHASES (which phases
+# to run, of: throughput growth held async hostile imaging; default all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,6 +30,8 @@ UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT
 GATEWAY=http://127.0.0.1:$GATEWAY_PORT
 
 say() { printf '== %s\n' "$*" >&2; }
+PHASES=" ${BENCH_PHASES:-throughput growth held async hostile imaging} "
+want() { [[ $PHASES == *" $1 "* ]]; }
 
 # ---- tools -------------------------------------------------------------------------------
 if ! command -v wrk >/dev/null; then
@@ -198,6 +201,7 @@ load() {
 start_gateway
 
 # ---- latency and throughput, per payload -------------------------------------------------
+if want throughput; then
 for image in png jpeg; do
   upstream image=$image delay_ms=0
   say "warm-up ($image)"
@@ -208,8 +212,10 @@ for image in png jpeg; do
     done
   done
 done
+fi
 
 # ---- memory: no growth over 10,000 requests ------------------------------------------------
+if want growth; then
 upstream image=png delay_ms=0
 rss_before=$(rss_kb "$GATEWAY_PID" VmRSS)
 BENCH_REQUESTS=10000 load "growth-10k" gateway 16 -d 300s --timeout 10s
@@ -218,6 +224,7 @@ rss_after=$(rss_kb "$GATEWAY_PID" VmRSS)
 served=$(curl -fsS "$UPSTREAM/stats")
 record "{\"phase\":\"rss-growth\",\"before_kb\":$rss_before,\"after_kb\":$rss_after,\"upstream\":$served}"
 say "RSS before 10k: $rss_before kB, after: $rss_after kB"
+fi
 
 # ---- memory: 1,000 requests held in flight by a 10 s upstream delay -----------------------
 # Twice: with glibc's allocator as it comes, and with its mmap threshold pinned, which
@@ -251,21 +258,26 @@ held_phase() { # LABEL [VAR=value...]
   record "{\"phase\":\"rss-held\",\"allocator\":\"$label\",\"idle_kb\":$idle,\"peak_kb\":$peak,\"while_held_kb\":$held,\"max_in_flight\":$max_in_flight}"
   say "RSS ($label) idle $idle kB, while 1,000 held $held kB, peak $peak kB (upstream saw $max_in_flight at once)"
 }
+if want held; then
 held_phase glibc-default
 held_phase glibc-mmap-threshold-128k MALLOC_MMAP_THRESHOLD_=131072
 upstream image=png delay_ms=0
 stop_gateway
 start_gateway
+fi
 
 # ---- the async path ------------------------------------------------------------------------
+if want async; then
 upstream image=png delay_ms=0
 line=$("$BIN/examples/bench_async" --gateway "$GATEWAY" --key "$KEY" --concurrency 16 \
   --requests 320 --webhook-port "$WEBHOOK_PORT")
 record "{\"phase\":\"async\",\"result\":$line}"
 say "async: $line"
+fi
 stop_gateway
 
 # ---- hostile mix -------------------------------------------------------------------------
+if want hostile; then
 # 16 clients at once, each sending one of the heaviest inputs the gateway accepts: a
 # 50-megapixel upload to /quality (about 400 MB decoded), an outpaint whose ×0.5 canvas is
 # near the 4K output cap, and an OpenAI edit of a 16-megapixel image with a mask and n=10.
@@ -309,13 +321,16 @@ record "{\"phase\":\"hostile-mix\",\"clients\":16,\"idle_kb\":$idle,\"peak_kb\":
 say "hostile mix: idle $idle kB, peak $peak kB (budget $budget_kb kB), ${seconds}s, codes {$codes}"
 stop_gateway
 upstream image=png delay_ms=0
+fi
 
 # ---- image work against NumPy and Pillow ---------------------------------------------------
+if want imaging; then
 say "imaging: Rust"
 rust=$(cargo bench --locked --bench imaging -- --dir "$WORK/imaging" 2>/dev/null | grep '^{')
 say "imaging: Python"
 python=$(python3 bench/imaging_reference.py "$WORK/imaging")
 record "{\"phase\":\"imaging\",\"rust\":$rust,\"python\":$python}"
+fi
 
 # ---- report --------------------------------------------------------------------------------
 python3 bench/report.py "$RESULTS" >"$OUT/report.md"

@@ -38,7 +38,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -99,70 +98,80 @@ impl AppState {
     }
 }
 
-/// Every route, without the layers.
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/generate-image", post(generate::generate_image))
-        .route("/edit-image", post(generate::edit_image))
-        .route("/compose-images", post(generate::compose_images))
-        .route("/chat/create", post(chat::create))
-        .route("/chat/{session_id}/message", post(chat::message))
-        .route(
-            "/chat/{session_id}",
-            get(chat::history).delete(chat::delete),
-        )
-        .route("/story/generate", post(story::generate))
-        .route("/advanced/inpaint", post(advanced::inpaint))
-        .route("/advanced/outpaint", post(advanced::outpaint))
-        .route("/advanced/style-transfer", post(advanced::style_transfer))
-        // Google's surface on both API versions; `GET /v1/models` also answers OpenAI's SDK.
-        .route("/v1beta/models", get(gemini_native::list_models))
-        .route(
-            "/v1beta/models/{target}",
-            get(gemini_native::get_model).post(gemini_native::model_action),
-        )
-        .route("/v1/models", get(gemini_native::list_models))
-        .route(
-            "/v1/models/{target}",
-            get(gemini_native::get_model).post(gemini_native::model_action),
-        )
-        .route("/models", get(models::list))
-        .route("/v1/images/generations", post(openai::generations))
-        .route("/v1/images/edits", post(openai::edits))
-        .route("/v1/files/{image_id}", get(signed::get_file))
-        .route("/requests/{request_id}", get(jobs::status))
-        .route("/requests/{request_id}/cancel", post(jobs::cancel))
-        .route("/webhooks/secret", get(jobs::webhook_secret))
-        .route("/batches", get(batches::list).post(batches::submit))
-        .route("/batches/{batch_id}", get(batches::status))
-        .route("/batches/{batch_id}/results", get(batches::results))
-        .route("/batches/{batch_id}/cancel", post(batches::cancel))
-        .route("/gemini/batch-events", post(batches::google_event))
-        .route("/images", get(gallery::list_images))
-        .route("/images/{image_id}", get(images::get_image))
-        .route("/usage", get(usage::get_usage))
-        .route("/keys/me", get(admin::me))
-        .route("/admin/keys", get(admin::list).post(admin::create))
-        .route(
-            "/admin/keys/{key_id}",
-            get(admin::get).patch(admin::update).delete(admin::revoke),
-        )
-        .route("/admin/keys/{key_id}/rotate", post(admin::rotate))
-        .route("/admin/usage", get(admin::usage))
-        .route("/quality", post(quality::assess))
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/ready", get(monitoring::ready))
-        .route("/metrics", get(monitoring::metrics))
-        .route("/stats", get(monitoring::stats))
-        .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(openapi::docs_page))
-        .route("/", get(playground::index))
-        .route("/playground/catalog.json", get(playground::catalog))
-        .route("/playground/{file}", get(playground::asset))
-        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
+/// Declares the route table once: [`ROUTES`] lists every `(method, path)` the router
+/// serves (the OpenAPI test checks the document against it), and `routes()` builds the
+/// router from the same lines, so the two cannot differ.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:expr,)*) => {
+        /// Every `(METHOD, path template)` the router serves.
+        pub const ROUTES: &[(&str, &str)] = &[$((route_table!(@upper $method), $path)),*];
+
+        /// Every route, without the layers.
+        fn routes() -> Router<AppState> {
+            Router::new()
+                $(.route($path, axum::routing::$method($handler)))*
+                .fallback(|| async { ApiError::new(ErrorKind::NotFound, "No such endpoint.") })
+        }
+    };
+    (@upper get) => { "GET" };
+    (@upper post) => { "POST" };
+    (@upper patch) => { "PATCH" };
+    (@upper delete) => { "DELETE" };
+}
+
+route_table! {
+    post "/generate-image" => generate::generate_image,
+    post "/edit-image" => generate::edit_image,
+    post "/compose-images" => generate::compose_images,
+    post "/chat/create" => chat::create,
+    post "/chat/{session_id}/message" => chat::message,
+    get "/chat/{session_id}" => chat::history,
+    delete "/chat/{session_id}" => chat::delete,
+    post "/story/generate" => story::generate,
+    post "/advanced/inpaint" => advanced::inpaint,
+    post "/advanced/outpaint" => advanced::outpaint,
+    post "/advanced/style-transfer" => advanced::style_transfer,
+    // Google's surface on both API versions; `GET /v1/models` also answers OpenAI's SDK.
+    get "/v1beta/models" => gemini_native::list_models,
+    get "/v1beta/models/{target}" => gemini_native::get_model,
+    post "/v1beta/models/{target}" => gemini_native::model_action,
+    get "/v1/models" => gemini_native::list_models,
+    get "/v1/models/{target}" => gemini_native::get_model,
+    post "/v1/models/{target}" => gemini_native::model_action,
+    get "/models" => models::list,
+    post "/v1/images/generations" => openai::generations,
+    post "/v1/images/edits" => openai::edits,
+    get "/v1/files/{image_id}" => signed::get_file,
+    get "/requests/{request_id}" => jobs::status,
+    post "/requests/{request_id}/cancel" => jobs::cancel,
+    get "/webhooks/secret" => jobs::webhook_secret,
+    get "/batches" => batches::list,
+    post "/batches" => batches::submit,
+    get "/batches/{batch_id}" => batches::status,
+    get "/batches/{batch_id}/results" => batches::results,
+    post "/batches/{batch_id}/cancel" => batches::cancel,
+    post "/gemini/batch-events" => batches::google_event,
+    get "/images" => gallery::list_images,
+    get "/images/{image_id}" => images::get_image,
+    get "/usage" => usage::get_usage,
+    get "/keys/me" => admin::me,
+    get "/admin/keys" => admin::list,
+    post "/admin/keys" => admin::create,
+    get "/admin/keys/{key_id}" => admin::get,
+    patch "/admin/keys/{key_id}" => admin::update,
+    delete "/admin/keys/{key_id}" => admin::revoke,
+    post "/admin/keys/{key_id}/rotate" => admin::rotate,
+    get "/admin/usage" => admin::usage,
+    post "/quality" => quality::assess,
+    get "/health" => || async { Json(serde_json::json!({"status": "ok"})) },
+    get "/ready" => monitoring::ready,
+    get "/metrics" => monitoring::metrics,
+    get "/stats" => monitoring::stats,
+    get "/openapi.json" => openapi::document,
+    get "/docs" => openapi::docs_page,
+    get "/" => playground::index,
+    get "/playground/catalog.json" => playground::catalog,
+    get "/playground/{file}" => playground::asset,
 }
 
 pub fn router(state: AppState) -> Router {

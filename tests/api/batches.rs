@@ -631,11 +631,10 @@ async fn the_offline_provider_runs_batches_locally_with_watchable_states() {
     assert_eq!(usage["days"][0]["rate"], "batch", "{usage}");
 }
 
+#[ignore = "needs PostgreSQL"]
 #[tokio::test]
 async fn batches_are_kept_in_postgres_too() {
-    let Some(schema) = crate::support::services::PgSchema::create().await else {
-        return;
-    };
+    let schema = crate::support::services::PgSchema::create().await;
     let fake = FakeGemini::start().await;
     let url = schema.database_url();
     let app = on_fake(&fake, move |c| {
@@ -661,20 +660,11 @@ async fn batches_are_kept_in_postgres_too() {
 
 /// The fake's Batch and Files API, driven by google-genai's own `client.batches` and
 /// `client.files` (tests/compat/genai_batches.py).
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fake_batch_api_answers_the_official_sdk() {
     let fake = FakeGemini::start().await;
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import google.genai"])
-        .output();
-    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install google-genai (tests/requirements.txt)"
-        );
-        eprintln!("skipped: python3 with google.genai is not installed");
-        return;
-    }
+    crate::support::tools::require_python("google.genai");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/genai_batches.py");
     let base = fake.base_url();

@@ -12,31 +12,9 @@ use crate::support::TestApp;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 
 async fn start(dir: &std::path::Path, fake: &str) -> (Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--provider",
-            "gemini",
-        ])
-        .args(["--log-format", "json", "--config"])
-        .arg(dir.join("imagegate.toml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--gemini-base-url", fake])
-        .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let fields = crate::support::started(&mut child).await;
-    let address = fields["address"].as_str().unwrap().to_owned();
-    (child, format!("http://{address}"))
+    let (child, base, _) =
+        crate::support::process::start(&mut crate::support::process::serve_gemini(dir, fake)).await;
+    (child, base)
 }
 
 async fn get(base: &str, path: &str) -> Value {

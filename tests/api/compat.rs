@@ -8,10 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::fake_gemini::FakeGemini;
+use crate::support::tools::require_python;
 use crate::support::{TestApp, json_of};
 
-/// Runs `tests/compat/<script>`; `false` when its Python packages are missing outside CI.
-fn run(app: &TestApp, script: &str, module: &str) -> bool {
+/// Runs `tests/compat/<script>`, which needs python3 with `module`.
+fn run(app: &TestApp, script: &str, module: &str) {
     run_with(
         script,
         module,
@@ -19,18 +20,8 @@ fn run(app: &TestApp, script: &str, module: &str) -> bool {
     )
 }
 
-fn run_with(script: &str, module: &str, env: &[(&str, &str)]) -> bool {
-    let probe = Command::new("python3")
-        .args(["-c", &format!("import {module}, PIL")])
-        .output();
-    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install {module} (tests/requirements.txt)"
-        );
-        eprintln!("skipped: python3 with `{module}` is not installed");
-        return false;
-    }
+fn run_with(script: &str, module: &str, env: &[(&str, &str)]) {
+    require_python(&format!("{module}, PIL"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/compat")
         .join(script);
@@ -45,9 +36,9 @@ fn run_with(script: &str, module: &str, env: &[(&str, &str)]) -> bool {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    true
 }
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_openai_client_generates_and_edits() {
     let app = TestApp::offline().await;
@@ -59,12 +50,11 @@ async fn served_endpoints(app: &TestApp) -> String {
     app.get("/metrics").await.text().await.unwrap()
 }
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_google_genai_client_works_offline_with_its_default_api_version() {
     let app = TestApp::offline().await;
-    if !tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai")) {
-        return;
-    }
+    tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai"));
     let metrics = served_endpoints(&app).await;
     // google-genai 3.6 defaults to `v1`. A release that moves the default again fails
     // here, which is the point: the README's snippet must follow it.
@@ -74,10 +64,11 @@ async fn the_official_google_genai_client_works_offline_with_its_default_api_ver
     );
 }
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_google_genai_client_works_pinned_to_v1beta() {
     let app = TestApp::offline().await;
-    let ran = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         run_with(
             "genai_client.py",
             "google.genai",
@@ -88,20 +79,18 @@ async fn the_official_google_genai_client_works_pinned_to_v1beta() {
             ],
         )
     });
-    if !ran {
-        return;
-    }
     let metrics = served_endpoints(&app).await;
     assert!(metrics.contains(r#"endpoint="/v1beta/models/{target}""#));
     assert!(!metrics.contains(r#"endpoint="/v1/models/{target}""#));
 }
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fake_upstream_accepts_what_google_genai_sends_and_refuses_what_google_refuses() {
     let fake = FakeGemini::start().await;
     fake.overload("gemini-3-pro-image");
     let base = fake.base_url();
-    let ran = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         run_with(
             "genai_fake.py",
             "google.genai",
@@ -111,9 +100,6 @@ async fn the_fake_upstream_accepts_what_google_genai_sends_and_refuses_what_goog
             ],
         )
     });
-    if !ran {
-        return;
-    }
     let calls = fake.requests();
     let version = calls[0]
         .path
@@ -137,14 +123,12 @@ async fn the_fake_upstream_accepts_what_google_genai_sends_and_refuses_what_goog
     );
 }
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_google_genai_client_is_relayed_to_gemini_with_the_gateways_key() {
     let fake = FakeGemini::start().await;
     let app = TestApp::gemini(&fake).await;
-    let ran = tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai"));
-    if !ran {
-        return;
-    }
+    tokio::task::block_in_place(|| run(&app, "genai_client.py", "google.genai"));
     let relayed = fake.requests();
     assert!(
         relayed

@@ -2,43 +2,18 @@
 //! running and a webhook is waiting for its retry; after a restart on the same data
 //! directory every request reaches a final state and every webhook is delivered.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::async_jobs::Receiver;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::process;
 
 async fn start(dir: &std::path::Path, fake: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--provider",
-            "gemini",
-            "--log-format",
-            "json",
-            "--config",
-        ])
-        .arg(dir.join("imagegate.toml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--gemini-base-url", fake])
-        .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let fields = crate::support::started(&mut child).await;
-    let address = fields["address"].as_str().unwrap().to_owned();
-    (child, format!("http://{address}"))
+    let (child, base, _) = process::start(&mut process::serve_gemini(dir, fake)).await;
+    (child, base)
 }
 
 async fn status(client: &reqwest::Client, base: &str, id: &str) -> Value {

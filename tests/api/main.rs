@@ -3,6 +3,7 @@
 mod support;
 
 mod advanced;
+mod architecture;
 mod async_jobs;
 mod batches;
 mod batches_process;

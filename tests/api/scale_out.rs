@@ -3,20 +3,20 @@
 //! across both, and a request accepted by an instance that is then killed completes on
 //! the other.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate::clock::{Clock, ManualClock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
+use crate::support::process;
 use crate::support::services::{PgSchema, RedisPrefix, S3Bucket};
 use crate::support::{TestApp, client_with_key, json_of};
 
-/// PostgreSQL, Redis and S3, each of its own for one test; `None` when skipped.
+/// PostgreSQL, Redis and S3, each of its own for one test.
 struct Shared {
     pg: PgSchema,
     redis: RedisPrefix,
@@ -24,12 +24,12 @@ struct Shared {
 }
 
 impl Shared {
-    async fn create() -> Option<Self> {
-        Some(Self {
-            pg: PgSchema::create().await?,
-            redis: RedisPrefix::create().await?,
-            s3: S3Bucket::create().await?,
-        })
+    async fn create() -> Self {
+        Self {
+            pg: PgSchema::create().await,
+            redis: RedisPrefix::create().await,
+            s3: S3Bucket::create().await,
+        }
     }
 
     fn configure(&self, config: &mut Config) {
@@ -59,11 +59,10 @@ fn gemini(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
     }
 }
 
+#[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
-    let Some(shared) = Shared::create().await else {
-        return;
-    };
+    let shared = Shared::create().await;
     // Strict mode: a turn is refused unless its history carries the images and thought
     // signatures of earlier turns byte for byte, so B must read A's image from S3.
     let fake = FakeGemini::start_with(FakeOptions {
@@ -132,11 +131,10 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
     assert_eq!(fake.requests().len(), 2);
 }
 
+#[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_free_tier_limit_of_15_a_minute_holds_across_both_instances() {
-    let Some(shared) = Shared::create().await else {
-        return;
-    };
+    let shared = Shared::create().await;
     let clock = ManualClock::starting_now();
     let a = shared
         .instance(Arc::new(clock.clone()), |c| {
@@ -189,21 +187,8 @@ async fn start_process(
     let mut config = Config::default();
     shared.configure(&mut config);
     let s3 = &config.object_store;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--provider",
-            "gemini",
-            "--log-format",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--gemini-base-url", &fake.base_url()])
+    let mut command = process::serve_gemini(dir, &fake.base_url());
+    command
         .args([
             "--database-url",
             &shared.pg.url,
@@ -220,15 +205,8 @@ async fn start_process(
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("IMAGEGATE_JOBS_LEASE_SECS", "1.5")
-        .env("IMAGEGATE_UPSTREAM_DEADLINE_SECS", "30")
-        .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let fields = crate::support::started(&mut child).await;
+        .env("IMAGEGATE_UPSTREAM_DEADLINE_SECS", "30");
+    let (child, base, fields) = process::start(&mut command).await;
     let storage = fields["storage"].as_str().unwrap_or_default();
     assert!(
         storage.starts_with("PostgreSQL") && storage.contains("s3://"),
@@ -238,8 +216,7 @@ async fn start_process(
         !storage.contains("testing"),
         "no credentials in the log: {storage}"
     );
-    let address = fields["address"].as_str().unwrap().to_owned();
-    (child, format!("http://{address}"))
+    (child, base)
 }
 
 async fn status_on(base: &str, id: &str) -> Value {
@@ -253,12 +230,11 @@ async fn status_on(base: &str, id: &str) -> Value {
         .unwrap()
 }
 
+#[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(shared) = Shared::create().await else {
-        return;
-    };
+    let shared = Shared::create().await;
     let fake = FakeGemini::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut a, a_base) = start_process(&shared, &fake, dir.path()).await;
@@ -314,11 +290,10 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
     );
 }
 
+#[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_given_the_same_idempotency_key_and_body_at_once_run_it_once() {
-    let Some(shared) = Shared::create().await else {
-        return;
-    };
+    let shared = Shared::create().await;
     let fake = FakeGemini::start().await;
     let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
     let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;

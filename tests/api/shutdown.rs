@@ -2,13 +2,13 @@
 //! no queued async request while it drains, finishes what it can within the drain
 //! deadline, and hands back the rest. A proxy in the environment: webhooks ignore it.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::process;
 
 async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, String) {
     std::fs::write(
@@ -18,23 +18,8 @@ async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, Str
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-        .args(["--provider", "gemini", "--log-format", "json", "--config"])
-        .arg(dir.join("imagegate.toml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--gemini-base-url", fake])
-        .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let fields = crate::support::started(&mut child).await;
-    let address = fields["address"].as_str().unwrap().to_owned();
-    (child, format!("http://{address}"))
+    let (child, base, _) = process::start(&mut process::serve_gemini(dir, fake)).await;
+    (child, base)
 }
 
 async fn submit(client: &reqwest::Client, base: &str, prompt: &str) -> String {
@@ -222,26 +207,16 @@ async fn webhooks_ignore_a_proxy_named_in_the_environment() {
         "[jobs]\nworkers = 1\npoll_ms = 50\n[jobs.webhooks]\nallow_private = true\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-        .args(["--provider", "offline", "--log-format", "json", "--config"])
-        .arg(dir.path().join("imagegate.toml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let mut command = process::serve(dir.path());
+    command
+        .args(["--provider", "offline"])
         .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "info")
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
         .env("HTTP_PROXY", &proxy_url)
         .env("http_proxy", &proxy_url)
-        .env("ALL_PROXY", &proxy_url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let fields = crate::support::started(&mut child).await;
-    let base = format!("http://{}", fields["address"].as_str().unwrap());
+        .env("ALL_PROXY", &proxy_url);
+    let (_server, base, _) = process::start(&mut command).await;
     let response = reqwest::Client::new()
         .post(format!("{base}/generate-image"))
         .bearer_auth(FAKE_API_KEY)

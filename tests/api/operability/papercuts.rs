@@ -11,6 +11,7 @@ use crate::guide_samples::run_sample;
 use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, json_of};
 
+#[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_guides_webhook_handler_verbatim_stores_the_images_it_is_sent() {
     let app = TestApp::spawn(|c| {

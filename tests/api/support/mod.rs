@@ -2,7 +2,9 @@
 //! local fake of Google's API.
 
 pub mod fake_gemini;
+pub mod process;
 pub mod services;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -251,24 +253,4 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
 
 pub fn file_part(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
     reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
-}
-
-/// Waits for a served binary's JSON start-up line and returns its fields; the rest of its
-/// log is drained in the background so the server never blocks on a full pipe.
-pub async fn started(child: &mut tokio::process::Child) -> Value {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-    let fields = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("a start-up line")
-            .expect("the log is readable")
-            .expect("the server is still running");
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["fields"]["message"] == "imagegate starting" {
-            break entry["fields"].clone();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    fields
 }

@@ -2,8 +2,10 @@
 //! afterwards: a fresh PostgreSQL schema, a Redis key prefix, and a bucket on a local
 //! S3-compatible server (moto, from PyPI) started once per test binary.
 //!
-//! A missing service skips the test with "skipped: …" on stderr, except in CI (`CI` set),
-//! where it is a failure: CI must prove every backend.
+//! A test that needs one of them is marked `#[ignore = "needs …"]`, so a plain `cargo test`
+//! lists it as ignored with the reason; run with `--include-ignored` (as `.ci/run` and the
+//! README's test command do), a missing service fails it with what is missing: never a
+//! silent pass.
 
 use std::fmt::Display;
 use std::process::{Child, Command, Stdio};
@@ -15,12 +17,10 @@ use imagegate::config::{Config, Secret, ServiceUrl};
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
-fn unavailable<T>(service: &str, why: impl Display) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{service} is required in CI but unavailable: {why}");
-    }
-    eprintln!("skipped: {service} unavailable ({why}); CI runs this test");
-    None
+fn unavailable(service: &str, why: impl Display) -> ! {
+    panic!(
+        "this test needs {service}, which is unavailable: {why} (see README.md, \"Two commands\")"
+    );
 }
 
 fn unique(prefix: &str) -> String {
@@ -49,7 +49,7 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    pub async fn create() -> Option<Self> {
+    pub async fn create() -> Self {
         let admin = std::env::var("IMAGEGATE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES.into());
         let name = unique("t_");
@@ -60,7 +60,7 @@ impl PgSchema {
             .await;
         let pool = match connected {
             Ok(pool) => pool,
-            Err(e) => return unavailable("PostgreSQL", format!("{admin}: {e}")),
+            Err(e) => unavailable("PostgreSQL", format!("{admin}: {e}")),
         };
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
             .execute(&pool)
@@ -69,7 +69,7 @@ impl PgSchema {
         pool.close().await;
         let separator = if admin.contains('?') { '&' } else { '?' };
         let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
-        Some(Self { admin, name, url })
+        Self { admin, name, url }
     }
 
     pub fn database_url(&self) -> ServiceUrl {
@@ -99,7 +99,7 @@ pub struct RedisPrefix {
 }
 
 impl RedisPrefix {
-    pub async fn create() -> Option<Self> {
+    pub async fn create() -> Self {
         let url =
             std::env::var("IMAGEGATE_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS.into());
         let ping = async {
@@ -108,10 +108,10 @@ impl RedisPrefix {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(3), ping).await {
-            Ok(Ok(_)) => Some(Self {
+            Ok(Ok(_)) => Self {
                 url,
                 prefix: unique("imagegate-test:") + ":",
-            }),
+            },
             Ok(Err(e)) => unavailable("Redis", format!("{url}: {e}")),
             Err(_) => unavailable("Redis", format!("{url}: no answer")),
         }
@@ -196,12 +196,12 @@ pub struct S3Bucket {
 }
 
 impl S3Bucket {
-    pub async fn create() -> Option<Self> {
+    pub async fn create() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let started = tokio::task::spawn_blocking(moto).await.expect("moto start");
         let moto = match started {
             Ok(moto) => moto,
-            Err(e) => return unavailable("S3 (moto)", e),
+            Err(e) => unavailable("S3 (moto)", e),
         };
         let bucket = unique("t-");
         let created = reqwest::Client::new()
@@ -214,10 +214,10 @@ impl S3Bucket {
             "bucket created: {}",
             created.status()
         );
-        Some(Self {
+        Self {
             endpoint: moto.endpoint.clone(),
             url: format!("s3://{bucket}"),
-        })
+        }
     }
 
     pub fn configure(&self, config: &mut Config) {

@@ -1,0 +1,88 @@
+//! The real binary, started as an operator starts it: `imagegate serve` on 127.0.0.1 and
+//! port 0 with JSON logs, its data directory and configuration file given, and the
+//! address read from its own "imagegate starting" line. Every test that runs the server
+//! as a process starts it here.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use super::fake_gemini::FAKE_API_KEY;
+
+/// How long a server may take to print its start-up line (migrations included).
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `imagegate serve` with `dir/data` as its data directory and `dir/imagegate.toml` as
+/// its configuration when that file exists; stdout piped for the start-up line. Callers add
+/// the provider and anything else they need.
+pub fn serve(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imagegate"));
+    command
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let config = dir.join("imagegate.toml");
+    if config.exists() {
+        command.arg("--config").arg(config);
+    }
+    command
+}
+
+/// [`serve`] on the Gemini provider in front of the fake upstream at `fake`.
+pub fn serve_gemini(dir: &Path, fake: &str) -> Command {
+    let mut command = serve(dir);
+    command
+        .args(["--provider", "gemini", "--gemini-base-url", fake])
+        .env("GOOGLE_API_KEY", FAKE_API_KEY);
+    command
+}
+
+/// Spawns `command` and waits for its start-up line: the child, its base URL and the
+/// line's fields.
+pub async fn start(command: &mut Command) -> (Child, String, Value) {
+    let mut child = command.spawn().expect("the binary starts");
+    let fields = started(&mut child).await;
+    let base = format!("http://{}", fields["address"].as_str().expect("an address"));
+    (child, base, fields)
+}
+
+/// Waits (at most [`START_DEADLINE`] in all) for a served binary's JSON start-up line and
+/// returns its fields; the rest of its log is drained in the background so the server
+/// never blocks on a full pipe.
+pub async fn started(child: &mut Child) -> Value {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let wait = async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("the log is readable")
+                .expect("the server is still running");
+            let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["fields"]["message"] == "imagegate starting" {
+                break entry["fields"].clone();
+            }
+        }
+    };
+    let fields = tokio::time::timeout(START_DEADLINE, wait)
+        .await
+        .expect("the server printed its start-up line in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    fields
+}
