@@ -254,6 +254,7 @@ async fn overload_and_server_errors_are_retried_then_mapped() {
         ("500", 502, "upstream_error"),
         ("504", 504, "upstream_timeout"),
         ("502_html", 502, "upstream_error"),
+        ("408_html", 504, "upstream_timeout"),
     ];
     for (marker, status, code) in cases {
         let tag = format!("[[fake:{marker}]]");

@@ -1,6 +1,6 @@
 //! The `gemini` provider: a client of Google's `generateContent` REST API.
 //!
-//! Retries 429, 500, 502, 503 and 504 (and connection failures) with exponential
+//! Retries 408, 429, 500, 502, 503 and 504 (and connection failures) with exponential
 //! backoff and jitter, waiting at least the upstream's `RetryInfo.retryDelay`; never
 //! retries other 4xx (docs/upstream.md#errors-and-retries). One deadline bounds the whole call,
 //! retries included.
@@ -77,7 +77,8 @@ impl Failure {
     }
 
     fn retryable(&self) -> bool {
-        matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
+        // 408 as google-genai's own retry defaults (docs/upstream.md#errors-and-retries).
+        matches!(self.status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
     }
 
     fn retry_delay(&self) -> Option<Duration> {
@@ -125,7 +126,7 @@ impl Failure {
                     .max(1),
             },
             503 => ProviderError::Unavailable { status, cause },
-            504 => ProviderError::Timeout {
+            408 | 504 => ProviderError::Timeout {
                 deadline_secs: None,
             },
             _ => bad("The upstream model failed to answer."),

@@ -200,6 +200,14 @@ pub fn deadline_exceeded() -> Reply {
     )
 }
 
+/// The front end gave up waiting for the request: HTML, not the JSON envelope.
+pub fn request_timeout_html() -> Reply {
+    Reply::Html {
+        status: 408,
+        body: "<html><body>408 Request Timeout</body></html>",
+    }
+}
+
 /// A front-end failure that never reached the API: HTML, not the JSON envelope.
 pub fn bad_gateway_html() -> Reply {
     Reply::Html {

@@ -20,8 +20,8 @@ const MODIFIERS: [&str; 7] = [
     "text_only",
 ];
 /// Markers that replace the answer with an HTTP error.
-const ERRORS: [&str; 9] = [
-    "429", "429_bare", "402", "403", "400", "500", "503", "504", "502_html",
+const ERRORS: [&str; 10] = [
+    "429", "429_bare", "402", "403", "400", "408_html", "500", "503", "504", "502_html",
 ];
 /// Markers that replace the answer with a 200 carrying no image.
 const BLOCKS: [&str; 11] = [
@@ -139,6 +139,7 @@ pub fn scripted_error(name: &str, model: &str, retry_delay: &str) -> Option<Repl
         "503" => errors::overloaded(),
         "504" => errors::deadline_exceeded(),
         "502_html" => errors::bad_gateway_html(),
+        "408_html" => errors::request_timeout_html(),
         _ => return None,
     })
 }
