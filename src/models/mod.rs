@@ -33,8 +33,11 @@ const RATIOS_14: &[&str] = &[
 /// (docs/upstream.md#models-and-limits).
 const GEMINI_3_MAX_IMAGES: usize = 14;
 
-/// Google's input limit of its image models (docs/upstream.md#models-and-limits).
+/// Google's input limit of its Gemini 3 Pro and Lite image models; 3.1 Flash Image and
+/// its successor take twice as much (docs/upstream.md#models-and-limits). A budget's
+/// worst case counts every input token a model accepts.
 const GEMINI_IMAGE_INPUT_TOKENS: u64 = 65_536;
+const GEMINI_FLASH_INPUT_TOKENS: u64 = 131_072;
 /// Image output tokens by size: the largest any table model reports at that size
 /// (2.5 Flash Image 1290 at its one size; 3.1 Flash 747 at 512, 1680 at 2K; 4K is the
 /// ~3780 Nano Banana 2.1's published 4K price implies). A budget reserves these, so a
@@ -250,6 +253,7 @@ fn embedded_entries() -> Vec<ModelEntry> {
     // Which levels it takes, and its default, are not published; these are offered
     // (docs/upstream.md#thinking-levels).
     banana.thinking_levels = levels(&["minimal", "medium", "high"]);
+    banana.max_input_tokens = GEMINI_FLASH_INPUT_TOKENS;
     let mut flash_31 = active(
         "gemini-3.1-flash-image",
         RATIOS_14,
@@ -257,6 +261,7 @@ fn embedded_entries() -> Vec<ModelEntry> {
         flash,
     );
     flash_31.thinking_levels = levels(&["minimal", "high"]);
+    flash_31.max_input_tokens = GEMINI_FLASH_INPUT_TOKENS;
     // Deprecated on 2026-10-06 in favour of Nano Banana 2.1; it serves until upstream
     // stops listing it or answers 404 for it.
     flash_31.lifecycle = Lifecycle {
