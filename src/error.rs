@@ -264,3 +264,46 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Seconds a client is asked to wait when storage is unreachable: long enough for a
+/// database failover or restart, short enough that a blip costs little.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
+/// A store's failure as an API error (docs/api.md#errors): unreachable storage is a 503 the
+/// client may retry; bytes missing for a recorded image name the operator's fix;
+/// everything else is our fault and says nothing more to the client. The cause, with
+/// its whole chain, goes to the log.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        let cause = error_chain(&e);
+        match e {
+            e if e.is_unavailable() => ApiError::new(
+                ErrorKind::StorageUnavailable,
+                "The service's storage is unreachable right now. Please retry shortly.",
+            )
+            .retry_after(STORAGE_RETRY_AFTER_SECS)
+            .caused_by(cause),
+            StoreError::MissingBytes { .. } => ApiError::new(
+                ErrorKind::ServerError,
+                "The image is recorded but its bytes are missing from this server's image \
+                 storage. The operator must give every instance the same image storage \
+                 (object_store_url).",
+            )
+            .caused_by(cause),
+            _ => ApiError::internal(cause),
+        }
+    }
+}
+
+/// An error and its sources, outermost first: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -139,8 +139,8 @@ impl UrlSigner {
             .await?;
         let key = base64::engine::general_purpose::STANDARD
             .decode(secret.trim_start_matches("whsec_"))
-            .map_err(|e| StoreError::new(format!("URL signing secret: {e}")))?;
-        Self::from_key(&key).map_err(|e| StoreError::new(e.to_string()))
+            .map_err(|e| StoreError::malformed("URL signing secret", e))?;
+        Self::from_key(&key).map_err(|e| StoreError::malformed("URL signing secret", e))
     }
 
     fn from_key(key: &[u8]) -> std::io::Result<Self> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::clock::SystemClock;
 use crate::store::Storage;
-use crate::store::db::StoreError;
+use crate::store::StoreError;
 use crate::store::requests::Delivery;
 
 /// The request store, with renewals of chosen attempts failing as a busy database would.
@@ -53,7 +53,9 @@ impl RequestStore for Flaky {
                 .is_ok()
         {
             self.note(format!("renewal failed {attempt}"));
-            return Err(StoreError::new("database is locked"));
+            return Err(StoreError::Query(sqlx::Error::Protocol(
+                "database is locked".into(),
+            )));
         }
         self.inner.renew(id, attempt, until).await
     }

@@ -1,15 +1,16 @@
 //! Batches (docs/batches.md): one row per submission. A worker claims a batch that is due
 //! under a lease and takes one step (submit it upstream, poll it, or collect its results);
 //! the attempt number fences every write, so a worker that lost its lease cannot overwrite
-//! what the one that took over did. The SQL is the same for both backends (`$N`
-//! placeholders are understood by SQLite too); only the claim differs.
+//! what the one that took over did.
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
+use sqlx::any::AnyRow;
 
-use crate::store::db::{Db, StoreError};
-use crate::store::pg::PgDb;
-use crate::store::requests::NewDelivery;
+use crate::store::StoreError;
+use crate::store::db::Db;
+use crate::store::requests::{NewDelivery, insert_delivery};
 
 /// States that are not final: the batch still counts against the key's pending items.
 pub const OPEN_STATES: [&str; 2] = ["queued", "running"];
@@ -110,16 +111,6 @@ impl SqlBatchStore {
     }
 }
 
-pub struct PgBatchStore {
-    db: PgDb,
-}
-
-impl PgBatchStore {
-    pub fn new(db: PgDb) -> Self {
-        Self { db }
-    }
-}
-
 const INSERT: &str =
     "INSERT INTO batches (id, owner, tier, model, display_name, webhook_url, state, item_count,
      next_poll_ms, created_at_ms, updated_at_ms)
@@ -136,251 +127,214 @@ const FINISH: &str = "UPDATE batches SET state = $1, items = $2, error = $3, fin
      updated_at_ms = $4, lease_until_ms = NULL
      WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running') RETURNING owner";
 
-const DELIVERY: &str = "INSERT INTO webhook_deliveries (id, request_id, owner, url, payload, status, next_attempt_ms, created_at_ms)
-     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)";
-
-const CLAIM_SQLITE: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
+/// The claim, with the dialect's locking clause after `LIMIT 1` ([`Db::skip_locked`]).
+const CLAIM: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
      WHERE id = (SELECT id FROM batches
                  WHERE state IN ('queued', 'running') AND next_poll_ms <= $2
                    AND (lease_until_ms IS NULL OR lease_until_ms < $2)
-                 ORDER BY next_poll_ms LIMIT 1)
+                 ORDER BY next_poll_ms LIMIT 1{})
      RETURNING *";
 
-const CLAIM_PG: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
-     WHERE id = (SELECT id FROM batches
-                 WHERE state IN ('queued', 'running') AND next_poll_ms <= $2
-                   AND (lease_until_ms IS NULL OR lease_until_ms < $2)
-                 ORDER BY next_poll_ms LIMIT 1
-                 FOR UPDATE SKIP LOCKED)
-     RETURNING *";
-
-/// The same trait implementation over either backend's pool and row type.
-macro_rules! batch_store {
-    ($store:ty, $row:ty, $claim:expr) => {
-        impl $store {
-            fn record(row: &$row) -> Result<BatchRecord, sqlx::Error> {
-                let cancel: i64 = row.try_get("cancel_requested")?;
-                Ok(BatchRecord {
-                    id: row.try_get("id")?,
-                    owner: row.try_get("owner")?,
-                    tier: row.try_get("tier")?,
-                    model: row.try_get("model")?,
-                    display_name: row.try_get("display_name")?,
-                    webhook_url: row.try_get("webhook_url")?,
-                    state: row.try_get("state")?,
-                    item_count: row.try_get("item_count")?,
-                    upstream_name: row.try_get("upstream_name")?,
-                    cancel_requested: cancel != 0,
-                    attempts: row.try_get("attempts")?,
-                    polls: row.try_get("polls")?,
-                    next_poll_ms: row.try_get("next_poll_ms")?,
-                    items: row.try_get("items")?,
-                    error: row.try_get("error")?,
-                    created_at_ms: row.try_get("created_at_ms")?,
-                    updated_at_ms: row.try_get("updated_at_ms")?,
-                    finished_at_ms: row.try_get("finished_at_ms")?,
-                })
-            }
-        }
-
-        #[async_trait]
-        impl BatchStore for $store {
-            async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query(INSERT)
-                    .bind(&b.id)
-                    .bind(&b.owner)
-                    .bind(&b.tier)
-                    .bind(&b.model)
-                    .bind(&b.display_name)
-                    .bind(&b.webhook_url)
-                    .bind(b.item_count)
-                    .bind(b.created_at_ms)
-                    .bind(max_pending)
-                    .execute(&self.db.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError> {
-                let row = sqlx::query("SELECT * FROM batches WHERE id = $1 AND owner = $2")
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_optional(&self.db.pool)
-                    .await?;
-                Ok(row.as_ref().map(Self::record).transpose()?)
-            }
-
-            async fn list(
-                &self,
-                owner: &str,
-                before_ms: i64,
-                limit: i64,
-            ) -> Result<Vec<BatchRecord>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT * FROM batches WHERE owner = $1 AND created_at_ms < $2
-                     ORDER BY created_at_ms DESC, id DESC LIMIT $3",
-                )
-                .bind(owner)
-                .bind(before_ms)
-                .bind(limit)
-                .fetch_all(&self.db.pool)
-                .await?;
-                Ok(rows.iter().map(Self::record).collect::<Result<_, _>>()?)
-            }
-
-            async fn pending_items(&self, owner: &str) -> Result<i64, StoreError> {
-                Ok(sqlx::query_scalar(
-                    "SELECT CAST(COALESCE(SUM(item_count), 0) AS BIGINT) FROM batches
-                     WHERE owner = $1 AND state IN ('queued', 'running')",
-                )
-                .bind(owner)
-                .fetch_one(&self.db.pool)
-                .await?)
-            }
-
-            async fn claim(
-                &self,
-                now_ms: i64,
-                lease_ms: i64,
-            ) -> Result<Option<BatchRecord>, StoreError> {
-                let row = sqlx::query($claim)
-                    .bind(now_ms + lease_ms)
-                    .bind(now_ms)
-                    .fetch_optional(&self.db.pool)
-                    .await?;
-                Ok(row.as_ref().map(Self::record).transpose()?)
-            }
-
-            async fn step(
-                &self,
-                id: &str,
-                attempt: i64,
-                state: &str,
-                upstream_name: Option<&str>,
-                next_poll_ms: i64,
-                now_ms: i64,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(STEP)
-                    .bind(state)
-                    .bind(upstream_name)
-                    .bind(next_poll_ms)
-                    .bind(now_ms)
-                    .bind(id)
-                    .bind(attempt)
-                    .execute(&self.db.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn finish(
-                &self,
-                id: &str,
-                attempt: i64,
-                state: &str,
-                items: &str,
-                error: Option<&str>,
-                now_ms: i64,
-                delivery: Option<&NewDelivery>,
-            ) -> Result<bool, StoreError> {
-                let mut tx = self.db.pool.begin().await?;
-                let done = sqlx::query(FINISH)
-                    .bind(state)
-                    .bind(items)
-                    .bind(error)
-                    .bind(now_ms)
-                    .bind(id)
-                    .bind(attempt)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = done else {
-                    return Ok(false);
-                };
-                if let Some(d) = delivery {
-                    let owner: String = row.try_get("owner")?;
-                    sqlx::query(DELIVERY)
-                        .bind(&d.id)
-                        .bind(id)
-                        .bind(owner)
-                        .bind(&d.url)
-                        .bind(&d.payload)
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn cancel(
-                &self,
-                id: &str,
-                owner: &str,
-                now_ms: i64,
-                delivery: Option<&NewDelivery>,
-            ) -> Result<CancelBatch, StoreError> {
-                let mut tx = self.db.pool.begin().await?;
-                let cancelled = sqlx::query(
-                    "UPDATE batches SET state = 'cancelled', items = '[]', finished_at_ms = $1,
-                     updated_at_ms = $1, lease_until_ms = NULL
-                     WHERE id = $2 AND owner = $3 AND state = 'queued' AND lease_until_ms IS NULL",
-                )
-                .bind(now_ms)
-                .bind(id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
-                if cancelled.rows_affected() == 1 {
-                    if let Some(d) = delivery {
-                        sqlx::query(DELIVERY)
-                            .bind(&d.id)
-                            .bind(id)
-                            .bind(owner)
-                            .bind(&d.url)
-                            .bind(&d.payload)
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    return Ok(CancelBatch::Cancelled);
-                }
-                // Upstream already (or being sent there): the worker cancels it there.
-                let requested = sqlx::query(
-                    "UPDATE batches SET cancel_requested = 1, next_poll_ms = $1, updated_at_ms = $1
-                     WHERE id = $2 AND owner = $3 AND state IN ('queued', 'running')",
-                )
-                .bind(now_ms)
-                .bind(id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
-                if requested.rows_affected() == 1 {
-                    tx.commit().await?;
-                    return Ok(CancelBatch::Requested);
-                }
-                let state: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM batches WHERE id = $1 AND owner = $2")
-                        .bind(id)
-                        .bind(owner)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                Ok(state.map_or(CancelBatch::NotFound, CancelBatch::Too))
-            }
-
-            async fn due_now(&self, upstream_name: &str, now_ms: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE batches SET next_poll_ms = $1
-                     WHERE upstream_name = $2 AND state IN ('queued', 'running')",
-                )
-                .bind(now_ms)
-                .bind(upstream_name)
-                .execute(&self.db.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
-            }
-        }
-    };
+impl SqlBatchStore {
+    fn record(row: &AnyRow) -> Result<BatchRecord, sqlx::Error> {
+        let cancel: i64 = row.try_get("cancel_requested")?;
+        Ok(BatchRecord {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            tier: row.try_get("tier")?,
+            model: row.try_get("model")?,
+            display_name: row.try_get("display_name")?,
+            webhook_url: row.try_get("webhook_url")?,
+            state: row.try_get("state")?,
+            item_count: row.try_get("item_count")?,
+            upstream_name: row.try_get("upstream_name")?,
+            cancel_requested: cancel != 0,
+            attempts: row.try_get("attempts")?,
+            polls: row.try_get("polls")?,
+            next_poll_ms: row.try_get("next_poll_ms")?,
+            items: row.try_get("items")?,
+            error: row.try_get("error")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
+            finished_at_ms: row.try_get("finished_at_ms")?,
+        })
+    }
 }
 
-batch_store!(SqlBatchStore, sqlx::sqlite::SqliteRow, CLAIM_SQLITE);
-batch_store!(PgBatchStore, sqlx::postgres::PgRow, CLAIM_PG);
+#[async_trait]
+impl BatchStore for SqlBatchStore {
+    async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(INSERT)
+            .bind(&b.id)
+            .bind(&b.owner)
+            .bind(&b.tier)
+            .bind(&b.model)
+            .bind(&b.display_name)
+            .bind(&b.webhook_url)
+            .bind(b.item_count)
+            .bind(b.created_at_ms)
+            .bind(max_pending)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM batches WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::record).transpose()?)
+    }
+
+    async fn list(
+        &self,
+        owner: &str,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM batches WHERE owner = $1 AND created_at_ms < $2
+                     ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+        )
+        .bind(owner)
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows.iter().map(Self::record).collect::<Result<_, _>>()?)
+    }
+
+    async fn pending_items(&self, owner: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(item_count), 0) AS BIGINT) FROM batches
+                     WHERE owner = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(owner)
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<BatchRecord>, StoreError> {
+        // The SQL is made of constants only.
+        let row = sqlx::query(AssertSqlSafe(CLAIM.replace("{}", self.db.skip_locked())))
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::record).transpose()?)
+    }
+
+    async fn step(
+        &self,
+        id: &str,
+        attempt: i64,
+        state: &str,
+        upstream_name: Option<&str>,
+        next_poll_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(STEP)
+            .bind(state)
+            .bind(upstream_name)
+            .bind(next_poll_ms)
+            .bind(now_ms)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        attempt: i64,
+        state: &str,
+        items: &str,
+        error: Option<&str>,
+        now_ms: i64,
+        delivery: Option<&NewDelivery>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let done = sqlx::query(FINISH)
+            .bind(state)
+            .bind(items)
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        if let Some(d) = delivery {
+            let owner: String = row.try_get("owner")?;
+            insert_delivery(&mut tx, id, &owner, d, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        delivery: Option<&NewDelivery>,
+    ) -> Result<CancelBatch, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let cancelled = sqlx::query(
+            "UPDATE batches SET state = 'cancelled', items = '[]', finished_at_ms = $1,
+                     updated_at_ms = $1, lease_until_ms = NULL
+                     WHERE id = $2 AND owner = $3 AND state = 'queued' AND lease_until_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if cancelled.rows_affected() == 1 {
+            if let Some(d) = delivery {
+                insert_delivery(&mut tx, id, owner, d, now_ms).await?;
+            }
+            tx.commit().await?;
+            return Ok(CancelBatch::Cancelled);
+        }
+        // Upstream already (or being sent there): the worker cancels it there.
+        let requested = sqlx::query(
+            "UPDATE batches SET cancel_requested = 1, next_poll_ms = $1, updated_at_ms = $1
+                     WHERE id = $2 AND owner = $3 AND state IN ('queued', 'running')",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if requested.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(CancelBatch::Requested);
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM batches WHERE id = $1 AND owner = $2")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        Ok(state.map_or(CancelBatch::NotFound, CancelBatch::Too))
+    }
+
+    async fn due_now(&self, upstream_name: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batches SET next_poll_ms = $1
+                     WHERE upstream_name = $2 AND state IN ('queued', 'running')",
+        )
+        .bind(now_ms)
+        .bind(upstream_name)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

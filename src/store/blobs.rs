@@ -49,14 +49,17 @@ fn checked(key: &str) -> Result<ObjectPath, StoreError> {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         });
     if !valid {
-        return Err(StoreError::new(format!("malformed blob key {key:?}")));
+        return Err(StoreError::malformed("blob key", format!("{key:?}")));
     }
-    ObjectPath::parse(key).map_err(|e| StoreError::new(format!("blob key {key:?}: {e}")))
+    ObjectPath::parse(key).map_err(|e| StoreError::malformed("blob key", e))
 }
 
 fn failed(what: &str, key: &str) -> impl FnOnce(object_store::Error) -> StoreError {
     let message = format!("{what} {key}");
-    move |e| StoreError::new(format!("{message}: {e}"))
+    move |e| StoreError::Blob {
+        action: message,
+        source: e.into(),
+    }
 }
 
 impl ObjectBlobs {
@@ -65,11 +68,15 @@ impl ObjectBlobs {
         // The folders exist from the start, as earlier versions made them.
         for folder in ["images", "requests"] {
             let path = dir.join(folder);
-            std::fs::create_dir_all(&path)
-                .map_err(|e| StoreError::new(format!("creating {}: {e}", path.display())))?;
+            std::fs::create_dir_all(&path).map_err(|e| StoreError::Blob {
+                action: format!("creating {}", path.display()),
+                source: e.into(),
+            })?;
         }
-        let store = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| StoreError::new(format!("opening {}: {e}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| StoreError::Blob {
+            action: format!("opening {}", dir.display()),
+            source: e.into(),
+        })?;
         Ok(Self {
             store: Arc::new(store),
             prefix: None,
@@ -81,7 +88,7 @@ impl ObjectBlobs {
     pub fn s3(url: &str, settings: &ObjectStoreConfig) -> Result<Self, StoreError> {
         let rest = url
             .strip_prefix("s3://")
-            .ok_or_else(|| StoreError::new(format!("not an s3:// URL: {url:?}")))?;
+            .ok_or_else(|| StoreError::Config(format!("not an s3:// URL: {url:?}")))?;
         // Its HTTP client is reqwest without a built-in TLS provider; ring is the one we
         // ship. (Also done by `App::build`; the CLI opens storage without an App.)
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -110,9 +117,10 @@ impl ObjectBlobs {
         if let Some(token) = &settings.session_token {
             builder = builder.with_token(token.expose());
         }
-        let store = builder
-            .build()
-            .map_err(|e| StoreError::new(format!("object store {url}: {e}")))?;
+        let store = builder.build().map_err(|e| StoreError::Blob {
+            action: format!("object store {url}"),
+            source: e.into(),
+        })?;
         let prefix = prefix.trim_matches('/');
         Ok(Self {
             store: Arc::new(store),

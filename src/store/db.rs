@@ -1,226 +1,166 @@
-//! The embedded SQL database (SQLite under the data directory) and its migrations,
-//! embedded in the binary and applied in order at start.
+//! The SQL database behind every store: SQLite under the data directory (the default) or
+//! PostgreSQL (several instances sharing one state, docs/scale-out.md), both reached through
+//! sqlx's `Any` driver so each statement is written once (docs/architecture.md,
+//! "Storage"). Statements use `$N` parameters, which both databases read; the few
+//! places where the two differ ask [`Db::dialect`].
 
 use std::path::Path;
-use std::str::FromStr;
+use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
 
-/// (version, name, SQL). Append only: a released migration is never edited.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "sessions",
-        include_str!("../../migrations/sqlite/0001_sessions.sql"),
-    ),
-    (
-        2,
-        "images",
-        include_str!("../../migrations/sqlite/0002_images.sql"),
-    ),
-    (
-        3,
-        "api_keys",
-        include_str!("../../migrations/sqlite/0003_api_keys.sql"),
-    ),
-    (
-        4,
-        "usage",
-        include_str!("../../migrations/sqlite/0004_usage.sql"),
-    ),
-    (
-        5,
-        "idempotency",
-        include_str!("../../migrations/sqlite/0005_idempotency.sql"),
-    ),
-    (
-        6,
-        "requests",
-        include_str!("../../migrations/sqlite/0006_requests.sql"),
-    ),
-    (
-        7,
-        "batches",
-        include_str!("../../migrations/sqlite/0007_batches.sql"),
-    ),
-    (
-        8,
-        "key_settings",
-        include_str!("../../migrations/sqlite/0008_key_settings.sql"),
-    ),
-    (
-        9,
-        "idempotency_claims",
-        include_str!("../../migrations/sqlite/0009_idempotency_claims.sql"),
-    ),
-];
+use crate::store::StoreError;
+use crate::store::migrate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Clone)]
 pub struct Db {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
+    dialect: Dialect,
 }
 
-/// A storage failure, with what the caller can do about it.
-#[derive(Debug, thiserror::Error)]
-#[error("storage: {message}")]
-pub struct StoreError {
-    pub kind: StoreErrorKind,
-    message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreErrorKind {
-    /// The database could not be reached in time (refused, down, pool exhausted): the
-    /// request may succeed later, so clients get 503 with `Retry-After`.
-    Unavailable,
-    /// The database lists an image whose bytes the blob store does not have: instances
-    /// that share a database but not image storage (docs/operations.md).
-    MissingBytes,
-    Other,
-}
-
-/// Seconds a client is asked to wait when storage is unreachable: long enough for a
-/// database failover or restart, short enough that a blip costs little.
-const STORAGE_RETRY_AFTER_SECS: u64 = 5;
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        // Connection-level failures say nothing about the request; everything else
-        // (constraint, decode, SQL) is a fault of ours.
-        let kind = match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            // A connection cut mid-message reads as a protocol error.
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
-            // PostgreSQL's connection exceptions (class 08), shutdown and start-up
-            // (57P01–57P03) and "too many connections" (53300).
-            sqlx::Error::Database(db)
-                if db.code().is_some_and(|c| {
-                    c.starts_with("08") || c.starts_with("57P0") || c == "53300"
-                }) =>
-            {
-                StoreErrorKind::Unavailable
-            }
-            _ => StoreErrorKind::Other,
-        };
-        Self {
-            kind,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl StoreError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            kind: StoreErrorKind::Other,
-            message: message.into(),
-        }
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            kind: StoreErrorKind::Unavailable,
-            message: message.into(),
-        }
-    }
-
-    pub fn missing_bytes(message: impl Into<String>) -> Self {
-        Self {
-            kind: StoreErrorKind::MissingBytes,
-            message: message.into(),
-        }
-    }
-
-    pub fn is_unavailable(&self) -> bool {
-        self.kind == StoreErrorKind::Unavailable
-    }
-}
-
-impl From<StoreError> for crate::error::ApiError {
-    fn from(e: StoreError) -> Self {
-        use crate::error::{ApiError, ErrorKind};
-        match e.kind {
-            StoreErrorKind::Unavailable => ApiError::new(
-                ErrorKind::StorageUnavailable,
-                "The service's storage is unreachable right now. Please retry shortly.",
-            )
-            .retry_after(STORAGE_RETRY_AFTER_SECS)
-            .caused_by(e),
-            StoreErrorKind::MissingBytes => ApiError::new(
-                ErrorKind::ServerError,
-                "The image is recorded but its bytes are missing from this server's image \
-                 storage. The operator must give every instance the same image storage \
-                 (object_store_url).",
-            )
-            .caused_by(e),
-            StoreErrorKind::Other => ApiError::internal(e),
-        }
-    }
-}
+/// Set on every SQLite connection (`Any` connects by URL, which cannot carry them).
+/// WAL + NORMAL is durable across process crashes (not power loss of the host).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
 
 impl Db {
+    /// `imagegate.db` under the data directory, created if missing.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("imagegate.db");
-        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+        let path = std::path::absolute(data_dir.join("imagegate.db"))
+            .map_err(|e| StoreError::malformed("data directory", e))?;
+        Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
     }
 
     /// A database named by a `sqlite://FILE` URL (`database_url`).
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+        Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await
     }
 
-    async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL is durable across process crashes (not power loss of the host).
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = options.create_if_missing(true).to_url_lossy();
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(AnyConnectOptions::from_url(&url)?)
             .await?;
-        let db = Self { pool };
-        db.migrate().await?;
+        let db = Self {
+            pool,
+            dialect: Dialect::Sqlite,
+        };
+        migrate::run(&db).await?;
         Ok(db)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if applied.is_some() {
-                continue;
+    /// Connects (the URL may set `options=-c search_path=…` to use a schema) and applies
+    /// the migrations that are missing. A request waits at most `acquire_timeout` for a
+    /// connection, then is answered 503 `storage_unavailable`.
+    pub async fn connect_postgres(
+        url: &str,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        // One direct connection first: the pool's own failure at start is "pool timed
+        // out", which hides whether the server refused, was unknown or rejected us.
+        let waited = acquire_timeout.max(Duration::from_secs(5));
+        let connection = tokio::time::timeout(waited, pg_connect(url)).await;
+        match connection {
+            Ok(connection) => {
+                let _ = connection?.close().await;
             }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            tracing::info!(version, name, "applied migration");
+            Err(_) => {
+                return Err(StoreError::ConnectTimedOut {
+                    database: "PostgreSQL",
+                    at: pg_address(&PgConnectOptions::from_str(url)?),
+                    waited,
+                });
+            }
         }
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(AnyConnectOptions::from_str(url)?)
+            .await?;
+        let db = Self {
+            pool,
+            dialect: Dialect::Postgres,
+        };
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    /// Whether imagegate's tables exist where `url` points (its `search_path` included),
+    /// without creating anything.
+    pub async fn has_postgres_schema(url: &str) -> Result<bool, StoreError> {
+        let mut connection = pg_connect(url).await?;
+        let exists = migrate::has_bookkeeping(&mut connection).await?;
+        let _ = connection.close().await;
+        Ok(exists)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// What a claim's subquery adds so that workers of several instances each take a
+    /// different row without waiting on each other. SQLite runs one writer at a time,
+    /// so the plain subquery is already exclusive there.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+fn pg_address(options: &PgConnectOptions) -> String {
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+async fn pg_connect(url: &str) -> Result<PgConnection, StoreError> {
+    let options = PgConnectOptions::from_str(url)?;
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            database: "PostgreSQL",
+            at: pg_address(&options),
+            source,
+        })
+}
+
+/// Is the database answering, and which migrations has it got?
+#[async_trait]
+pub trait DatabaseHealth: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The highest applied migration.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+}
+
+#[async_trait]
+impl DatabaseHealth for Db {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        migrate::version(self).await
     }
 }

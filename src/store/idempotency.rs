@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::Row as _;
 
-use crate::store::db::{Db, StoreError};
+use crate::store::StoreError;
+use crate::store::db::Db;
 
 /// A finished response as it will be replayed.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +101,7 @@ impl IdempotencyStore for SqlIdempotencyStore {
     ) -> Result<Option<IdempotentResult>, StoreError> {
         let row = sqlx::query(
             "SELECT fingerprint, status, headers, body, created_at_ms, expires_at_ms FROM idempotency \
-             WHERE key_id = ? AND idempotency_key = ? AND expires_at_ms > ?",
+             WHERE key_id = $1 AND idempotency_key = $2 AND expires_at_ms > $3",
         )
         .bind(key_id)
         .bind(idempotency_key)
@@ -115,9 +116,9 @@ impl IdempotencyStore for SqlIdempotencyStore {
             fingerprint: row.try_get("fingerprint")?,
             response: StoredResponse {
                 status: u16::try_from(status)
-                    .map_err(|_| StoreError::new("stored status out of range"))?,
+                    .map_err(|e| StoreError::malformed("stored status", e))?,
                 headers: serde_json::from_str(&headers)
-                    .map_err(|e| StoreError::new(format!("stored headers: {e}")))?,
+                    .map_err(|e| StoreError::malformed("stored headers", e))?,
                 body: Bytes::from(body),
             },
             created_at_ms: row.try_get("created_at_ms")?,
@@ -133,15 +134,15 @@ impl IdempotencyStore for SqlIdempotencyStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let headers = serde_json::to_string(&result.response.headers)
-            .map_err(|e| StoreError::new(e.to_string()))?;
+            .map_err(|e| StoreError::malformed("response headers", e))?;
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("DELETE FROM idempotency WHERE expires_at_ms <= ?")
+        sqlx::query("DELETE FROM idempotency WHERE expires_at_ms <= $1")
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO idempotency (key_id, idempotency_key, fingerprint, status, headers, body, created_at_ms, expires_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
              status = excluded.status, headers = excluded.headers, body = excluded.body, \
              created_at_ms = excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms",
@@ -171,10 +172,10 @@ impl IdempotencyStore for SqlIdempotencyStore {
     ) -> Result<Claim, StoreError> {
         let won = sqlx::query(
             "INSERT INTO idempotency_claims (key_id, idempotency_key, fingerprint, owner, claimed_until_ms) \
-             VALUES (?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
              owner = excluded.owner, claimed_until_ms = excluded.claimed_until_ms \
-             WHERE idempotency_claims.claimed_until_ms <= ?",
+             WHERE idempotency_claims.claimed_until_ms <= $6",
         )
         .bind(key_id)
         .bind(idempotency_key)
@@ -190,7 +191,7 @@ impl IdempotencyStore for SqlIdempotencyStore {
             return Ok(Claim::Won);
         }
         let fingerprint = sqlx::query_scalar(
-            "SELECT fingerprint FROM idempotency_claims WHERE key_id = ? AND idempotency_key = ?",
+            "SELECT fingerprint FROM idempotency_claims WHERE key_id = $1 AND idempotency_key = $2",
         )
         .bind(key_id)
         .bind(idempotency_key)
@@ -207,8 +208,8 @@ impl IdempotencyStore for SqlIdempotencyStore {
         until_ms: i64,
     ) -> Result<bool, StoreError> {
         let renewed = sqlx::query(
-            "UPDATE idempotency_claims SET claimed_until_ms = ? \
-             WHERE key_id = ? AND idempotency_key = ? AND owner = ?",
+            "UPDATE idempotency_claims SET claimed_until_ms = $1 \
+             WHERE key_id = $2 AND idempotency_key = $3 AND owner = $4",
         )
         .bind(until_ms)
         .bind(key_id)
@@ -227,7 +228,7 @@ impl IdempotencyStore for SqlIdempotencyStore {
         owner: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "DELETE FROM idempotency_claims WHERE key_id = ? AND idempotency_key = ? AND owner = ?",
+            "DELETE FROM idempotency_claims WHERE key_id = $1 AND idempotency_key = $2 AND owner = $3",
         )
         .bind(key_id)
         .bind(idempotency_key)

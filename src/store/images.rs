@@ -10,8 +10,9 @@ use bytes::Bytes;
 use crate::clock::{Clock, SystemClock};
 use crate::ids;
 use crate::imaging::ImageFormat;
+use crate::store::StoreError;
 use crate::store::blobs::BlobStore;
-use crate::store::db::{Db, StoreError};
+use crate::store::db::Db;
 
 #[async_trait]
 pub trait ImageStore: Send + Sync + 'static {
@@ -74,12 +75,10 @@ impl StoredImages {
         match self.blobs.get(&key).await? {
             Some(bytes) => Ok(Some(bytes)),
             None => {
-                let err = StoreError::missing_bytes(format!(
-                    "image {id} is recorded in the database but its bytes are not in {}; \
-                     instances that share a database must share image storage \
-                     (object_store_url)",
-                    self.blobs.describe()
-                ));
+                let err = StoreError::MissingBytes {
+                    id: id.to_owned(),
+                    blobs: self.blobs.describe(),
+                };
                 tracing::error!(image_id = id, error = %err, "image bytes missing");
                 Err(err)
             }
@@ -96,7 +95,10 @@ impl ImageStore for StoredImages {
         format: ImageFormat,
         bytes: Bytes,
     ) -> Result<(), StoreError> {
-        let key = blob_key(id).ok_or_else(|| StoreError::new("malformed image id"))?;
+        let key = blob_key(id).ok_or(StoreError::Malformed {
+            what: "image id",
+            source: None,
+        })?;
         let size_bytes = bytes.len() as i64;
         // Bytes first: a row never points at an image that is not there.
         self.blobs.put(&key, bytes).await?;
@@ -143,7 +145,7 @@ impl SqlImageIndex {
 #[async_trait]
 impl ImageIndex for SqlImageIndex {
     async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO images (id, owner, mime, size_bytes, created_at_ms) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO images (id, owner, mime, size_bytes, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&image.id)
             .bind(owner)
             .bind(&image.mime)
@@ -156,7 +158,7 @@ impl ImageIndex for SqlImageIndex {
 
     async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let owned: Option<String> =
-            sqlx::query_scalar("SELECT id FROM images WHERE id = ? AND owner = ?")
+            sqlx::query_scalar("SELECT id FROM images WHERE id = $1 AND owner = $2")
                 .bind(id)
                 .bind(owner)
                 .fetch_optional(&self.db.pool)
@@ -167,8 +169,8 @@ impl ImageIndex for SqlImageIndex {
     async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
         // Served by the (owner, created_at_ms) index; the id breaks ties within a millisecond.
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT id, mime, size_bytes, created_at_ms FROM images WHERE owner = ? \
-             ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+            "SELECT id, mime, size_bytes, created_at_ms FROM images WHERE owner = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2",
         )
         .bind(owner)
         .bind(i64::from(limit))

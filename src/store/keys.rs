@@ -2,15 +2,15 @@
 //! (docs/keys.md), and the day's and month's spend its budgets are checked against.
 //! Revoked rows stay, so ids in usage records keep a meaning.
 //!
-//! The SQL is written once with numbered parameters (`?1`), which SQLite reads as they
-//! are and PostgreSQL reads as `$1` ([`pg`]).
 
 use async_trait::async_trait;
 use sqlx::Row as _;
+use sqlx::any::AnyRow;
 
 use crate::auth::keys::KeyDigest;
 use crate::auth::settings::{KeySettings, SpendLimits};
-use crate::store::db::{Db, StoreError};
+use crate::store::StoreError;
+use crate::store::db::Db;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -88,41 +88,36 @@ macro_rules! columns {
     };
 }
 
-pub(crate) const INSERT: &str = "INSERT INTO api_keys (key_id, name, tier, key_hash, shown, created_at_ms, \
+const INSERT: &str = "INSERT INTO api_keys (key_id, name, tier, key_hash, shown, created_at_ms, \
      revoked_at_ms, settings, expires_at_ms, rotated_to, grace_until_ms, daily_budget_micro, \
-     monthly_budget_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     monthly_budget_micro) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-pub(crate) const SAVE: &str = "UPDATE api_keys SET name = ?2, tier = ?3, settings = ?4, expires_at_ms = ?5, \
-     rotated_to = ?6, grace_until_ms = ?7, daily_budget_micro = ?8, monthly_budget_micro = ?9 \
-     WHERE key_id = ?1 AND revoked_at_ms IS NULL";
+const SAVE: &str = "UPDATE api_keys SET name = $2, tier = $3, settings = $4, expires_at_ms = $5, \
+     rotated_to = $6, grace_until_ms = $7, daily_budget_micro = $8, monthly_budget_micro = $9 \
+     WHERE key_id = $1 AND revoked_at_ms IS NULL";
 
 /// One statement, so the check and the addition cannot be separated by another
 /// instance's: PostgreSQL re-evaluates the WHERE clause on the row it waited for, and
 /// SQLite runs one writer at a time. A new day or month starts its counter at zero.
-pub(crate) const RESERVE: &str = "UPDATE api_keys SET \
-     spend_day_micro = (CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END) + ?4, \
-     spend_month_micro = (CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END) + ?4, \
-     spend_day = ?2, spend_month = ?3 \
-     WHERE key_id = ?1 \
+const RESERVE: &str = "UPDATE api_keys SET \
+     spend_day_micro = (CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END) + $4, \
+     spend_month_micro = (CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END) + $4, \
+     spend_day = $2, spend_month = $3 \
+     WHERE key_id = $1 \
      AND (daily_budget_micro IS NULL OR \
-          (CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END) + ?4 <= daily_budget_micro) \
+          (CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END) + $4 <= daily_budget_micro) \
      AND (monthly_budget_micro IS NULL OR \
-          (CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END) + ?4 <= monthly_budget_micro)";
+          (CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END) + $4 <= monthly_budget_micro)";
 
-pub(crate) const SETTLE: &str = "UPDATE api_keys SET \
-     spend_day_micro = CASE WHEN spend_day = ?2 THEN spend_day_micro + ?4 ELSE spend_day_micro END, \
-     spend_month_micro = CASE WHEN spend_month = ?3 THEN spend_month_micro + ?4 ELSE spend_month_micro END \
-     WHERE key_id = ?1";
+const SETTLE: &str = "UPDATE api_keys SET \
+     spend_day_micro = CASE WHEN spend_day = $2 THEN spend_day_micro + $4 ELSE spend_day_micro END, \
+     spend_month_micro = CASE WHEN spend_month = $3 THEN spend_month_micro + $4 ELSE spend_month_micro END \
+     WHERE key_id = $1";
 
-pub(crate) const SPEND: &str = "SELECT daily_budget_micro, monthly_budget_micro, \
-     CASE WHEN spend_day = ?2 THEN spend_day_micro ELSE 0 END AS day_micro, \
-     CASE WHEN spend_month = ?3 THEN spend_month_micro ELSE 0 END AS month_micro \
-     FROM api_keys WHERE key_id = ?1";
-
-/// PostgreSQL's spelling of the numbered parameters.
-pub(crate) fn pg(sql: &str) -> String {
-    sql.replace('?', "$")
-}
+const SPEND: &str = "SELECT daily_budget_micro, monthly_budget_micro, \
+     CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END AS day_micro, \
+     CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END AS month_micro \
+     FROM api_keys WHERE key_id = $1";
 
 pub struct SqlKeyStore {
     db: Db,
@@ -134,51 +129,33 @@ impl SqlKeyStore {
     }
 }
 
-/// Builds a record from a row of either database.
-macro_rules! key_record {
-    ($row:expr) => {{
-        let row = $row;
-        let digest: String = row.try_get("key_hash")?;
-        let settings: String = row.try_get("settings")?;
-        Ok(KeyRecord {
-            key_id: row.try_get("key_id")?,
-            name: row.try_get("name")?,
-            tier: row.try_get("tier")?,
-            digest: KeyDigest::from_hex(&digest)
-                .ok_or_else(|| StoreError::new("malformed key digest"))?,
-            shown: row.try_get("shown")?,
-            created_at_ms: row.try_get("created_at_ms")?,
-            revoked_at_ms: row.try_get("revoked_at_ms")?,
-            settings: KeySettings::from_stored(&settings),
-            limits: SpendLimits {
-                daily_micro: row.try_get("daily_budget_micro")?,
-                monthly_micro: row.try_get("monthly_budget_micro")?,
-            },
-            expires_at_ms: row.try_get("expires_at_ms")?,
-            rotated_to: row.try_get("rotated_to")?,
-            grace_until_ms: row.try_get("grace_until_ms")?,
-        })
-    }};
+fn record(row: &AnyRow) -> Result<KeyRecord, StoreError> {
+    let digest: String = row.try_get("key_hash")?;
+    let settings: String = row.try_get("settings")?;
+    Ok(KeyRecord {
+        key_id: row.try_get("key_id")?,
+        name: row.try_get("name")?,
+        tier: row.try_get("tier")?,
+        digest: KeyDigest::from_hex(&digest).ok_or(StoreError::Malformed {
+            what: "key digest",
+            source: None,
+        })?,
+        shown: row.try_get("shown")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+        settings: KeySettings::from_stored(&settings),
+        limits: limits(row)?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        rotated_to: row.try_get("rotated_to")?,
+        grace_until_ms: row.try_get("grace_until_ms")?,
+    })
 }
 
-macro_rules! spend_of {
-    ($row:expr) => {{
-        let row = $row;
-        Ok(Spend {
-            limits: SpendLimits {
-                daily_micro: row.try_get("daily_budget_micro")?,
-                monthly_micro: row.try_get("monthly_budget_micro")?,
-            },
-            day_micro: row.try_get("day_micro")?,
-            month_micro: row.try_get("month_micro")?,
-        })
-    }};
-}
-
-pub(crate) use {columns, key_record, spend_of};
-
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
-    key_record!(row)
+fn limits(row: &AnyRow) -> Result<SpendLimits, StoreError> {
+    Ok(SpendLimits {
+        daily_micro: row.try_get("daily_budget_micro")?,
+        monthly_micro: row.try_get("monthly_budget_micro")?,
+    })
 }
 
 #[async_trait]
@@ -207,7 +184,7 @@ impl KeyStore for SqlKeyStore {
         let row = sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM api_keys WHERE key_hash = ?1 AND revoked_at_ms IS NULL"
+            " FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
         ))
         .bind(digest.to_hex())
         .fetch_optional(&self.db.pool)
@@ -219,7 +196,7 @@ impl KeyStore for SqlKeyStore {
         let row = sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM api_keys WHERE key_id = ?1"
+            " FROM api_keys WHERE key_id = $1"
         ))
         .bind(key_id)
         .fetch_optional(&self.db.pool)
@@ -240,7 +217,7 @@ impl KeyStore for SqlKeyStore {
 
     async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = ?1 WHERE key_id = ?2 AND revoked_at_ms IS NULL",
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(key_id)
@@ -305,7 +282,13 @@ impl KeyStore for SqlKeyStore {
             .fetch_optional(&self.db.pool)
             .await?;
         row.as_ref()
-            .map(|row| -> Result<Spend, StoreError> { spend_of!(row) })
+            .map(|row| {
+                Ok(Spend {
+                    limits: limits(row)?,
+                    day_micro: row.try_get("day_micro")?,
+                    month_micro: row.try_get("month_micro")?,
+                })
+            })
             .transpose()
     }
 }

@@ -1,21 +1,23 @@
-//! Durable state. Small traits per aggregate, with SQLite (embedded) and PostgreSQL
-//! (shared) implementations, and a blob store (files or S3) for bytes; which ones serve
-//! is decided once at start-up, in [`Storage::open`].
+//! Durable state. Small traits per aggregate, each implemented once in SQL over one
+//! database (SQLite embedded, or PostgreSQL shared; see [`db`]), and a blob store (files
+//! or S3) for bytes; which ones serve is decided once at start-up, in [`Storage::open`].
 
 pub mod batches;
 pub mod blobs;
 pub mod db;
+pub mod error;
 pub mod idempotency;
 pub mod images;
 pub mod keys;
-pub mod pg;
+mod migrate;
 pub mod requests;
 pub mod sessions;
 pub mod storage;
 pub mod usage;
 
 pub use blobs::{BlobStore, ObjectBlobs};
-pub use db::{Db, StoreError, StoreErrorKind};
+pub use db::{DatabaseHealth, Db, Dialect};
+pub use error::StoreError;
 pub use images::{ImageStore, StoredImages};
 pub use sessions::{SessionStore, SqlSessionStore};
-pub use storage::{DatabaseHealth, Storage};
+pub use storage::Storage;

@@ -3,10 +3,12 @@
 //! came back) cannot overwrite the outcome of the one that took over.
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
-use crate::store::db::{Db, StoreError};
+use crate::store::StoreError;
+use crate::store::db::Db;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord {
@@ -119,7 +121,7 @@ impl SqlRequestStore {
     }
 }
 
-fn record(row: &SqliteRow) -> Result<RequestRecord, sqlx::Error> {
+fn record(row: &AnyRow) -> Result<RequestRecord, sqlx::Error> {
     Ok(RequestRecord {
         id: row.try_get("id")?,
         owner: row.try_get("owner")?,
@@ -137,8 +139,10 @@ fn record(row: &SqliteRow) -> Result<RequestRecord, sqlx::Error> {
     })
 }
 
-async fn insert_delivery(
-    tx: &mut sqlx::SqliteConnection,
+/// A webhook delivery due now, written in the transaction that records the outcome it
+/// reports (batches too).
+pub(crate) async fn insert_delivery(
+    tx: &mut sqlx::AnyConnection,
     request: &str,
     owner: &str,
     delivery: &NewDelivery,
@@ -146,14 +150,13 @@ async fn insert_delivery(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, request_id, owner, url, payload, status, next_attempt_ms, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
     )
     .bind(&delivery.id)
     .bind(request)
     .bind(owner)
     .bind(&delivery.url)
     .bind(&delivery.payload)
-    .bind(now_ms)
     .bind(now_ms)
     .execute(tx)
     .await?;
@@ -165,7 +168,7 @@ impl RequestStore for SqlRequestStore {
     async fn insert(&self, r: &RequestRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO requests (id, owner, tier, path, content_type, body_ref, webhook_url, status, attempts, created_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8)",
         )
         .bind(&r.id)
         .bind(&r.owner)
@@ -181,7 +184,7 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn get(&self, id: &str, owner: &str) -> Result<Option<RequestRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM requests WHERE id = ? AND owner = ?")
+        let row = sqlx::query("SELECT * FROM requests WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(owner)
             .fetch_optional(&self.db.pool)
@@ -191,14 +194,15 @@ impl RequestStore for SqlRequestStore {
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError> {
         // One statement: SQLite runs it as a single write, so two workers never claim
-        // the same request. (PostgreSQL: `FOR UPDATE SKIP LOCKED` in the subquery.)
-        let row = sqlx::query(
-            "UPDATE requests SET status = 'running', attempts = attempts + 1, lease_until_ms = ?
-             WHERE id = (SELECT id FROM requests
-                         WHERE status = 'queued' OR (status = 'running' AND lease_until_ms < ?)
-                         ORDER BY created_at_ms LIMIT 1)
+        // the same request; PostgreSQL's workers skip the rows others have locked.
+        // The SQL is made of constants only.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE requests SET status = 'running', attempts = attempts + 1, lease_until_ms = $1
+             WHERE id = (SELECT id FROM requests WHERE status = 'queued' OR (status = 'running' AND lease_until_ms < $2)
+             ORDER BY created_at_ms LIMIT 1{})
              RETURNING *",
-        )
+            self.db.skip_locked()
+        )))
         .bind(now_ms + lease_ms)
         .bind(now_ms)
         .fetch_optional(&self.db.pool)
@@ -207,7 +211,7 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE requests SET lease_until_ms = ? WHERE id = ? AND attempts = ? AND status = 'running'")
+        let done = sqlx::query("UPDATE requests SET lease_until_ms = $1 WHERE id = $2 AND attempts = $3 AND status = 'running'")
             .bind(lease_until_ms)
             .bind(id)
             .bind(attempt)
@@ -217,7 +221,7 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = NULL WHERE id = ? AND attempts = ? AND status = 'running'")
+        let done = sqlx::query("UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = NULL WHERE id = $1 AND attempts = $2 AND status = 'running'")
             .bind(id)
             .bind(attempt)
             .execute(&self.db.pool)
@@ -237,8 +241,8 @@ impl RequestStore for SqlRequestStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE requests SET status = ?, result = ?, error = ?, finished_at_ms = ?, lease_until_ms = NULL
-             WHERE id = ? AND attempts = ? AND status = 'running' RETURNING owner",
+            "UPDATE requests SET status = $1, result = $2, error = $3, finished_at_ms = $4, lease_until_ms = NULL
+             WHERE id = $5 AND attempts = $6 AND status = 'running' RETURNING owner",
         )
         .bind(status)
         .bind(result)
@@ -268,7 +272,7 @@ impl RequestStore for SqlRequestStore {
     ) -> Result<Cancel, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE requests SET status = 'canceled', finished_at_ms = ? WHERE id = ? AND owner = ? AND status = 'queued'",
+            "UPDATE requests SET status = 'canceled', finished_at_ms = $1 WHERE id = $2 AND owner = $3 AND status = 'queued'",
         )
         .bind(now_ms)
         .bind(id)
@@ -283,7 +287,7 @@ impl RequestStore for SqlRequestStore {
             return Ok(Cancel::Canceled);
         }
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM requests WHERE id = ? AND owner = ?")
+            sqlx::query_scalar("SELECT status FROM requests WHERE id = $1 AND owner = $2")
                 .bind(id)
                 .bind(owner)
                 .fetch_optional(&mut *tx)
@@ -304,15 +308,14 @@ impl RequestStore for SqlRequestStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, lease_until_ms = ?
-             WHERE id = (SELECT id FROM webhook_deliveries
-                         WHERE status = 'pending' AND next_attempt_ms <= ? AND (lease_until_ms IS NULL OR lease_until_ms < ?)
-                         ORDER BY next_attempt_ms LIMIT 1)
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, lease_until_ms = $1
+             WHERE id = (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= $2
+             AND (lease_until_ms IS NULL OR lease_until_ms < $2) ORDER BY next_attempt_ms LIMIT 1{})
              RETURNING *",
-        )
+            self.db.skip_locked()
+        )))
         .bind(now_ms + lease_ms)
-        .bind(now_ms)
         .bind(now_ms)
         .fetch_optional(&self.db.pool)
         .await?;
@@ -336,8 +339,8 @@ impl RequestStore for SqlRequestStore {
         next_attempt_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE webhook_deliveries SET status = ?, last_status = ?, next_attempt_ms = COALESCE(?, next_attempt_ms), lease_until_ms = NULL
-             WHERE id = ?",
+            "UPDATE webhook_deliveries SET status = $1, last_status = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), lease_until_ms = NULL
+             WHERE id = $4",
         )
         .bind(if next_attempt_ms.is_some() { "pending" } else { status })
         .bind(http_status.map(i64::from))
@@ -362,14 +365,15 @@ impl RequestStore for SqlRequestStore {
         make: &(dyn Fn() -> String + Send + Sync),
         now_ms: i64,
     ) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO webhook_secrets (owner, secret, created_at_ms) VALUES (?, ?, ?) ON CONFLICT (owner) DO NOTHING")
+        // Two instances making the first secret at once: one insert wins, both read it.
+        sqlx::query("INSERT INTO webhook_secrets (owner, secret, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING")
             .bind(owner)
             .bind(make())
             .bind(now_ms)
             .execute(&self.db.pool)
             .await?;
         Ok(
-            sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE owner = ?")
+            sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE owner = $1")
                 .bind(owner)
                 .fetch_one(&self.db.pool)
                 .await?,

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
-use crate::store::db::{Db, StoreError};
+use crate::store::StoreError;
+use crate::store::db::Db;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
@@ -80,7 +81,7 @@ impl SqlSessionStore {
     }
 }
 
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord, sqlx::Error> {
+fn record(row: &sqlx::any::AnyRow) -> Result<SessionRecord, sqlx::Error> {
     Ok(SessionRecord {
         id: row.try_get("id")?,
         owner: row.try_get("owner")?,
@@ -99,7 +100,7 @@ impl SessionStore for SqlSessionStore {
     async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, owner, model, system_prompt, created_at_ms, updated_at_ms, expires_at_ms, turn_count, image_bytes)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&s.id)
         .bind(&s.owner)
@@ -121,18 +122,19 @@ impl SessionStore for SqlSessionStore {
         owner: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT * FROM sessions WHERE id = ? AND owner = ? AND expires_at_ms > ?")
-                .bind(id)
-                .bind(owner)
-                .bind(now_ms)
-                .fetch_optional(&self.db.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT * FROM sessions WHERE id = $1 AND owner = $2 AND expires_at_ms > $3",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now_ms)
+        .fetch_optional(&self.db.pool)
+        .await?;
         Ok(row.as_ref().map(record).transpose()?)
     }
 
     async fn turns(&self, id: &str) -> Result<Vec<StoredTurn>, StoreError> {
-        let rows = sqlx::query("SELECT seq, role, parts, created_at_ms FROM session_turns WHERE session_id = ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, role, parts, created_at_ms FROM session_turns WHERE session_id = $1 ORDER BY seq")
             .bind(id)
             .fetch_all(&self.db.pool)
             .await?;
@@ -143,7 +145,7 @@ impl SessionStore for SqlSessionStore {
                     seq: row.try_get("seq")?,
                     role: row.try_get("role")?,
                     parts: serde_json::from_str(&parts)
-                        .map_err(|e| StoreError::new(format!("turn parts: {e}")))?,
+                        .map_err(|e| StoreError::malformed("turn parts", e))?,
                     created_at_ms: row.try_get("created_at_ms")?,
                 })
             })
@@ -161,8 +163,8 @@ impl SessionStore for SqlSessionStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE sessions SET turn_count = turn_count + ?, image_bytes = image_bytes + ?, updated_at_ms = ?, expires_at_ms = ?
-             WHERE id = ? AND turn_count = ?",
+            "UPDATE sessions SET turn_count = turn_count + $1, image_bytes = image_bytes + $2, updated_at_ms = $3, expires_at_ms = $4
+             WHERE id = $5 AND turn_count = $6",
         )
         .bind(turns.len() as i64)
         .bind(added_image_bytes)
@@ -176,9 +178,9 @@ impl SessionStore for SqlSessionStore {
             return Ok(false);
         }
         for turn in turns {
-            let parts =
-                serde_json::to_string(&turn.parts).map_err(|e| StoreError::new(e.to_string()))?;
-            sqlx::query("INSERT INTO session_turns (session_id, seq, role, parts, created_at_ms) VALUES (?, ?, ?, ?, ?)")
+            let parts = serde_json::to_string(&turn.parts)
+                .map_err(|e| StoreError::malformed("turn parts", e))?;
+            sqlx::query("INSERT INTO session_turns (session_id, seq, role, parts, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id)
                 .bind(turn.seq)
                 .bind(&turn.role)
@@ -193,13 +195,12 @@ impl SessionStore for SqlSessionStore {
 
     async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM sessions WHERE id = ? AND owner = ?")
+        let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM session_turns WHERE session_id = ? AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = ?)")
-            .bind(id)
+        sqlx::query("DELETE FROM session_turns WHERE session_id = $1 AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = $1)")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -209,11 +210,11 @@ impl SessionStore for SqlSessionStore {
 
     async fn delete_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("DELETE FROM session_turns WHERE session_id IN (SELECT id FROM sessions WHERE expires_at_ms <= ?)")
+        sqlx::query("DELETE FROM session_turns WHERE session_id IN (SELECT id FROM sessions WHERE expires_at_ms <= $1)")
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        let gone = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= ?")
+        let gone = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;

@@ -5,46 +5,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::config::Config;
-use crate::store::batches::{BatchStore, PgBatchStore, SqlBatchStore};
+use crate::store::StoreError;
+use crate::store::batches::{BatchStore, SqlBatchStore};
 use crate::store::blobs::{BlobStore, ObjectBlobs};
+use crate::store::db::{DatabaseHealth, Db};
 use crate::store::idempotency::{IdempotencyStore, SqlIdempotencyStore};
 use crate::store::images::{ImageStore, SqlImageIndex, StoredImages};
 use crate::store::keys::{KeyStore, SqlKeyStore};
-use crate::store::pg::{
-    PgDb, PgIdempotencyStore, PgImageIndex, PgKeyStore, PgRequestStore, PgSessionStore,
-    PgUsageStore,
-};
 use crate::store::requests::{RequestStore, SqlRequestStore};
 use crate::store::sessions::{SessionStore, SqlSessionStore};
 use crate::store::usage::{SqlUsageStore, UsageStore};
-use crate::store::{Db, StoreError};
-
-/// Is the database answering, and which migrations has it got?
-#[async_trait]
-pub trait DatabaseHealth: Send + Sync + 'static {
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// The highest applied migration.
-    async fn schema_version(&self) -> Result<i64, StoreError>;
-}
-
-#[async_trait]
-impl DatabaseHealth for Db {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-}
 
 /// The file a `sqlite://` URL names (`None` for in-memory databases).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -79,20 +50,15 @@ impl Storage {
             None => ObjectBlobs::local(&config.data_dir)?,
         });
         let url = config.database_url.as_ref();
-        let (mut storage, database) = match url.map(|u| (u.scheme(), u.expose())) {
+        let (db, database) = match url.map(|u| (u.scheme(), u.expose())) {
             Some(("postgres" | "postgresql", url)) => (
-                Self::postgres(
-                    PgDb::connect(url, config.database.acquire_timeout()).await?,
-                    blobs,
-                ),
+                Db::connect_postgres(url, config.database.acquire_timeout()).await?,
                 "PostgreSQL",
             ),
-            Some((_, url)) => (Self::sqlite(Db::open_url(url).await?, blobs), "SQLite"),
-            None => (
-                Self::sqlite(Db::open(&config.data_dir).await?, blobs),
-                "SQLite",
-            ),
+            Some((_, url)) => (Db::open_url(url).await?, "SQLite"),
+            None => (Db::open(&config.data_dir).await?, "SQLite"),
         };
+        let mut storage = Self::over(db, blobs);
         let at = url.map_or_else(
             || config.data_dir.join("imagegate.db").display().to_string(),
             |u| u.redacted(),
@@ -109,11 +75,11 @@ impl Storage {
                     IMAGEGATE_DATABASE_URL (`imagegate serve` or `imagegate migrate` creates it)";
         match config.database_url.as_ref().map(|u| (u.scheme(), u)) {
             Some(("postgres" | "postgresql", url)) => {
-                if !PgDb::has_schema(url.expose()).await? {
-                    return Err(StoreError::new(format!(
-                        "no imagegate database at {}: it has no schema_migrations table; {hint}",
-                        url.redacted()
-                    )));
+                if !Db::has_postgres_schema(url.expose()).await? {
+                    return Err(StoreError::NoDatabase {
+                        at: format!("{} (it has no migration table)", url.redacted()),
+                        hint,
+                    });
                 }
             }
             other => {
@@ -124,18 +90,18 @@ impl Storage {
                 if let Some(file) = file
                     && !file.exists()
                 {
-                    return Err(StoreError::new(format!(
-                        "no imagegate database at {}; {hint}",
-                        file.display()
-                    )));
+                    return Err(StoreError::NoDatabase {
+                        at: file.display().to_string(),
+                        hint,
+                    });
                 }
             }
         }
         Self::open(config).await
     }
 
-    /// The embedded stores over one SQLite database.
-    pub fn sqlite(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
+    /// Every store over one database (SQLite or PostgreSQL, or one schema of it).
+    pub fn over(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
         let index = Arc::new(SqlImageIndex::new(db.clone()));
         Self {
             keys: Arc::new(SqlKeyStore::new(db.clone())),
@@ -145,23 +111,6 @@ impl Storage {
             idempotency: Arc::new(SqlIdempotencyStore::new(db.clone())),
             requests: Arc::new(SqlRequestStore::new(db.clone())),
             batches: Arc::new(SqlBatchStore::new(db.clone())),
-            blobs,
-            database: Arc::new(db),
-            description: String::new(),
-        }
-    }
-
-    /// The shared stores over one PostgreSQL database (or one schema of it).
-    pub fn postgres(db: PgDb, blobs: Arc<dyn BlobStore>) -> Self {
-        let index = Arc::new(PgImageIndex::new(db.clone()));
-        Self {
-            keys: Arc::new(PgKeyStore::new(db.clone())),
-            sessions: Arc::new(PgSessionStore::new(db.clone())),
-            images: Arc::new(StoredImages::new(index, blobs.clone())),
-            usage: Arc::new(PgUsageStore::new(db.clone())),
-            idempotency: Arc::new(PgIdempotencyStore::new(db.clone())),
-            requests: Arc::new(PgRequestStore::new(db.clone())),
-            batches: Arc::new(PgBatchStore::new(db.clone())),
             blobs,
             database: Arc::new(db),
             description: String::new(),

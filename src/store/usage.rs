@@ -9,7 +9,8 @@ use sqlx::Row as _;
 use crate::caller::RequestContext;
 use crate::clock::Clock;
 use crate::generation::{Usage, UsageSink};
-use crate::store::db::{Db, StoreError};
+use crate::store::StoreError;
+use crate::store::db::Db;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageEvent {
@@ -86,7 +87,7 @@ impl SqlUsageStore {
     }
 }
 
-fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError> {
+fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
     let value: i64 = row.try_get(column)?;
     Ok(u64::try_from(value).unwrap_or(0))
 }
@@ -104,11 +105,16 @@ impl UsageStore for SqlUsageStore {
         last_day: time::Date,
     ) -> Result<Vec<KeyUsageRow>, StoreError> {
         let rows = sqlx::query(
+            // SUM of BIGINT is NUMERIC in PostgreSQL; the casts keep every sum a BIGINT.
             "SELECT key_id, day, model, COUNT(DISTINCT request_id) AS requests, COUNT(*) AS calls, \
-             SUM(images) AS images, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
-             SUM(image_tokens) AS image_tokens, SUM(thought_tokens) AS thought_tokens, \
-             SUM(cost_micro_usd) AS cost \
-             FROM usage_events WHERE (?1 IS NULL OR key_id = ?1) AND day >= ?2 AND day <= ?3 \
+             CAST(SUM(images) AS BIGINT) AS images, \
+             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+             CAST(SUM(image_tokens) AS BIGINT) AS image_tokens, \
+             CAST(SUM(thought_tokens) AS BIGINT) AS thought_tokens, \
+             CAST(SUM(cost_micro_usd) AS BIGINT) AS cost \
+             FROM usage_events WHERE (CAST($1 AS TEXT) IS NULL OR key_id = $1) \
+             AND day >= $2 AND day <= $3 \
              GROUP BY key_id, day, model ORDER BY key_id, day, model",
         )
         .bind(key_id)
@@ -143,7 +149,7 @@ impl UsageStore for SqlUsageStore {
         sqlx::query(
             "INSERT INTO usage_events (key_id, request_id, model, day, created_at_ms, images, \
              input_tokens, output_tokens, image_tokens, thought_tokens, cost_micro_usd) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&event.key_id)
         .bind(&event.request_id)
@@ -167,36 +173,9 @@ impl UsageStore for SqlUsageStore {
         first_day: time::Date,
         last_day: time::Date,
     ) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day, model, COUNT(DISTINCT request_id) AS requests, COUNT(*) AS calls, \
-             SUM(images) AS images, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
-             SUM(image_tokens) AS image_tokens, SUM(thought_tokens) AS thought_tokens, \
-             SUM(cost_micro_usd) AS cost \
-             FROM usage_events WHERE key_id = ? AND day >= ? AND day <= ? \
-             GROUP BY day, model ORDER BY day, model",
-        )
-        .bind(key_id)
-        .bind(first_day.to_string())
-        .bind(last_day.to_string())
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let cost: i64 = row.try_get("cost")?;
-                Ok(UsageRow {
-                    date: row.try_get("day")?,
-                    model: row.try_get("model")?,
-                    requests: count(row, "requests")?,
-                    upstream_calls: count(row, "calls")?,
-                    images: count(row, "images")?,
-                    input_tokens: count(row, "input_tokens")?,
-                    output_tokens: count(row, "output_tokens")?,
-                    image_tokens: count(row, "image_tokens")?,
-                    thought_tokens: count(row, "thought_tokens")?,
-                    cost_usd: cost as f64 / 1e6,
-                })
-            })
-            .collect()
+        // One key's rows across keys are its rows by day and model, in that order.
+        let rows = self.across_keys(Some(key_id), first_day, last_day).await?;
+        Ok(rows.into_iter().map(|row| row.usage).collect())
     }
 }
 
