@@ -48,8 +48,14 @@ impl Db {
         Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await
     }
 
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+    async fn open_sqlite(mut options: SqliteConnectOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        // `Any` connects by URL: sqlx decodes `%XX` in it but does not encode `%` into it,
+        // so a `%` in the path is escaped here, or another file would be opened.
+        let escaped = options.get_filename().to_string_lossy().replace('%', "%25");
+        if escaped.contains("%25") {
+            options = options.filename(escaped);
+        }
         let url = options.create_if_missing(true).to_url_lossy();
         let pool = AnyPoolOptions::new()
             .max_connections(8)
@@ -162,5 +168,21 @@ impl DatabaseHealth for Db {
 
     async fn schema_version(&self) -> Result<i64, StoreError> {
         migrate::version(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_is_the_file_in_the_data_directory_whatever_its_name() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state %41 #1?");
+        std::fs::create_dir(&dir).unwrap();
+        let db = Db::open(&dir).await.unwrap();
+        assert!(dir.join("imagegate.db").exists());
+        assert!(!root.path().join("state A #1?").exists());
+        assert!(db.schema_version().await.unwrap() > 0, "migrated");
     }
 }
