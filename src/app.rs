@@ -158,6 +158,11 @@ impl App {
             clock.clone(),
             config.sessions.clone(),
             config.default_model.clone(),
+            crate::generation::chat_order::ChatOrder::new(
+                storage.requests.clone(),
+                clock.clone(),
+                config.sessions.order_wait(),
+            ),
         ));
         let executor = Arc::new(Executor::new(
             WorkEnv {

@@ -259,6 +259,21 @@ pub struct SessionsConfig {
     /// Earlier images sent upstream as images with each turn, newest first.
     pub context_images: u32,
     pub max_system_prompt_chars: usize,
+    /// The longest a chat message waits for the earlier messages of its session to finish
+    /// before it is refused (409 `conflict`, `reason: earlier_messages_pending`).
+    pub order_wait_secs: f64,
+}
+
+impl SessionsConfig {
+    pub fn order_wait(&self) -> std::time::Duration {
+        // NaN (a config typo) waits not at all rather than panicking.
+        let secs = if self.order_wait_secs.is_nan() {
+            0.0
+        } else {
+            self.order_wait_secs.clamp(0.0, 3600.0)
+        };
+        std::time::Duration::from_secs_f64(secs)
+    }
 }
 
 impl Default for SessionsConfig {
@@ -269,6 +284,7 @@ impl Default for SessionsConfig {
             max_image_bytes: 12 * 1024 * 1024,
             context_images: 3,
             max_system_prompt_chars: 8_000,
+            order_wait_secs: 60.0,
         }
     }
 }

@@ -115,22 +115,35 @@ pub async fn message(
         body.into_work(session_id)?
     };
     let path = "/chat/{session_id}/message";
+    let session = match &work {
+        Work::ChatMessage { session_id, .. } => session_id.clone(),
+        _ => String::new(),
+    };
     match submit::accept(&state, &ctx, refused, path, work, uploads, submission).await? {
         Accepted::Queued(response) => Ok(response),
-        Accepted::Run(plan, inputs) => match submit::run(&state, &ctx, *plan, inputs).await? {
-            Done::Chat(reply) => {
-                let headers = model_headers(&reply.outcome);
-                let body = MessageResponse {
-                    generation: reply.outcome.response,
-                    session_id: reply.session_id,
-                    turn: reply.turn,
-                };
-                Ok((headers, Json(body)).into_response())
-            }
-            _ => Err(ApiError::internal(
-                "a chat message produced another kind of result",
-            )),
-        },
+        Accepted::Run(plan, inputs) => {
+            // Its place in the session's order is taken now, at acceptance; the run
+            // waits for the earlier messages (`generation::chat_order`).
+            state.chat.order.take_place(&ctx, &session).await?;
+            reply(submit::run(&state, &ctx, *plan, inputs).await?)
+        }
+    }
+}
+
+fn reply(done: Done) -> Result<Response, ApiError> {
+    match done {
+        Done::Chat(reply) => {
+            let headers = model_headers(&reply.outcome);
+            let body = MessageResponse {
+                generation: reply.outcome.response,
+                session_id: reply.session_id,
+                turn: reply.turn,
+            };
+            Ok((headers, Json(body)).into_response())
+        }
+        _ => Err(ApiError::internal(
+            "a chat message produced another kind of result",
+        )),
     }
 }
 

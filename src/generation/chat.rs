@@ -16,6 +16,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::config::SessionsConfig;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::chat_context;
+use crate::generation::chat_order::ChatOrder;
 use crate::generation::params::{Prompt, RawOptions};
 use crate::generation::{Generator, Outcome};
 use crate::ids;
@@ -41,6 +42,8 @@ pub struct SessionView {
     pub created_at: String,
     pub updated_at: String,
     pub expires_at: String,
+    /// Messages accepted and not yet finished (async ones queued, any one running).
+    pub pending_messages: i64,
     pub turns: Vec<TurnView>,
 }
 
@@ -83,6 +86,8 @@ pub struct ChatService {
     pub clock: Arc<dyn Clock>,
     pub config: SessionsConfig,
     pub default_model: String,
+    /// Messages run in the order they were accepted (`chat_order`).
+    pub order: ChatOrder,
     /// One turn at a time per session in this process; the store's turn-count check
     /// catches writers on other instances.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -101,8 +106,10 @@ impl ChatService {
         clock: Arc<dyn Clock>,
         config: SessionsConfig,
         default_model: String,
+        order: ChatOrder,
     ) -> Self {
         Self {
+            order,
             sessions,
             images,
             generator,
@@ -178,7 +185,9 @@ impl ChatService {
     }
 
     /// The session, if it exists for `caller` and has room for one more message with
-    /// `new_bytes` of image: checked when a message is accepted and again when it runs.
+    /// `new_bytes` of image, counting the messages accepted before it that have not
+    /// finished: checked when a message is accepted (so a client cannot queue more
+    /// messages than the session can take) and again, without them, when it runs.
     pub async fn admit(
         &self,
         caller: &Caller,
@@ -186,14 +195,25 @@ impl ChatService {
         new_bytes: i64,
     ) -> Result<SessionRecord, ApiError> {
         let session = self.session(caller, id).await?;
-        let messages = session.turn_count / 2;
+        let pending = self.order.pending(id).await?;
+        self.room(session, pending, new_bytes)
+    }
+
+    fn room(
+        &self,
+        session: SessionRecord,
+        pending: i64,
+        new_bytes: i64,
+    ) -> Result<SessionRecord, ApiError> {
+        let messages = session.turn_count / 2 + pending;
         if messages >= i64::from(self.config.max_turns) {
             return Err(ApiError::new(
                 ErrorKind::SessionFull,
                 "This chat session is full; start a new one.",
             )
             .detail("reason", "max_turns")
-            .detail("max_turns", self.config.max_turns));
+            .detail("max_turns", self.config.max_turns)
+            .detail("pending_messages", pending));
         }
         // The image budget bounds what one turn sends upstream, not the session: the
         // message's own image alone must fit; older images leave the context instead.
@@ -208,7 +228,20 @@ impl ChatService {
         Ok(session)
     }
 
+    /// Sends a message once every message of the session accepted before it has
+    /// finished (`chat_order`).
     pub async fn send(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        msg: ChatMessage,
+    ) -> Result<ChatReply, ApiError> {
+        self.order
+            .in_turn(&ctx.request_id, self.send_now(ctx, id, msg))
+            .await
+    }
+
+    async fn send_now(
         &self,
         ctx: &RequestContext,
         id: &str,
@@ -217,7 +250,8 @@ impl ChatService {
         let lock = self.lock_for(id);
         let _turn = lock.lock().await;
         let new_bytes = msg.image.as_ref().map_or(0, |i| i.bytes.len() as i64);
-        let session = self.admit(&ctx.caller, id, new_bytes).await?;
+        let session = self.session(&ctx.caller, id).await?;
+        let session = self.room(session, 0, new_bytes)?;
         let messages = session.turn_count / 2;
         let stored = self.sessions.turns(id).await?;
         let in_context = chat_context::images_in_context(
@@ -338,7 +372,9 @@ impl ChatService {
     pub async fn history(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
         let session = self.session(caller, id).await?;
         let turns = self.sessions.turns(id).await?;
+        let pending_messages = self.order.pending(id).await?;
         Ok(SessionView {
+            pending_messages,
             session_id: session.id,
             model: session.model,
             system_prompt: session.system_prompt,

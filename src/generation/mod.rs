@@ -5,6 +5,7 @@ pub mod advanced;
 pub mod canvas;
 pub mod chat;
 pub mod chat_context;
+pub mod chat_order;
 pub mod execute;
 pub mod openai;
 pub mod params;

@@ -130,14 +130,18 @@ impl Jobs {
                 bytes.ok_or_else(|| ApiError::internal(format!("upload for {input} missing")))?;
             self.blobs.put(&input, bytes).await?;
         }
+        // A chat message takes its place in its session's order as it is stored.
+        let session = match &work {
+            Work::ChatMessage { session_id, .. } => Some(session_id.clone()),
+            _ => None,
+        };
         let unit = StoredWork {
             version: WORK_VERSION,
             work,
         };
         let body = serde_json::to_vec(&unit).map_err(ApiError::internal)?;
         self.blobs.put(&key, Bytes::from(body)).await?;
-        self.store
-            .insert(&RequestRecord {
+        let record = RequestRecord {
                 id: id.to_owned(),
                 owner: caller.key_id.clone(),
                 tier: caller.tier.clone(),
@@ -151,8 +155,11 @@ impl Jobs {
                 error: None,
                 created_at_ms: self.clock.now_ms(),
                 finished_at_ms: None,
-            })
-            .await?;
+        };
+        match session {
+            Some(session) => self.store.insert_message(&record, &session, None).await?,
+            None => self.store.insert(&record).await?,
+        }
         self.wake.notify_one();
         Ok(())
     }

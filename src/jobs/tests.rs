@@ -62,6 +62,26 @@ impl RequestStore for Flaky {
     async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
         self.inner.release(id, attempt).await
     }
+    async fn insert_message(
+        &self,
+        r: &RequestRecord,
+        session_id: &str,
+        held_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_message(r, session_id, held_until_ms).await
+    }
+    async fn hold_message(&self, id: &str, until: i64) -> Result<bool, StoreError> {
+        self.inner.hold_message(id, until).await
+    }
+    async fn leave_message(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.leave_message(id).await
+    }
+    async fn earlier_messages(&self, id: &str, now_ms: i64) -> Result<i64, StoreError> {
+        self.inner.earlier_messages(id, now_ms).await
+    }
+    async fn pending_messages(&self, session: &str, now_ms: i64) -> Result<i64, StoreError> {
+        self.inner.pending_messages(session, now_ms).await
+    }
     async fn finish(
         &self,
         id: &str,

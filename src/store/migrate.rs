@@ -54,6 +54,7 @@ static MIGRATORS: LazyLock<(Migrator, Migrator)> = LazyLock::new(|| {
         (7, "0007_batches", "batches"),
         (8, "0008_key_settings", "key_settings"),
         (9, "0009_idempotency_claims", "idempotency_claims"),
+        (10, "0010_request_sessions", "request_sessions"),
     );
     (
         Migrator::with_migrations(sqlite),

@@ -11,6 +11,7 @@ pub mod images;
 pub mod keys;
 mod migrate;
 pub mod requests;
+pub mod session_order;
 pub mod sessions;
 pub mod storage;
 pub mod usage;

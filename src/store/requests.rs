@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 
 use crate::store::StoreError;
 use crate::store::db::Db;
+use crate::store::session_order as order;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord {
@@ -87,6 +88,24 @@ pub trait RequestStore: Send + Sync + 'static {
         delivery: Option<&NewDelivery>,
     ) -> Result<Cancel, StoreError>;
     async fn queue_depth(&self) -> Result<i64, StoreError>;
+
+    /// Inserts a chat message's row at the next place of `session_id`'s order
+    /// (`store::session_order`): `queued` for a worker, or — with `held_until_ms` — held
+    /// by a synchronous request (status `sync`) until then unless renewed.
+    async fn insert_message(
+        &self,
+        request: &RequestRecord,
+        session_id: &str,
+        held_until_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// Extends a synchronous message's hold; `false` if its row is gone.
+    async fn hold_message(&self, id: &str, held_until_ms: i64) -> Result<bool, StoreError>;
+    /// Removes a synchronous message's row once it has run (or given up).
+    async fn leave_message(&self, id: &str) -> Result<(), StoreError>;
+    /// Messages of `id`'s session accepted before it that have not finished.
+    async fn earlier_messages(&self, id: &str, now_ms: i64) -> Result<i64, StoreError>;
+    /// Messages of `session_id` that have not finished.
+    async fn pending_messages(&self, session_id: &str, now_ms: i64) -> Result<i64, StoreError>;
 
     async fn claim_delivery(
         &self,
@@ -184,7 +203,10 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn get(&self, id: &str, owner: &str) -> Result<Option<RequestRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM requests WHERE id = $1 AND owner = $2")
+        // A synchronous chat message's row only holds its place; it is no async request.
+        let row = sqlx::query(
+            "SELECT * FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'",
+        )
             .bind(id)
             .bind(owner)
             .fetch_optional(&self.db.pool)
@@ -195,11 +217,17 @@ impl RequestStore for SqlRequestStore {
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError> {
         // One statement: SQLite runs it as a single write, so two workers never claim
         // the same request; PostgreSQL's workers skip the rows others have locked.
+        // A chat message waits for the earlier messages of its session (never claimed
+        // before they finish), so a worker never sits waiting for its turn.
         // The SQL is made of constants only.
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE requests SET status = 'running', attempts = attempts + 1, lease_until_ms = $1
-             WHERE id = (SELECT id FROM requests WHERE status = 'queued' OR (status = 'running' AND lease_until_ms < $2)
-             ORDER BY created_at_ms LIMIT 1{})
+             WHERE id = (SELECT id FROM requests r
+                         WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_until_ms < $2))
+                         AND (r.session_id IS NULL OR NOT EXISTS (
+                             SELECT 1 FROM requests e WHERE e.session_id = r.session_id AND e.session_seq < r.session_seq
+                             AND (e.status IN ('queued', 'running') OR (e.status = 'sync' AND e.lease_until_ms >= $2))))
+                         ORDER BY r.created_at_ms LIMIT 1{})
              RETURNING *",
             self.db.skip_locked()
         )))
@@ -287,7 +315,9 @@ impl RequestStore for SqlRequestStore {
             return Ok(Cancel::Canceled);
         }
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM requests WHERE id = $1 AND owner = $2")
+            sqlx::query_scalar(
+                "SELECT status FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'",
+            )
                 .bind(id)
                 .bind(owner)
                 .fetch_optional(&mut *tx)
@@ -301,6 +331,75 @@ impl RequestStore for SqlRequestStore {
         )
         .fetch_one(&self.db.pool)
         .await?)
+    }
+
+    async fn insert_message(
+        &self,
+        r: &RequestRecord,
+        session_id: &str,
+        held_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let status = if held_until_ms.is_some() { order::SYNC } else { "queued" };
+        sqlx::query(order::PRUNE)
+            .bind(session_id)
+            .bind(r.created_at_ms)
+            .execute(&self.db.pool)
+            .await?;
+        let mut attempt = 0;
+        loop {
+            let inserted = sqlx::query(order::INSERT)
+                .bind(&r.id)
+                .bind(&r.owner)
+                .bind(&r.tier)
+                .bind(&r.path)
+                .bind(&r.content_type)
+                .bind(&r.body_ref)
+                .bind(&r.webhook_url)
+                .bind(status)
+                .bind(held_until_ms)
+                .bind(r.created_at_ms)
+                .bind(session_id)
+                .execute(&self.db.pool)
+                .await;
+            attempt += 1;
+            match inserted {
+                Err(e) if order::is_taken(&e) && attempt < order::INSERT_ATTEMPTS => continue,
+                other => return Ok(other.map(drop)?),
+            }
+        }
+    }
+
+    async fn hold_message(&self, id: &str, held_until_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(order::HOLD)
+            .bind(id)
+            .bind(held_until_ms)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn leave_message(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(order::LEAVE)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn earlier_messages(&self, id: &str, now_ms: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(order::EARLIER)
+            .bind(id)
+            .bind(now_ms)
+            .fetch_one(&self.db.pool)
+            .await?)
+    }
+
+    async fn pending_messages(&self, session_id: &str, now_ms: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(order::PENDING)
+            .bind(session_id)
+            .bind(now_ms)
+            .fetch_one(&self.db.pool)
+            .await?)
     }
 
     async fn claim_delivery(

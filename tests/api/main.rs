@@ -9,6 +9,7 @@ mod batches;
 mod batches_process;
 mod browser;
 mod chat;
+mod chat_order;
 mod cli;
 mod compat;
 mod connections;

@@ -191,3 +191,105 @@ pub async fn concurrent_workers_never_claim_the_same_request(s: &Storage) {
     );
     assert!(ids.is_subset(&distinct), "every request was claimed");
 }
+
+/// Chat messages (issue 17): each takes the next place of its session; a worker claims a
+/// message only once every earlier one has finished, a synchronous message's place
+/// (held, never claimed) holds the session until it is given up or its hold lapses, and
+/// messages accepted at once all get places of their own.
+pub async fn chat_messages_wait_for_the_earlier_ones_of_their_session(s: &Storage) {
+    let q = &s.requests;
+    // After the leases of the concurrent-workers step, which run for an hour.
+    let t = NOW + 200_000;
+    let session = new_id("chat");
+    let message = |at| RequestRecord {
+        path: "/chat/{session_id}/message".into(),
+        ..queued(at)
+    };
+    let (a, b, c) = (message(t), message(t + 1), message(t + 2));
+    q.insert_message(&a, &session, None).await.unwrap();
+    q.insert_message(&b, &session, Some(t + 1_000)).await.unwrap();
+    q.insert_message(&c, &session, None).await.unwrap();
+    let other = queued(t + 3);
+    q.insert(&other).await.unwrap();
+    assert_eq!(q.pending_messages(&session, t).await.unwrap(), 3);
+    assert_eq!(q.earlier_messages(&a.id, t).await.unwrap(), 0);
+    assert_eq!(q.earlier_messages(&b.id, t).await.unwrap(), 1);
+    assert_eq!(q.earlier_messages(&c.id, t).await.unwrap(), 2);
+
+    assert_eq!(q.claim(t + 10, 60_000).await.unwrap().unwrap().id, a.id);
+    assert_eq!(
+        q.claim(t + 10, 60_000).await.unwrap().unwrap().id,
+        other.id,
+        "other work is not held up by the session"
+    );
+    assert!(q.claim(t + 10, 60_000).await.unwrap().is_none());
+    assert!(
+        q.finish(&a.id, 1, "succeeded", Some("{}"), None, t + 20, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(q.earlier_messages(&b.id, t + 20).await.unwrap(), 0);
+    assert!(
+        q.claim(t + 20, 60_000).await.unwrap().is_none(),
+        "the synchronous message holds its place"
+    );
+    assert_eq!(q.get(&b.id, "alice").await.unwrap(), None, "not an async request");
+    assert_eq!(
+        q.cancel(&b.id, "alice", t + 20, None).await.unwrap(),
+        Cancel::NotFound
+    );
+    assert!(q.hold_message(&b.id, t + 2_000).await.unwrap());
+    assert!(!q.hold_message(&c.id, t + 2_000).await.unwrap(), "only a sync place is held");
+    q.leave_message(&b.id).await.unwrap();
+    q.leave_message(&c.id).await.unwrap();
+    assert_eq!(q.claim(t + 30, 60_000).await.unwrap().unwrap().id, c.id);
+
+    // A hold whose process died lapses and no longer holds the session up.
+    let (d, e) = (message(t + 40), message(t + 41));
+    q.insert_message(&d, &session, Some(t + 3_000)).await.unwrap();
+    q.insert_message(&e, &session, None).await.unwrap();
+    assert!(
+        q.finish(&c.id, 1, "failed", None, Some("{}"), t + 50, None)
+            .await
+            .unwrap()
+    );
+    assert!(q.claim(t + 2_500, 60_000).await.unwrap().is_none());
+    assert_eq!(q.pending_messages(&session, t + 3_001).await.unwrap(), 1);
+    assert_eq!(q.claim(t + 3_001, 60_000).await.unwrap().unwrap().id, e.id);
+
+    // Eight messages accepted at once take eight distinct places.
+    let crowded = new_id("chat");
+    let inserts = (0..8).map(|i| {
+        let (requests, crowded) = (s.requests.clone(), crowded.clone());
+        let r = message(t + 100 + i);
+        tokio::spawn(async move {
+            requests.insert_message(&r, &crowded, None).await.unwrap();
+            r.id
+        })
+    });
+    let mut ids = Vec::new();
+    for insert in inserts {
+        ids.push(insert.await.unwrap());
+    }
+    let mut places = Vec::new();
+    for id in &ids {
+        places.push(q.earlier_messages(id, t + 200).await.unwrap());
+    }
+    places.sort_unstable();
+    assert_eq!(places, (0..8).collect::<Vec<i64>>());
+
+    // Leave the queue as found: nothing of this step claimable later.
+    for r in [&other, &e] {
+        assert!(
+            q.finish(&r.id, 1, "succeeded", Some("{}"), None, t + 300, None)
+                .await
+                .unwrap()
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            q.cancel(id, "alice", t + 300, None).await.unwrap(),
+            Cancel::Canceled
+        );
+    }
+}
