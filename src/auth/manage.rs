@@ -94,7 +94,7 @@ pub async fn rotate(
             format!("grace_secs must be at most {MAX_GRACE_SECS}."),
         ));
     }
-    let mut old = get(store, key_id).await?;
+    let old = get(store, key_id).await?;
     if old.revoked_at_ms.is_some() || old.rotated_to.is_some() {
         return Err(ApiError::new(
             crate::error::ErrorKind::Conflict,
@@ -102,9 +102,20 @@ pub async fn rotate(
         ));
     }
     let issued = issue_with(store, KeyTemplate::of(&old), now_ms).await?;
-    old.rotated_to = Some(issued.record.key_id.clone());
-    old.grace_until_ms = Some(now_ms + (grace_secs * 1000) as i64);
-    store.save(&old).await?;
+    let grace_until = now_ms + (grace_secs * 1000) as i64;
+    // One budget for both credentials: the successor takes over what was spent, and
+    // the old key's later calls are counted on the successor (`generation::spend`).
+    if !store
+        .hand_over(&old.key_id, &issued.record.key_id, grace_until)
+        .await?
+    {
+        // Rotated or revoked by someone else meanwhile; the successor never worked.
+        store.revoke(&issued.record.key_id, now_ms).await?;
+        return Err(ApiError::new(
+            crate::error::ErrorKind::Conflict,
+            "The key was already revoked or rotated.",
+        ));
+    }
     Ok(issued)
 }
 

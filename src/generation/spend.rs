@@ -8,8 +8,13 @@ use crate::auth::GOOGLE_KEY_ID;
 use crate::caller::RequestContext;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorKind};
+use crate::models::{ModelEntry, Prices};
 use crate::provider::ServedAs;
-use crate::store::keys::{KeyStore, Spend, SpendPeriod};
+use crate::store::keys::{KeyRecord, KeyStore, Spend, SpendPeriod};
+
+/// Successive rotations followed to find where a key's budget is: more than a key
+/// rotated again within its predecessor's grace period ever needs.
+const MAX_ROTATIONS: usize = 8;
 
 #[derive(Clone)]
 pub struct Spending {
@@ -76,17 +81,54 @@ impl Spending {
             .model
             .entry
             .worst_case_micro(size, served.prices())
-            .max(0);
+            .max(0)
+            .saturating_add(worst_thinking_micro(&served.model.entry, size, served.prices()));
         let (period, now) = self.period();
-        if self.keys.reserve(key_id, &period, micro).await? {
-            return Ok(Some(Reservation {
-                key_id: key_id.clone(),
-                period,
-                micro,
-            }));
+        let mut holder = self.holder(key).await?;
+        // A refusal may be the holder's rotation between the read and the reservation
+        // (its row then refuses); the successor is tried, a bounded number of times.
+        for _ in 0..MAX_ROTATIONS {
+            if self.keys.reserve(&holder.key_id, &period, micro).await? {
+                return Ok(Some(Reservation {
+                    key_id: holder.key_id,
+                    period,
+                    micro,
+                }));
+            }
+            match self.keys.get(&holder.key_id).await? {
+                Some(fresh) if fresh.rotated_to.is_some() => holder = self.holder(fresh).await?,
+                _ => break,
+            }
         }
-        let spend = self.keys.spend(key_id, &period).await?.unwrap_or_default();
+        let spend = self
+            .keys
+            .spend(&holder.key_id, &period)
+            .await?
+            .unwrap_or_default();
         Err(exceeded(spend, micro, now))
+    }
+
+    /// The key whose row holds `key`'s budget: `key` itself, or — once rotated — its
+    /// newest successor, which took over what was spent (`KeyStore::hand_over`).
+    async fn holder(&self, key: KeyRecord) -> Result<KeyRecord, ApiError> {
+        let mut holder = key;
+        for _ in 0..MAX_ROTATIONS {
+            let Some(next) = holder.rotated_to.as_deref() else {
+                break;
+            };
+            match self.keys.get(next).await? {
+                Some(successor) => holder = successor,
+                None => break,
+            }
+        }
+        Ok(holder)
+    }
+
+    async fn holder_id(&self, key_id: &str) -> Result<String, ApiError> {
+        Ok(match self.keys.get(key_id).await? {
+            Some(key) => self.holder(key).await?.key_id,
+            None => key_id.to_owned(),
+        })
     }
 
     /// Replaces the reservation by the real cost. A failure is logged: the call was made
@@ -97,9 +139,15 @@ impl Spending {
         if delta == 0 {
             return;
         }
+        // Settled where the budget is now: a rotation during the call carried the
+        // reservation over to the successor.
+        let holder = self
+            .holder_id(&reservation.key_id)
+            .await
+            .unwrap_or_else(|_| reservation.key_id.clone());
         if let Err(e) = self
             .keys
-            .settle(&reservation.key_id, &reservation.period, delta)
+            .settle(&holder, &reservation.period, delta)
             .await
         {
             tracing::warn!(error = %e, key_id = %reservation.key_id, "could not settle a budget reservation");
@@ -109,16 +157,41 @@ impl Spending {
     /// What is left of the key's tightest limit, in dollars; `None` without limits.
     pub async fn remaining_usd(&self, key_id: &str) -> Option<f64> {
         let (period, _) = self.period();
-        let spend = self.keys.spend(key_id, &period).await.ok()??;
+        let holder = self.holder_id(key_id).await.ok()?;
+        let spend = self.keys.spend(&holder, &period).await.ok()??;
         remaining(&spend).map(usd)
     }
 
     /// The key's limits, spend and resets, for `GET /keys/me`.
     pub async fn report(&self, key_id: &str) -> Result<serde_json::Value, ApiError> {
         let (period, now) = self.period();
-        let spend = self.keys.spend(key_id, &period).await?.unwrap_or_default();
+        let holder = self.holder_id(key_id).await?;
+        let spend = self.keys.spend(&holder, &period).await?.unwrap_or_default();
         Ok(report(&spend, now))
     }
+}
+
+/// The most output tokens one call produces, thoughts included: Google's
+/// `outputTokenLimit` for its image models (gemini-upstream.md §3.6).
+pub const MAX_OUTPUT_TOKENS: u64 = 32_768;
+
+/// The most a call's thoughts can cost: a model that takes a thinking level thinks on
+/// every call (at the level sent, or its default one), and its thoughts can fill every
+/// output token its image leaves; they are billed at the text output price (§6.1).
+/// Models that do not think reserve nothing for it.
+pub fn worst_thinking_micro(entry: &ModelEntry, size: Option<&str>, prices: Prices) -> i64 {
+    if entry.thinking_levels.is_empty() {
+        return 0;
+    }
+    let largest = || entry.output_tokens.values().copied().max().unwrap_or(0);
+    let image = entry
+        .output_tokens
+        .get(size.unwrap_or(""))
+        .copied()
+        .unwrap_or_else(largest);
+    let thoughts = MAX_OUTPUT_TOKENS.saturating_sub(image);
+    // Prices are per million tokens: the product is in micro-dollars; rounded up.
+    (thoughts as f64 * prices.text_output).ceil().max(0.0) as i64
 }
 
 fn remaining(spend: &Spend) -> Option<i64> {
@@ -239,6 +312,22 @@ mod tests {
         assert_eq!(rfc3339(next_month(t)), "2027-01-01T00:00:00Z");
         let t = at(2026, time::Month::February, 10);
         assert_eq!(rfc3339(next_month(t)), "2026-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_thinking_model_reserves_every_output_token_its_image_leaves_at_the_text_price() {
+        let table = crate::models::ModelTable::embedded();
+        let prices = Prices {
+            input: 0.0,
+            text_output: 2.0,
+            image_output: 0.0,
+        };
+        let banana = table.resolve("gemini-nano-banana-2.1").unwrap().entry;
+        // 1K images are 1290 tokens: 32768 - 1290 = 31478 thought tokens at $2/M.
+        assert_eq!(worst_thinking_micro(&banana, Some("1K"), prices), 62_956);
+        let pro = table.resolve("gemini-3-pro-image").unwrap().entry;
+        assert!(pro.thinking_levels.is_empty());
+        assert_eq!(worst_thinking_micro(&pro, Some("1K"), prices), 0);
     }
 
     #[test]

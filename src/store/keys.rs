@@ -76,6 +76,17 @@ pub trait KeyStore: Send + Sync + 'static {
         period: &SpendPeriod,
         delta_micro: i64,
     ) -> Result<(), StoreError>;
+    /// Rotates `key_id` to `successor` (already inserted): marks it rotated with its
+    /// grace period and carries its spend over to the successor, in one transaction, so
+    /// the key's budget is one across its two credentials. From then on the old key's
+    /// reservations are refused by its own row (`RESERVE` requires it unrotated) and go to
+    /// the successor's. `false` when the key was already rotated or revoked.
+    async fn hand_over(
+        &self,
+        key_id: &str,
+        successor: &str,
+        grace_until_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// The key's limits and spend in `period`; `None` for an unknown key.
     async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError>;
 }
@@ -103,7 +114,7 @@ const RESERVE: &str = "UPDATE api_keys SET \
      spend_day_micro = (CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END) + $4, \
      spend_month_micro = (CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END) + $4, \
      spend_day = $2, spend_month = $3 \
-     WHERE key_id = $1 \
+     WHERE key_id = $1 AND rotated_to IS NULL \
      AND (daily_budget_micro IS NULL OR \
           (CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END) + $4 <= daily_budget_micro) \
      AND (monthly_budget_micro IS NULL OR \
@@ -118,6 +129,17 @@ const SPEND: &str = "SELECT daily_budget_micro, monthly_budget_micro, \
      CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END AS day_micro, \
      CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END AS month_micro \
      FROM api_keys WHERE key_id = $1";
+
+/// Marks a key rotated; the first half of [`KeyStore::hand_over`].
+const HAND_OVER: &str = "UPDATE api_keys SET rotated_to = $2, grace_until_ms = $3 \
+     WHERE key_id = $1 AND rotated_to IS NULL AND revoked_at_ms IS NULL";
+
+/// The second half: the successor takes over what was spent, so both credentials of
+/// the key spend against one budget.
+const CARRY_SPEND: &str = "UPDATE api_keys SET \
+     (spend_day, spend_day_micro, spend_month, spend_month_micro) = \
+     (SELECT spend_day, spend_day_micro, spend_month, spend_month_micro FROM api_keys WHERE key_id = $1) \
+     WHERE key_id = $2";
 
 pub struct SqlKeyStore {
     db: Db,
@@ -272,6 +294,31 @@ impl KeyStore for SqlKeyStore {
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    async fn hand_over(
+        &self,
+        key_id: &str,
+        successor: &str,
+        grace_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let marked = sqlx::query(HAND_OVER)
+            .bind(key_id)
+            .bind(successor)
+            .bind(grace_until_ms)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(CARRY_SPEND)
+            .bind(key_id)
+            .bind(successor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError> {

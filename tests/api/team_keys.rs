@@ -430,3 +430,107 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
         .unwrap();
     expect_error(response, 400, "invalid_request").await;
 }
+
+/// 3.1 Flash at 1K here: its image is 2000 tokens at $20/M ($0.04, input free); with a
+/// thinking level its thoughts may fill the rest of the 32,768 output tokens at the
+/// text price of $1/M ($0.030768): a worst case of $0.070768.
+fn priced_flash(config: &mut Config) {
+    config.models.push(ModelOverride {
+        name: "gemini-3.1-flash-image".into(),
+        prices: Some(Prices {
+            input: 0.0,
+            text_output: 1.0,
+            image_output: 20.0,
+        }),
+        output_tokens: Some([("1K".to_owned(), 2000)].into_iter().collect()),
+        ..ModelOverride::default()
+    });
+}
+
+#[tokio::test]
+async fn a_budget_that_fits_the_image_but_not_the_worst_case_thinking_is_refused_before_upstream()
+{
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(|c| {
+        with_fake(&fake)(c);
+        priced_flash(c);
+    })
+    .await;
+    let thinking = json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image",
+        "image_size": "1K", "thinking_level": "high"});
+    let (tight, _) = create_key(&app, json!({"daily_budget_usd": 0.06})).await;
+    let client = client_with_key(Some(&tight));
+    let response = client
+        .post(app.url("/generate-image"))
+        .json(&thinking)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(response, 402, "budget_exceeded").await;
+    assert_eq!(body["details"]["reserved_usd"], 0.070768, "{body}");
+    assert!(fake.requests().is_empty(), "refused before upstream");
+    // The same budget covers a call of the same image price whose model does not think
+    // (Pro at 4K: $0.04).
+    let response = client
+        .post(app.url("/generate-image"))
+        .json(&pro_4k())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let (roomy, _) = create_key(&app, json!({"daily_budget_usd": 0.08})).await;
+    let response = client_with_key(Some(&roomy))
+        .post(app.url("/generate-image"))
+        .json(&thinking)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the worst case fits $0.08");
+    let sent = &fake.requests()[1].body["generationConfig"]["thinkingConfig"];
+    assert_eq!(sent["thinkingLevel"], "HIGH", "{sent}");
+}
+
+#[tokio::test]
+async fn a_rotated_key_and_its_successor_spend_one_budget() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(with_fake(&fake)).await;
+    let (old, old_id) = create_key(&app, json!({"daily_budget_usd": 0.10})).await;
+    let generate = |key: &str| {
+        let client = client_with_key(Some(key));
+        let url = app.url("/generate-image");
+        async move { client.post(url).json(&pro_4k()).send().await.unwrap() }
+    };
+    assert_eq!(generate(&old).await.status(), 200);
+
+    let (status, _, rotated) = json_of(
+        admin()
+            .post(app.url(&format!("/admin/keys/{old_id}/rotate")))
+            .json(&json!({"grace_secs": 600}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    // $0.04 was spent by the old key; the successor's call makes $0.08 of the $0.10.
+    let response = generate(&new).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-imagegate-budget-remaining"],
+        "0.020000"
+    );
+    // Neither credential may spend another $0.04.
+    for key in [&old, &new] {
+        let body = expect_error(generate(key).await, 402, "budget_exceeded").await;
+        assert_eq!(body["details"]["spent_usd"], 0.08, "{body}");
+    }
+    for key in [&old, &new] {
+        let client = client_with_key(Some(key));
+        let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+        assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
+        assert_eq!(me["budget"]["daily"]["remaining_usd"], 0.02, "{me}");
+    }
+    assert_eq!(fake.requests().len(), 2, "refused calls never went upstream");
+}

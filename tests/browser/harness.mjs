@@ -39,6 +39,14 @@ export async function startImagegate() {
     { cwd: dataDir, env: offlineEnv() },
   );
   const key = stdout.trim();
+  // A second key as a team would hand one out: narrow scopes and a daily budget, for the
+  // step that checks the page shows them and what is left.
+  const scoped = await promisify(execFile)(
+    BIN, ['keys', 'create', '--tier', 'paid', '--name', 'scoped', '--scopes', 'generate,chat',
+      '--models', 'gemini-3.1-flash-image', '--daily-budget', '2.5', '--data-dir', dataDir],
+    { cwd: dataDir, env: offlineEnv() },
+  );
+  const scopedKey = scoped.stdout.trim();
   const child = spawn(BIN, [
     'serve', '--host', '127.0.0.1', '--port', '0', '--provider', 'offline',
     '--log-format', 'json', '--data-dir', dataDir,
@@ -64,6 +72,7 @@ export async function startImagegate() {
   const server = {
     base: `http://${address}`,
     key,
+    scopedKey,
     log,
     async stop() {
       if (child.exitCode === null) {

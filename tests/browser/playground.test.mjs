@@ -383,6 +383,41 @@ test('the playground, end to end in Chromium', async (t) => {
     await shoot(page, '13-narrow-story');
   });
 
+  await t.test('a key with scopes and a budget: the page shows them and what is left', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // A fresh start, as a teammate's browser: nothing of the first key's work kept (the
+    // page writes its state as it leaves, so storage is cleared on the new page).
+    await page.goto(`${server.base}/#generate`);
+    await page.evaluate(() => { localStorage.clear(); sessionStorage.clear(); });
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.fill('#key-input', server.scopedKey);
+    await page.click('#key-form button[type="submit"]');
+    await page.waitForFunction(() => /Scopes: chat, generate/.test(document.querySelector('#key-summary').textContent));
+    // One generation with the key, so what is shown comes after spending.
+    await open('generate');
+    await page.fill('#generate-prompt', 'A paper boat');
+    await page.selectOption('#generate-model', FLASH);
+    await page.selectOption('#generate-size', '512');
+    await page.click('#generate-form button[type="submit"]');
+    await naturalSize('#tool-generate [data-result] img');
+    const me = await (await fetch(`${server.base}/keys/me`, {
+      headers: { Authorization: `Bearer ${server.scopedKey}` },
+    })).json();
+    assert.equal(me.budget.daily.limit_usd, 2.5, JSON.stringify(me));
+    const left = `$${me.budget.daily.remaining_usd.toFixed(2)} left of $2.50`;
+    const spent = `spent $${me.budget.daily.spent_usd.toFixed(2)}`;
+    await page.waitForFunction(([l, s]) => {
+      const text = document.querySelector('#key-summary').textContent;
+      return text.includes(l) && text.includes(s);
+    }, [left, spent]);
+    const summary = await page.textContent('#key-summary');
+    assert.match(summary, /Models: gemini-3\.1-flash-image/);
+    assert.match(summary, /Daily budget: .* resets \d{4}-\d\d-\d\d 00:00 UTC/);
+    assert.doesNotMatch(summary, /Monthly budget/);
+    await shoot(page, '14-scoped-key');
+  });
+
   await t.test('no script error or refused load happened', () => {
     assert.deepEqual(problems, []);
   });

@@ -287,6 +287,49 @@ async fn spend_is_reserved_within_the_limits_and_settled(s: &Storage) {
     assert_eq!(s.keys.spend("key_missing", &day2).await.unwrap(), None);
 }
 
+/// Rotation (issue 15): the successor takes over what the old key spent, and the old
+/// key's row takes no more reservations, so both credentials spend one budget.
+async fn a_rotated_key_hands_its_spend_to_its_successor(s: &Storage) {
+    use imagegate::auth::settings::SpendLimits;
+    use imagegate::auth::{KeyTemplate, issue_with};
+    use imagegate::store::keys::SpendPeriod;
+    let template = KeyTemplate {
+        tier: "free".into(),
+        limits: SpendLimits {
+            daily_micro: Some(100_000),
+            monthly_micro: None,
+        },
+        ..KeyTemplate::default()
+    };
+    let keys = s.keys.as_ref();
+    let old = issue_with(keys, template, NOW).await.unwrap().record;
+    let day = SpendPeriod {
+        day: "2026-03-01".into(),
+        month: "2026-03".into(),
+    };
+    assert!(keys.reserve(&old.key_id, &day, 60_000).await.unwrap());
+    let new = issue_with(keys, KeyTemplate::of(&old), NOW)
+        .await
+        .unwrap()
+        .record;
+    assert!(keys.hand_over(&old.key_id, &new.key_id, NOW + 1_000).await.unwrap());
+    assert!(
+        !keys.hand_over(&old.key_id, &new.key_id, NOW + 1_000).await.unwrap(),
+        "a key is rotated once"
+    );
+    let rotated = keys.get(&old.key_id).await.unwrap().unwrap();
+    assert_eq!(rotated.rotated_to.as_deref(), Some(new.key_id.as_str()));
+    assert_eq!(rotated.grace_until_ms, Some(NOW + 1_000));
+    assert!(
+        !keys.reserve(&old.key_id, &day, 1).await.unwrap(),
+        "the old row takes no more reservations"
+    );
+    let carried = keys.spend(&new.key_id, &day).await.unwrap().unwrap();
+    assert_eq!((carried.day_micro, carried.month_micro), (60_000, 60_000));
+    assert!(!keys.reserve(&new.key_id, &day, 50_000).await.unwrap());
+    assert!(keys.reserve(&new.key_id, &day, 40_000).await.unwrap());
+}
+
 async fn the_storage_story(storage: &Storage) {
     keys_are_found_by_digest_until_revoked(storage).await;
     spend_is_reserved_within_the_limits_and_settled(storage).await;
@@ -296,6 +339,8 @@ async fn the_storage_story(storage: &Storage) {
     idempotent_results_replay_until_they_expire(storage).await;
     queue::the_queue_leases_fences_cancels_and_delivers(storage).await;
     queue::concurrent_workers_never_claim_the_same_request(storage).await;
+    queue::chat_messages_wait_for_the_earlier_ones_of_their_session(storage).await;
+    a_rotated_key_hands_its_spend_to_its_successor(storage).await;
     storage.database.ping().await.unwrap();
     assert_eq!(
         storage.database.schema_version().await.unwrap(),
