@@ -98,6 +98,7 @@ fn not_found() -> ApiError {
 }
 
 impl ChatService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sessions: Arc<dyn SessionStore>,
         images: Arc<dyn ImageStore>,

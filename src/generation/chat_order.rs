@@ -134,7 +134,9 @@ impl ChatOrder {
                 Ok(true) => {}
                 Ok(false) => std::future::pending::<()>().await,
                 // The next renewal may get through; the hold lasts HOLD meanwhile.
-                Err(e) => tracing::warn!(request_id = %id, error = %e, "chat message hold not renewed"),
+                Err(e) => {
+                    tracing::warn!(request_id = %id, error = %e, "chat message hold not renewed")
+                }
             }
         }
     }

@@ -82,7 +82,11 @@ impl Spending {
             .entry
             .worst_case_micro(size, served.prices())
             .max(0)
-            .saturating_add(worst_thinking_micro(&served.model.entry, size, served.prices()));
+            .saturating_add(worst_thinking_micro(
+                &served.model.entry,
+                size,
+                served.prices(),
+            ));
         let (period, now) = self.period();
         let mut holder = self.holder(key).await?;
         // A refusal may be the holder's rotation between the read and the reservation
@@ -145,11 +149,7 @@ impl Spending {
             .holder_id(&reservation.key_id)
             .await
             .unwrap_or_else(|_| reservation.key_id.clone());
-        if let Err(e) = self
-            .keys
-            .settle(&holder, &reservation.period, delta)
-            .await
-        {
+        if let Err(e) = self.keys.settle(&holder, &reservation.period, delta).await {
             tracing::warn!(error = %e, key_id = %reservation.key_id, "could not settle a budget reservation");
         }
     }

@@ -142,19 +142,19 @@ impl Jobs {
         let body = serde_json::to_vec(&unit).map_err(ApiError::internal)?;
         self.blobs.put(&key, Bytes::from(body)).await?;
         let record = RequestRecord {
-                id: id.to_owned(),
-                owner: caller.key_id.clone(),
-                tier: caller.tier.clone(),
-                path: path.to_owned(),
-                content_type: WORK_CONTENT_TYPE.to_owned(),
-                body_ref: id.to_owned(),
-                webhook_url,
-                status: "queued".into(),
-                attempts: 0,
-                result: None,
-                error: None,
-                created_at_ms: self.clock.now_ms(),
-                finished_at_ms: None,
+            id: id.to_owned(),
+            owner: caller.key_id.clone(),
+            tier: caller.tier.clone(),
+            path: path.to_owned(),
+            content_type: WORK_CONTENT_TYPE.to_owned(),
+            body_ref: id.to_owned(),
+            webhook_url,
+            status: "queued".into(),
+            attempts: 0,
+            result: None,
+            error: None,
+            created_at_ms: self.clock.now_ms(),
+            finished_at_ms: None,
         };
         match session {
             Some(session) => self.store.insert_message(&record, &session, None).await?,

@@ -68,7 +68,9 @@ impl RequestStore for Flaky {
         session_id: &str,
         held_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.inner.insert_message(r, session_id, held_until_ms).await
+        self.inner
+            .insert_message(r, session_id, held_until_ms)
+            .await
     }
     async fn hold_message(&self, id: &str, until: i64) -> Result<bool, StoreError> {
         self.inner.hold_message(id, until).await

@@ -204,13 +204,12 @@ impl RequestStore for SqlRequestStore {
 
     async fn get(&self, id: &str, owner: &str) -> Result<Option<RequestRecord>, StoreError> {
         // A synchronous chat message's row only holds its place; it is no async request.
-        let row = sqlx::query(
-            "SELECT * FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'",
-        )
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.db.pool)
+                .await?;
         Ok(row.as_ref().map(record).transpose()?)
     }
 
@@ -314,14 +313,13 @@ impl RequestStore for SqlRequestStore {
             tx.commit().await?;
             return Ok(Cancel::Canceled);
         }
-        let status: Option<String> =
-            sqlx::query_scalar(
-                "SELECT status FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'",
-            )
-                .bind(id)
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM requests WHERE id = $1 AND owner = $2 AND status <> 'sync'",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
         Ok(status.map_or(Cancel::NotFound, Cancel::Too))
     }
 
@@ -339,7 +337,11 @@ impl RequestStore for SqlRequestStore {
         session_id: &str,
         held_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        let status = if held_until_ms.is_some() { order::SYNC } else { "queued" };
+        let status = if held_until_ms.is_some() {
+            order::SYNC
+        } else {
+            "queued"
+        };
         sqlx::query(order::PRUNE)
             .bind(session_id)
             .bind(r.created_at_ms)

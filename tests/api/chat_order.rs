@@ -93,7 +93,10 @@ async fn an_async_message_then_a_sync_one_are_answered_in_the_order_they_were_ac
     });
     // The synchronous message is accepted and waiting: two messages pending, none sent.
     eventually(|| async { history(&app, &session).await["pending_messages"] == 2 }).await;
-    assert!(fake.requests().is_empty(), "the sync message did not jump ahead");
+    assert!(
+        fake.requests().is_empty(),
+        "the sync message did not jump ahead"
+    );
 
     assert!(app.jobs.run_once().await.unwrap());
     let (status, _, answer) = second.await.unwrap();
@@ -136,7 +139,11 @@ async fn two_async_messages_of_one_session_run_in_order_with_two_workers() {
         said(&app, &session).await,
         ["first [[fake:slow_3000]]", "second"]
     );
-    assert_eq!(fake.max_in_flight(), 1, "never two turns of a session at once");
+    assert_eq!(
+        fake.max_in_flight(),
+        1,
+        "never two turns of a session at once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +168,10 @@ async fn a_client_flooding_one_session_holds_at_most_one_worker_and_is_bounded()
         .await,
     )
     .await;
-    assert_eq!((status, refused["error"].as_str()), (409, Some("session_full")));
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("session_full"))
+    );
     assert_eq!(refused["details"]["pending_messages"], 5, "{refused}");
     // Other work queued after the flood.
     let (status, _, other) = json_of(
@@ -227,7 +237,12 @@ async fn a_sync_message_behind_unfinished_ones_is_refused_after_a_bounded_wait()
     // Its place is given up (and was never an async request of its own).
     assert_eq!(history(&app, &session).await["pending_messages"], 1);
     let sync_id = body["request_id"].as_str().unwrap();
-    expect_error(app.get(&format!("/requests/{sync_id}")).await, 404, "not_found").await;
+    expect_error(
+        app.get(&format!("/requests/{sync_id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     let cancel = app
         .post_json(&format!("/requests/{sync_id}/cancel"), json!({}))
         .await;

@@ -448,8 +448,7 @@ fn priced_flash(config: &mut Config) {
 }
 
 #[tokio::test]
-async fn a_budget_that_fits_the_image_but_not_the_worst_case_thinking_is_refused_before_upstream()
-{
+async fn a_budget_that_fits_the_image_but_not_the_worst_case_thinking_is_refused_before_upstream() {
     let fake = FakeGemini::start().await;
     let app = TestApp::spawn(|c| {
         with_fake(&fake)(c);
@@ -532,5 +531,9 @@ async fn a_rotated_key_and_its_successor_spend_one_budget() {
         assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
         assert_eq!(me["budget"]["daily"]["remaining_usd"], 0.02, "{me}");
     }
-    assert_eq!(fake.requests().len(), 2, "refused calls never went upstream");
+    assert_eq!(
+        fake.requests().len(),
+        2,
+        "refused calls never went upstream"
+    );
 }

@@ -312,9 +312,16 @@ async fn a_rotated_key_hands_its_spend_to_its_successor(s: &Storage) {
         .await
         .unwrap()
         .record;
-    assert!(keys.hand_over(&old.key_id, &new.key_id, NOW + 1_000).await.unwrap());
     assert!(
-        !keys.hand_over(&old.key_id, &new.key_id, NOW + 1_000).await.unwrap(),
+        keys.hand_over(&old.key_id, &new.key_id, NOW + 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !keys
+            .hand_over(&old.key_id, &new.key_id, NOW + 1_000)
+            .await
+            .unwrap(),
         "a key is rotated once"
     );
     let rotated = keys.get(&old.key_id).await.unwrap().unwrap();

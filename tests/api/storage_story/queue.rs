@@ -207,7 +207,9 @@ pub async fn chat_messages_wait_for_the_earlier_ones_of_their_session(s: &Storag
     };
     let (a, b, c) = (message(t), message(t + 1), message(t + 2));
     q.insert_message(&a, &session, None).await.unwrap();
-    q.insert_message(&b, &session, Some(t + 1_000)).await.unwrap();
+    q.insert_message(&b, &session, Some(t + 1_000))
+        .await
+        .unwrap();
     q.insert_message(&c, &session, None).await.unwrap();
     let other = queued(t + 3);
     q.insert(&other).await.unwrap();
@@ -233,20 +235,29 @@ pub async fn chat_messages_wait_for_the_earlier_ones_of_their_session(s: &Storag
         q.claim(t + 20, 60_000).await.unwrap().is_none(),
         "the synchronous message holds its place"
     );
-    assert_eq!(q.get(&b.id, "alice").await.unwrap(), None, "not an async request");
+    assert_eq!(
+        q.get(&b.id, "alice").await.unwrap(),
+        None,
+        "not an async request"
+    );
     assert_eq!(
         q.cancel(&b.id, "alice", t + 20, None).await.unwrap(),
         Cancel::NotFound
     );
     assert!(q.hold_message(&b.id, t + 2_000).await.unwrap());
-    assert!(!q.hold_message(&c.id, t + 2_000).await.unwrap(), "only a sync place is held");
+    assert!(
+        !q.hold_message(&c.id, t + 2_000).await.unwrap(),
+        "only a sync place is held"
+    );
     q.leave_message(&b.id).await.unwrap();
     q.leave_message(&c.id).await.unwrap();
     assert_eq!(q.claim(t + 30, 60_000).await.unwrap().unwrap().id, c.id);
 
     // A hold whose process died lapses and no longer holds the session up.
     let (d, e) = (message(t + 40), message(t + 41));
-    q.insert_message(&d, &session, Some(t + 3_000)).await.unwrap();
+    q.insert_message(&d, &session, Some(t + 3_000))
+        .await
+        .unwrap();
     q.insert_message(&e, &session, None).await.unwrap();
     assert!(
         q.finish(&c.id, 1, "failed", None, Some("{}"), t + 50, None)
