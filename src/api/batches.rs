@@ -95,6 +95,22 @@ fn item_work(index: usize, item: Value, model: &str) -> Result<Work, ApiError> {
             ));
         }
     }
+    // The Batch API is a price class of its own (half the standard price, docs/batches.md):
+    // Google's service tiers are for online calls, and one batch runs one model, so
+    // neither a tier nor a fallback would mean anything for an item.
+    for field in ["service_tier", "fallback"] {
+        if fields.contains_key(field) {
+            return Err(item_error(
+                index,
+                ApiError::invalid(
+                    field,
+                    format!(
+                        "'{field}' does not apply to batch items: a batch runs at the batch price on the batch's model."
+                    ),
+                ),
+            ));
+        }
+    }
     let bytes = serde_json::to_vec(&fields).map_err(ApiError::internal)?;
     let body: GenerateImageBody = json::parse(&bytes).map_err(|e| item_error(index, e))?;
     let (work, _) = body.into_work().map_err(|e| item_error(index, e))?;

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod google_webhook;
+mod lease;
 mod outcomes;
 mod run;
 
@@ -22,10 +23,11 @@ use crate::caller::Caller;
 use crate::clock::{Clock, rfc3339};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Generator;
+use crate::generation::work::Plan;
 use crate::generation::work::{StoredWork, WORK_VERSION, Work, WorkEnv};
 use crate::ids;
 use crate::provider::batch::BatchProvider;
-use crate::store::batches::{BatchRecord, BatchStore, CancelBatch};
+use crate::store::batches::{BatchRecord, BatchStore, CancelBatch, Inserted, Reserved};
 use crate::store::requests::NewDelivery;
 use crate::store::{BlobStore, ImageStore};
 use crate::tasks::Tasks;
@@ -116,7 +118,46 @@ impl Batches {
         Ok(())
     }
 
-    /// Stores the batch (items first, then the row) and wakes a worker; the 202's body.
+    /// Checks that the key may use each item's model, and prices the items' worst cases at
+    /// the batch rate: the amount the batch holds against the key's budget until it ends.
+    /// `None` when the key's spending is not tracked.
+    async fn hold(&self, caller: &Caller, items: &[Work]) -> Result<Option<Reserved>, ApiError> {
+        let Some(spending) = self.generator.spending() else {
+            return Ok(None);
+        };
+        let Some((settings, period)) = spending.held_ahead(&caller.key_id).await? else {
+            return Ok(None);
+        };
+        let mut micro = 0i64;
+        for (index, work) in items.iter().enumerate() {
+            let options = match work.plan(&self.env)? {
+                Plan::Generate { options, .. }
+                | Plan::Edit { options, .. }
+                | Plan::Compose { options, .. } => options,
+                _ => return Err(ApiError::internal("a batch item is not a generation")),
+            };
+            let model = &options.model;
+            let requested = model
+                .substituted
+                .as_ref()
+                .map_or(&model.entry.name, |(name, _)| name);
+            if !settings.allows_model(requested) {
+                return Err(item_error(
+                    index,
+                    crate::generation::spend::forbidden_model(requested, &settings.models),
+                ));
+            }
+            let size = options.image_size.as_ref().map(|s| s.as_str().to_owned());
+            let worst = model
+                .entry
+                .worst_case_micro(size.as_deref(), model.entry.prices.batch());
+            micro = micro.saturating_add(worst.max(0));
+        }
+        Ok(Some(Reserved { micro, period }))
+    }
+
+    /// Stores the batch (items first, then the row, with its reservation) and wakes a
+    /// worker; the 202's body.
     pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Value, ApiError> {
         let count = submission.items.len();
         if count == 0 {
@@ -134,6 +175,7 @@ impl Batches {
             .detail("count", count));
         }
         self.check_images(caller, &submission.items).await?;
+        let reserved = self.hold(caller, &submission.items).await?;
         let id = ids::new_id("batch");
         let units: Vec<StoredWork> = submission
             .items
@@ -165,14 +207,24 @@ impl Batches {
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
+            reserved,
         };
         let cap = self.config.max_pending(&caller.tier);
-        if !self
+        let inserted = self
             .store
             .insert(&record, i64::try_from(cap).unwrap_or(i64::MAX))
-            .await?
-        {
+            .await?;
+        if inserted != Inserted::Inserted {
             self.remove_blobs(&id).await;
+        }
+        if inserted == Inserted::OverBudget {
+            let micro = record.reserved.as_ref().map_or(0, |r| r.micro);
+            return Err(match self.generator.spending() {
+                Some(spending) => spending.refusal(&caller.key_id, micro).await,
+                None => ApiError::internal("a budget refused without spending tracked"),
+            });
+        }
+        if inserted == Inserted::OverCap {
             let pending = self.store.pending_items(&caller.key_id).await?;
             return Err(ApiError::new(
                 ErrorKind::RateLimited,

@@ -18,13 +18,25 @@ use crate::provider::{Generated, ProviderError, ProviderRequest, Role, ServedAs,
 use crate::store::batches::BatchRecord;
 
 impl Batches {
-    /// Claims one due batch and takes one step with it. `false` when none was due.
+    /// Claims one due batch and takes one step with it, renewing its lease while the step
+    /// runs (collecting thousands of images can outlast one lease). `false` when none was
+    /// due.
     pub async fn run_once(&self) -> Result<bool, ApiError> {
         let lease = self.config.lease().as_millis() as i64;
-        let Some(b) = self.store.claim(self.clock.now_ms(), lease).await? else {
+        let claimed_at = self.clock.now_ms();
+        let Some(b) = self.store.claim(claimed_at, lease).await? else {
             return Ok(false);
         };
-        if let Err(e) = self.step(&b).await {
+        let stepped = tokio::select! {
+            stepped = self.step(&b) => stepped,
+            () = self.keep_lease(&b, claimed_at + lease) => {
+                // Another worker may hold the batch now: this step stops here, and what it
+                // had not recorded is done again by whoever holds it.
+                tracing::warn!(batch_id = %b.id, attempt = b.attempts, "batch lease lost; step dropped");
+                return Ok(true);
+            }
+        };
+        if let Err(e) = stepped {
             // Tried again after the backoff (the step's error is usually the upstream's).
             tracing::warn!(batch_id = %b.id, error = %e, cause = ?e.cause, "batch step failed");
             let now = self.clock.now_ms();
@@ -42,7 +54,7 @@ impl Batches {
                 let items = (0..b.item_count as usize)
                     .map(|i| ItemOutcome::new(i, "cancelled"))
                     .collect();
-                self.end(b, "cancelled", items, None).await
+                self.end(b, "cancelled", items, None, 0).await
             }
             ("queued", _) => self.submit_upstream(b).await,
             ("running", Some(name)) => self.poll(b, name).await,
@@ -89,6 +101,13 @@ impl Batches {
     /// The upstream request of one item: the same prompt building as `/generate-image`,
     /// `/edit-image` and `/compose-images`.
     async fn request_for(&self, owner: &str, work: &Work) -> Result<ProviderRequest, ApiError> {
+        let mut request = self.request_of(owner, work).await?;
+        // Batches have their own price and no service tier (docs/batches.md).
+        request.routing.service_tier = None;
+        Ok(request)
+    }
+
+    async fn request_of(&self, owner: &str, work: &Work) -> Result<ProviderRequest, ApiError> {
         Ok(match work.plan(&self.env)? {
             Plan::Generate {
                 prompt, options, ..
@@ -122,6 +141,15 @@ impl Batches {
     }
 
     async fn submit_upstream(&self, b: &BatchRecord) -> Result<(), ApiError> {
+        let display_name = upstream_display_name(b);
+        // An earlier attempt may have died after the upstream accepted the batch and before
+        // its name was recorded: the batch is found by its display name, not paid twice.
+        if b.attempts > 1
+            && let Some(name) = self.provider.find(&display_name).await?
+        {
+            tracing::info!(batch_id = %b.id, upstream = %name, "upstream batch adopted");
+            return self.record_running(b, &name).await;
+        }
         let works = self.load_items(b).await?;
         let mut items = Vec::with_capacity(works.len());
         for (index, work) in works.iter().enumerate() {
@@ -136,12 +164,11 @@ impl Batches {
                     let outcomes = (0..works.len())
                         .map(|i| ItemOutcome::new(i, "failed"))
                         .collect();
-                    return self.end(b, "failed", outcomes, Some(&e)).await;
+                    return self.end(b, "failed", outcomes, Some(&e), 0).await;
                 }
             }
         }
         let model = self.env.models.resolve(&b.model)?.entry.upstream_id;
-        let display_name = b.display_name.clone().unwrap_or_else(|| b.id.clone());
         let name = match self.provider.create(&model, &display_name, items).await {
             Ok(name) => name,
             Err(e @ (ProviderError::Rejected { .. } | ProviderError::BadResponse { .. })) => {
@@ -149,30 +176,45 @@ impl Batches {
                 let outcomes = (0..works.len())
                     .map(|i| ItemOutcome::new(i, "failed"))
                     .collect();
-                return self.end(b, "failed", outcomes, Some(&e)).await;
+                return self.end(b, "failed", outcomes, Some(&e), 0).await;
             }
             Err(e) => return Err(e.into()),
         };
+        tracing::info!(batch_id = %b.id, upstream = %name, items = works.len(), "batch submitted upstream");
+        self.record_running(b, &name).await
+    }
+
+    async fn record_running(&self, b: &BatchRecord, name: &str) -> Result<(), ApiError> {
         let now = self.clock.now_ms();
         let next = now + self.config.poll_after(0).as_millis() as i64;
         self.store
-            .step(&b.id, b.attempts, "running", Some(&name), next, now)
+            .step(&b.id, b.attempts, "running", Some(name), next, now)
             .await?;
-        tracing::info!(batch_id = %b.id, upstream = %name, items = works.len(), "batch submitted upstream");
         Ok(())
     }
 
     async fn poll(&self, b: &BatchRecord, name: &str) -> Result<(), ApiError> {
         if let Some(saved) = self.blobs.get(&outcomes_key(&b.id)).await? {
             // Collected by a worker that stopped before recording them.
-            let (state, outcomes): (String, Vec<ItemOutcome>) =
-                serde_json::from_slice(&saved).map_err(ApiError::internal)?;
-            return self.end(b, &state, outcomes, None).await;
+            let (state, outcomes, spent) = read_saved(&saved)?;
+            return self.end(b, &state, outcomes, None, spent).await;
         }
         if b.cancel_requested {
             self.provider.cancel(name).await?;
         }
         let upstream = self.provider.get(name).await?;
+        if upstream.state == UpstreamState::Forgotten {
+            if b.cancel_requested {
+                let items = (0..b.item_count as usize)
+                    .map(|i| ItemOutcome::new(i, "cancelled"))
+                    .collect();
+                return self.end(b, "cancelled", items, None, 0).await;
+            }
+            // Run locally by a process that has ended: nothing was paid for, so it runs
+            // again from its stored items.
+            tracing::info!(batch_id = %b.id, upstream = %name, "offline batch run again after a restart");
+            return self.submit_upstream(b).await;
+        }
         if !upstream.state.is_done() {
             let now = self.clock.now_ms();
             let next = now + self.config.poll_after(b.polls).as_millis() as i64;
@@ -194,8 +236,8 @@ impl Batches {
             UpstreamState::Expired => "expired",
             _ => "failed",
         };
-        let outcomes = self.collect(b, state, results).await?;
-        let saved = serde_json::to_vec(&(state, &outcomes)).map_err(ApiError::internal)?;
+        let (outcomes, spent) = self.collect(b, state, results).await?;
+        let saved = serde_json::to_vec(&(state, &outcomes, spent)).map_err(ApiError::internal)?;
         self.blobs
             .put(&outcomes_key(&b.id), Bytes::from(saved))
             .await?;
@@ -206,16 +248,19 @@ impl Batches {
             )
             .detail("upstream_message", message)
         });
-        self.end(b, state, outcomes, error.as_ref()).await
+        self.end(b, state, outcomes, error.as_ref(), spent).await
     }
 
-    /// Keeps each result's images for the caller and prices it at the batch rate.
+    /// Keeps each result's images for the caller and prices it at the batch rate; the
+    /// outcomes, and what they cost in micro-dollars (what the batch's reservation is
+    /// settled to).
     async fn collect(
         &self,
         b: &BatchRecord,
         state: &str,
         results: Vec<ItemResult>,
-    ) -> Result<Vec<ItemOutcome>, ApiError> {
+    ) -> Result<(Vec<ItemOutcome>, i64), ApiError> {
+        let mut spent = 0i64;
         let works = self.load_items(b).await?;
         let model = self.env.models.resolve(&b.model)?;
         let mut by_key: HashMap<String, Result<Generated, ProviderError>> =
@@ -267,8 +312,9 @@ impl Batches {
             let outcome = match result {
                 Ok(mut generated) => {
                     at_batch_price(&mut generated);
-                    let (image_ids, _usage): (Vec<String>, Usage) =
+                    let (image_ids, usage): (Vec<String>, Usage) =
                         self.generator.keep(&ctx, &generated).await?;
+                    spent += micro(usage.cost_usd);
                     ItemOutcome {
                         image_ids,
                         ..ItemOutcome::new(index, "succeeded")
@@ -293,7 +339,8 @@ impl Batches {
                             },
                         };
                         at_batch_price(&mut refused);
-                        self.generator.keep(&ctx, &refused).await?;
+                        let (_, usage) = self.generator.keep(&ctx, &refused).await?;
+                        spent += micro(usage.cost_usd);
                     }
                     let status = match &e {
                         ProviderError::Blocked { .. } => "blocked",
@@ -308,16 +355,18 @@ impl Batches {
             };
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        Ok((outcomes, spent))
     }
 
-    /// Records the final state with the caller's webhook, then drops the batch's blobs.
-    async fn end(
+    /// Records the final state with the caller's webhook and settles the batch's
+    /// reservation to `spent_micro`, then drops the batch's blobs.
+    pub(super) async fn end(
         &self,
         b: &BatchRecord,
         state: &str,
         outcomes: Vec<ItemOutcome>,
         error: Option<&ApiError>,
+        spent_micro: i64,
     ) -> Result<(), ApiError> {
         let now = self.clock.now_ms();
         let items = serde_json::to_string(&outcomes).map_err(ApiError::internal)?;
@@ -339,6 +388,7 @@ impl Batches {
                 error.as_deref(),
                 now,
                 delivery.as_ref(),
+                spent_micro,
             )
             .await?;
         if recorded {
@@ -349,6 +399,30 @@ impl Batches {
         }
         Ok(())
     }
+}
+
+/// The name the upstream batch is created under: the caller's display name (if any) with
+/// the batch id, so that it is unique to this batch and can be looked for by it.
+fn upstream_display_name(b: &BatchRecord) -> String {
+    match &b.display_name {
+        Some(name) => format!("{name} [{}]", b.id),
+        None => b.id.clone(),
+    }
+}
+
+/// Dollars as the micro-dollars budgets count in.
+fn micro(usd: f64) -> i64 {
+    (usd * 1e6).round() as i64
+}
+
+/// Outcomes saved between collecting and recording them. Saved by an earlier version
+/// without their cost: those batches reserved nothing, so 0 settles nothing.
+fn read_saved(saved: &[u8]) -> Result<(String, Vec<ItemOutcome>, i64), ApiError> {
+    serde_json::from_slice(saved).or_else(|_| {
+        let (state, outcomes): (String, Vec<ItemOutcome>) =
+            serde_json::from_slice(saved).map_err(ApiError::internal)?;
+        Ok((state, outcomes, 0))
+    })
 }
 
 /// Prices a batch item at the model's batch rate and records it apart from standard usage.

@@ -154,6 +154,31 @@ impl Spending {
         }
     }
 
+    /// For work whose cost is reserved ahead of its calls, in the same transaction as the
+    /// work is stored (a batch's items, at submission): the key's settings and the UTC
+    /// day and month to reserve in. `None` when nothing is tracked, as in [`Self::reserve`].
+    pub async fn held_ahead(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(crate::auth::settings::KeySettings, SpendPeriod)>, ApiError> {
+        if key_id == GOOGLE_KEY_ID {
+            return Ok(None);
+        }
+        let Some(key) = self.keys.get(key_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((key.settings, self.period().0)))
+    }
+
+    /// The refusal of `micro` reserved ahead ([`Self::held_ahead`]) that did not fit.
+    pub async fn refusal(&self, key_id: &str, micro: i64) -> ApiError {
+        let (period, now) = self.period();
+        match self.keys.spend(key_id, &period).await {
+            Ok(spend) => exceeded(spend.unwrap_or_default(), micro, now),
+            Err(e) => e.into(),
+        }
+    }
+
     /// What is left of the key's tightest limit, in dollars; `None` without limits.
     pub async fn remaining_usd(&self, key_id: &str) -> Option<f64> {
         let (period, _) = self.period();
@@ -285,7 +310,7 @@ fn exceeded(spend: Spend, micro: i64, now: time::OffsetDateTime) -> ApiError {
     .detail("resets_at", rfc3339(resets))
 }
 
-fn forbidden_model(model: &str, allowed: &Option<Vec<String>>) -> ApiError {
+pub fn forbidden_model(model: &str, allowed: &Option<Vec<String>>) -> ApiError {
     ApiError::new(
         ErrorKind::Forbidden,
         format!("This API key may not use the model {model:?}."),

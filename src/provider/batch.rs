@@ -30,11 +30,14 @@ pub enum UpstreamState {
     Cancelled,
     /// Still pending or running after about 48 hours; nothing was generated.
     Expired,
+    /// The upstream does not know the batch: the offline renderer, after the process that
+    /// ran it ended. It is run again from its durable items.
+    Forgotten,
 }
 
 impl UpstreamState {
     pub fn is_done(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Running | Self::Forgotten)
     }
 }
 
@@ -58,6 +61,10 @@ pub trait BatchProvider: Send + Sync + 'static {
         items: Vec<BatchItem>,
     ) -> Result<String, ProviderError>;
     async fn get(&self, name: &str) -> Result<UpstreamBatch, ProviderError>;
+    /// The upstream name of a batch created as `display_name`, if the upstream has one:
+    /// a worker that takes over a batch it may have created without learning its name
+    /// adopts it rather than paying for a second copy.
+    async fn find(&self, display_name: &str) -> Result<Option<String>, ProviderError>;
     /// The per-item results of a batch of `model` that has ended (downloaded from the
     /// upstream).
     async fn results(
@@ -69,14 +76,15 @@ pub trait BatchProvider: Send + Sync + 'static {
 }
 
 /// Batches run by the offline renderer after `delay` (half of it pending, half running),
-/// so the states can be watched. Kept in memory: an offline batch does not outlive the
-/// process that runs it (the gateway then records it as failed).
+/// so the states can be watched. Kept in memory: a batch this process did not create is
+/// [`UpstreamState::Forgotten`], and the gateway runs it again from its stored items.
 pub struct OfflineBatches {
     delay: Duration,
     batches: Mutex<HashMap<String, OfflineBatch>>,
 }
 
 struct OfflineBatch {
+    display_name: String,
     started: Instant,
     items: Vec<BatchItem>,
     cancelled: bool,
@@ -109,12 +117,19 @@ fn lost(name: &str) -> ProviderError {
     }
 }
 
+fn forgotten() -> UpstreamBatch {
+    UpstreamBatch {
+        state: UpstreamState::Forgotten,
+        error: None,
+    }
+}
+
 #[async_trait]
 impl BatchProvider for OfflineBatches {
     async fn create(
         &self,
         _model: &str,
-        _display_name: &str,
+        display_name: &str,
         items: Vec<BatchItem>,
     ) -> Result<String, ProviderError> {
         let name = format!(
@@ -122,6 +137,7 @@ impl BatchProvider for OfflineBatches {
             ulid::Ulid::new().to_string().to_lowercase()
         );
         let batch = OfflineBatch {
+            display_name: display_name.to_owned(),
             started: Instant::now(),
             items,
             cancelled: false,
@@ -135,6 +151,14 @@ impl BatchProvider for OfflineBatches {
 
     async fn get(&self, name: &str) -> Result<UpstreamBatch, ProviderError> {
         let delay = self.delay;
+        let known = self
+            .batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(name);
+        if !known {
+            return Ok(forgotten());
+        }
         let state = self.with(name, |b| {
             let elapsed = b.started.elapsed();
             if b.cancelled {
@@ -173,7 +197,20 @@ impl BatchProvider for OfflineBatches {
         Ok(results)
     }
 
+    async fn find(&self, display_name: &str) -> Result<Option<String>, ProviderError> {
+        let batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(batches
+            .iter()
+            .find(|(_, b)| b.display_name == display_name)
+            .map(|(name, _)| name.clone()))
+    }
+
     async fn cancel(&self, name: &str) -> Result<(), ProviderError> {
-        self.with(name, |b| b.cancelled = true)
+        // A forgotten batch has nothing left to cancel; its worker ends it cancelled.
+        let _ = self.with(name, |b| b.cancelled = true);
+        Ok(())
     }
 }

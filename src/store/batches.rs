@@ -2,6 +2,10 @@
 //! under a lease and takes one step (submit it upstream, poll it, or collect its results);
 //! the attempt number fences every write, so a worker that lost its lease cannot overwrite
 //! what the one that took over did.
+//!
+//! A batch reserves its items' worst-case cost against the key's budget in the transaction
+//! that inserts it, and settles it (the real cost replaces the reservation) in the one that
+//! records its end, so neither is lost or counted twice by a crash or a takeover.
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
@@ -9,7 +13,8 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::store::StoreError;
-use crate::store::db::Db;
+use crate::store::db::{Db, Dialect};
+use crate::store::keys::{RESERVE, SETTLE, SpendPeriod};
 use crate::store::requests::{NewDelivery, insert_delivery};
 
 /// States that are not final: the batch still counts against the key's pending items.
@@ -35,6 +40,25 @@ pub struct BatchRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// The items' worst case held against the owner's budget while the batch is open, and
+    /// the UTC day and month it was held in (`None`: nothing was reserved).
+    pub reserved: Option<Reserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub micro: i64,
+    pub period: SpendPeriod,
+}
+
+/// What [`BatchStore::insert`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Inserted,
+    /// The owner's items pending would exceed the cap: nothing was stored or reserved.
+    OverCap,
+    /// The reservation does not fit the owner's budget: nothing was stored or reserved.
+    OverBudget,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,9 +74,11 @@ pub enum CancelBatch {
 
 #[async_trait]
 pub trait BatchStore: Send + Sync + 'static {
-    /// Inserts the batch unless the owner's items pending would then exceed `max_pending`;
-    /// `false` when over.
-    async fn insert(&self, batch: &BatchRecord, max_pending: i64) -> Result<bool, StoreError>;
+    /// Inserts the batch and reserves `batch.reserved` against its owner's budget, in one
+    /// transaction, unless the owner's items pending would then exceed `max_pending` or the
+    /// reservation does not fit. Inserts for one owner are serialised, so two instances
+    /// submitting at the same instant cannot both pass the cap.
+    async fn insert(&self, batch: &BatchRecord, max_pending: i64) -> Result<Inserted, StoreError>;
     async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError>;
     /// The owner's batches, newest first, created before `before_ms`.
     async fn list(
@@ -65,6 +91,9 @@ pub trait BatchStore: Send + Sync + 'static {
     /// Takes the open batch that has been due longest, unless another worker holds it,
     /// and leases it until `now + lease_ms`; its attempt count goes up by one.
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<BatchRecord>, StoreError>;
+    /// Extends the lease of attempt `attempt` to `lease_until_ms` while its step runs;
+    /// `false` once another worker took the batch over (or it ended).
+    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError>;
     /// Records the step's result and lets the lease go: `state`, the upstream name once
     /// known, and when it is next due. `false` if fenced off.
     async fn step(
@@ -76,8 +105,9 @@ pub trait BatchStore: Send + Sync + 'static {
         next_poll_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Records the final state and per-item outcomes, and queues the caller's webhook in
-    /// the same transaction. `false` if fenced off.
+    /// Records the final state and per-item outcomes, queues the caller's webhook and
+    /// settles the batch's reservation to `spent_micro` (what its items really cost), in
+    /// one transaction. `false` if fenced off.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -88,7 +118,10 @@ pub trait BatchStore: Send + Sync + 'static {
         error: Option<&str>,
         now_ms: i64,
         delivery: Option<&NewDelivery>,
+        spent_micro: i64,
     ) -> Result<bool, StoreError>;
+    /// Cancels a batch not yet upstream at once (giving its reservation back), or asks
+    /// the worker to cancel it upstream.
     async fn cancel(
         &self,
         id: &str,
@@ -113,10 +146,19 @@ impl SqlBatchStore {
 
 const INSERT: &str =
     "INSERT INTO batches (id, owner, tier, model, display_name, webhook_url, state, item_count,
-     next_poll_ms, created_at_ms, updated_at_ms)
-     SELECT $1, $2, $3, $4, $5, $6, 'queued', $7, $8, $8, $8
+     next_poll_ms, created_at_ms, updated_at_ms, reserved_micro, reserved_day, reserved_month)
+     SELECT $1, $2, $3, $4, $5, $6, 'queued', $7, $8, $8, $8, $10, $11, $12
      WHERE (SELECT COALESCE(SUM(item_count), 0) FROM batches
             WHERE owner = $2 AND state IN ('queued', 'running')) + $7 <= $9";
+
+/// PostgreSQL's READ COMMITTED would let two transactions each count the other's batch
+/// out of the cap; this lock, held to the end of the insert's transaction, makes the second
+/// wait for the first and then count it. (SQLite runs one writer at a time already.)
+const LOCK_OWNER_PG: &str = "SELECT pg_advisory_xact_lock(
+     hashtextextended('imagegate.batches.' || current_schema() || '.' || $1, 0))";
+
+const RENEW: &str = "UPDATE batches SET lease_until_ms = $1
+     WHERE id = $2 AND attempts = $3 AND state IN ('queued', 'running')";
 
 const STEP: &str = "UPDATE batches SET state = $1, upstream_name = COALESCE($2, upstream_name),
      next_poll_ms = $3, updated_at_ms = $4, lease_until_ms = NULL,
@@ -125,7 +167,8 @@ const STEP: &str = "UPDATE batches SET state = $1, upstream_name = COALESCE($2, 
 
 const FINISH: &str = "UPDATE batches SET state = $1, items = $2, error = $3, finished_at_ms = $4,
      updated_at_ms = $4, lease_until_ms = NULL
-     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running') RETURNING owner";
+     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running')
+     RETURNING owner, reserved_micro, reserved_day, reserved_month";
 
 /// The claim, with the dialect's locking clause after `LIMIT 1` ([`Db::skip_locked`]).
 const CLAIM: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
@@ -136,6 +179,88 @@ const CLAIM: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms 
      RETURNING *";
 
 impl SqlBatchStore {
+    fn reserved(row: &AnyRow) -> Result<Option<Reserved>, sqlx::Error> {
+        let day: String = row.try_get("reserved_day")?;
+        Ok((!day.is_empty()).then_some(Reserved {
+            micro: row.try_get("reserved_micro")?,
+            period: SpendPeriod {
+                day,
+                month: row.try_get("reserved_month")?,
+            },
+        }))
+    }
+
+    /// Adds `delta_micro` to the key's spend in the period the batch reserved in.
+    async fn settle_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        owner: &str,
+        reserved: &Reserved,
+        delta_micro: i64,
+    ) -> Result<(), sqlx::Error> {
+        if delta_micro != 0 {
+            sqlx::query(SETTLE)
+                .bind(owner)
+                .bind(&reserved.period.day)
+                .bind(&reserved.period.month)
+                .bind(delta_micro)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`BatchStore::insert`]'s statements inside `tx`, which the caller commits only on
+    /// [`Inserted::Inserted`] (public so that a test can hold one insert open while another
+    /// runs).
+    pub async fn insert_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        b: &BatchRecord,
+        max_pending: i64,
+    ) -> Result<Inserted, StoreError> {
+        if self.db.dialect() == Dialect::Postgres {
+            sqlx::query(LOCK_OWNER_PG)
+                .bind(&b.owner)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if let Some(r) = &b.reserved {
+            let reserved = sqlx::query(RESERVE)
+                .bind(&b.owner)
+                .bind(&r.period.day)
+                .bind(&r.period.month)
+                .bind(r.micro)
+                .execute(&mut **tx)
+                .await?;
+            if reserved.rows_affected() != 1 {
+                return Ok(Inserted::OverBudget);
+            }
+        }
+        let (micro, day, month) = b.reserved.as_ref().map_or((0, "", ""), |r| {
+            (r.micro, r.period.day.as_str(), r.period.month.as_str())
+        });
+        let done = sqlx::query(INSERT)
+            .bind(&b.id)
+            .bind(&b.owner)
+            .bind(&b.tier)
+            .bind(&b.model)
+            .bind(&b.display_name)
+            .bind(&b.webhook_url)
+            .bind(b.item_count)
+            .bind(b.created_at_ms)
+            .bind(max_pending)
+            .bind(micro)
+            .bind(day)
+            .bind(month)
+            .execute(&mut **tx)
+            .await?;
+        Ok(if done.rows_affected() == 1 {
+            Inserted::Inserted
+        } else {
+            Inserted::OverCap
+        })
+    }
+
     fn record(row: &AnyRow) -> Result<BatchRecord, sqlx::Error> {
         let cancel: i64 = row.try_get("cancel_requested")?;
         Ok(BatchRecord {
@@ -157,26 +282,21 @@ impl SqlBatchStore {
             created_at_ms: row.try_get("created_at_ms")?,
             updated_at_ms: row.try_get("updated_at_ms")?,
             finished_at_ms: row.try_get("finished_at_ms")?,
+            reserved: Self::reserved(row)?,
         })
     }
 }
 
 #[async_trait]
 impl BatchStore for SqlBatchStore {
-    async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(INSERT)
-            .bind(&b.id)
-            .bind(&b.owner)
-            .bind(&b.tier)
-            .bind(&b.model)
-            .bind(&b.display_name)
-            .bind(&b.webhook_url)
-            .bind(b.item_count)
-            .bind(b.created_at_ms)
-            .bind(max_pending)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<Inserted, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let inserted = self.insert_in(&mut tx, b, max_pending).await?;
+        // Otherwise dropping the transaction rolls the reservation back.
+        if inserted == Inserted::Inserted {
+            tx.commit().await?;
+        }
+        Ok(inserted)
     }
 
     async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError> {
@@ -226,6 +346,16 @@ impl BatchStore for SqlBatchStore {
         Ok(row.as_ref().map(Self::record).transpose()?)
     }
 
+    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(RENEW)
+            .bind(lease_until_ms)
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn step(
         &self,
         id: &str,
@@ -256,6 +386,7 @@ impl BatchStore for SqlBatchStore {
         error: Option<&str>,
         now_ms: i64,
         delivery: Option<&NewDelivery>,
+        spent_micro: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(FINISH)
@@ -270,8 +401,12 @@ impl BatchStore for SqlBatchStore {
         let Some(row) = done else {
             return Ok(false);
         };
+        let owner: String = row.try_get("owner")?;
+        if let Some(reserved) = Self::reserved(&row)? {
+            let delta = spent_micro - reserved.micro;
+            Self::settle_in(&mut tx, &owner, &reserved, delta).await?;
+        }
         if let Some(d) = delivery {
-            let owner: String = row.try_get("owner")?;
             insert_delivery(&mut tx, id, &owner, d, now_ms).await?;
         }
         tx.commit().await?;
@@ -289,14 +424,19 @@ impl BatchStore for SqlBatchStore {
         let cancelled = sqlx::query(
             "UPDATE batches SET state = 'cancelled', items = '[]', finished_at_ms = $1,
                      updated_at_ms = $1, lease_until_ms = NULL
-                     WHERE id = $2 AND owner = $3 AND state = 'queued' AND lease_until_ms IS NULL",
+                     WHERE id = $2 AND owner = $3 AND state = 'queued' AND lease_until_ms IS NULL
+                     RETURNING reserved_micro, reserved_day, reserved_month",
         )
         .bind(now_ms)
         .bind(id)
         .bind(owner)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if cancelled.rows_affected() == 1 {
+        if let Some(row) = cancelled {
+            // Nothing went upstream: the whole reservation is given back.
+            if let Some(reserved) = Self::reserved(&row)? {
+                Self::settle_in(&mut tx, owner, &reserved, -reserved.micro).await?;
+            }
             if let Some(d) = delivery {
                 insert_delivery(&mut tx, id, owner, d, now_ms).await?;
             }

@@ -110,7 +110,7 @@ const SAVE: &str = "UPDATE api_keys SET name = $2, tier = $3, settings = $4, exp
 /// One statement, so the check and the addition cannot be separated by another
 /// instance's: PostgreSQL re-evaluates the WHERE clause on the row it waited for, and
 /// SQLite runs one writer at a time. A new day or month starts its counter at zero.
-const RESERVE: &str = "UPDATE api_keys SET \
+pub(crate) const RESERVE: &str = "UPDATE api_keys SET \
      spend_day_micro = (CASE WHEN spend_day = $2 THEN spend_day_micro ELSE 0 END) + $4, \
      spend_month_micro = (CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END) + $4, \
      spend_day = $2, spend_month = $3 \
@@ -120,7 +120,7 @@ const RESERVE: &str = "UPDATE api_keys SET \
      AND (monthly_budget_micro IS NULL OR \
           (CASE WHEN spend_month = $3 THEN spend_month_micro ELSE 0 END) + $4 <= monthly_budget_micro)";
 
-const SETTLE: &str = "UPDATE api_keys SET \
+pub(crate) const SETTLE: &str = "UPDATE api_keys SET \
      spend_day_micro = CASE WHEN spend_day = $2 THEN spend_day_micro + $4 ELSE spend_day_micro END, \
      spend_month_micro = CASE WHEN spend_month = $3 THEN spend_month_micro + $4 ELSE spend_month_micro END \
      WHERE key_id = $1";

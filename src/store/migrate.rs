@@ -55,6 +55,7 @@ static MIGRATORS: LazyLock<(Migrator, Migrator)> = LazyLock::new(|| {
         (8, "0008_key_settings", "key_settings"),
         (9, "0009_idempotency_claims", "idempotency_claims"),
         (10, "0010_request_sessions", "request_sessions"),
+        (11, "0011_batch_reservations", "batch_reservations"),
     );
     (
         Migrator::with_migrations(sqlite),

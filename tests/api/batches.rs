@@ -143,7 +143,11 @@ async fn twenty_five_items_run_end_to_end_with_per_item_outcomes() {
         .unwrap()
         .clone();
     assert_eq!(sent.len(), 25);
-    assert_eq!(create.body["batch"]["displayName"], "catalogue");
+    assert_eq!(
+        create.body["batch"]["displayName"],
+        format!("catalogue [{id}]"),
+        "the caller's name, made unique to the batch"
+    );
     let parts = |i: usize| {
         sent[i]["request"]["contents"][0]["parts"]
             .as_array()
@@ -688,4 +692,16 @@ async fn the_fake_batch_api_answers_the_official_sdk() {
         .filter(|r| r.path.starts_with("/upload/"))
         .collect();
     assert!(uploads.len() >= 2, "a resumable start and its chunks");
+    let lists: Vec<String> = fake
+        .list_requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/batches"))
+        .map(|r| r.query)
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .any(|q| q.contains("pageSize=2") && q.contains("pageToken=")),
+        "the SDK's pager asked for the next page: {lists:?}"
+    );
 }

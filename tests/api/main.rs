@@ -6,6 +6,8 @@ mod advanced;
 mod architecture;
 mod async_jobs;
 mod batches;
+mod batches_budget;
+mod batches_faults;
 mod batches_process;
 mod browser;
 mod chat;

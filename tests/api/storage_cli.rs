@@ -38,13 +38,13 @@ async fn migrate_and_keys_create_work_on_a_postgres_database_url() {
 
     let migrated = imagegate(&["migrate", "--database-url", url], dir.path()).await;
     assert!(
-        migrated.contains("database schema at version 10"),
+        migrated.contains("database schema at version 11"),
         "{migrated}"
     );
     assert!(migrated.contains("PostgreSQL"), "{migrated}");
     let again = imagegate(&["migrate", "--database-url", url], dir.path()).await;
     assert!(
-        again.contains("version 10"),
+        again.contains("version 11"),
         "migrating twice is harmless: {again}"
     );
 

@@ -1,6 +1,6 @@
 """The official `google-genai` client.batches and client.files against the fake upstream's
-Batch and Files API: inline and file input, get, list, cancel, inline results and a
-responses file, item-level errors and an expired batch."""
+Batch and Files API: inline and file input, get, list (paged by the SDK's pager), cancel,
+inline results and a responses file, item-level errors and an expired batch."""
 import json
 import os
 import tempfile
@@ -65,6 +65,14 @@ client.batches.cancel(name=job.name)
 assert client.batches.get(name=job.name).state.name == "JOB_STATE_CANCELLED"
 names = [j.name for j in client.batches.list()]
 assert job.name in names, names
+# Paged as the SDK's pager pages: pageSize on every request, pageToken from nextPageToken.
+pager = client.batches.list(config={"page_size": 2})
+assert len(pager.page) == 2, pager.page
+paged = [j.name for j in pager]
+assert sorted(paged) == sorted(names) and len(paged) == 3, (paged, names)
+assert len(set(paged)) == len(paged), paged
+assert paged[0] == job.name, "newest first"
+assert [j.display_name for j in client.batches.list(config={"page_size": 1})][0] == "cancel me"
 job = client.batches.create(model=MODEL, src=[{"contents": "late", "config": IMAGE}], config={"display_name": "[[fake:expire]]"})
 assert wait(job.name).state.name == "JOB_STATE_EXPIRED"
 print("ok")

@@ -19,6 +19,12 @@ use crate::provider::{Generated, ProviderError, ServedAs};
 /// The Files API takes resumable uploads in chunks; 8 MiB is the SDK's chunk size.
 const UPLOAD_CHUNK: usize = 8 << 20;
 
+/// Batches asked for per page of `GET batches`, and the most pages read while looking for
+/// one: the list is newest first, and a batch looked for was created minutes ago, so a
+/// project with more than this many batches since is looked through no further.
+const LIST_PAGE_SIZE: usize = 100;
+const LIST_MAX_PAGES: usize = 50;
+
 pub struct GeminiBatches {
     gemini: Arc<GeminiProvider>,
     /// Requests whose JSON is larger than this go through the Files API.
@@ -322,6 +328,43 @@ impl BatchProvider for GeminiBatches {
             results.push(item_result(&entry, key, model));
         }
         Ok(results)
+    }
+
+    /// `GET {ver}/batches?pageSize=…&pageToken=…` page by page, as google-genai's
+    /// `client.batches.list` pager asks, reading `operations` and `nextPageToken`.
+    async fn find(&self, display_name: &str) -> Result<Option<String>, ProviderError> {
+        let mut token: Option<String> = None;
+        for _ in 0..LIST_MAX_PAGES {
+            let mut url = reqwest::Url::parse(&self.url("batches"))
+                .map_err(|e| unusable("a malformed list URL", e))?;
+            url.query_pairs_mut()
+                .append_pair("pageSize", &LIST_PAGE_SIZE.to_string());
+            if let Some(t) = &token {
+                url.query_pairs_mut().append_pair("pageToken", t);
+            }
+            let page = self.json(Method::GET, url.as_str(), None).await?;
+            let operations = page["operations"].as_array().map_or(&[][..], Vec::as_slice);
+            let found = operations
+                .iter()
+                .find(|op| op["metadata"]["displayName"].as_str() == Some(display_name));
+            if let Some(op) = found {
+                let name = op["name"].as_str().unwrap_or_default();
+                return Ok(Some(checked_name(name, "batches/")?.to_owned()));
+            }
+            match page["nextPageToken"].as_str() {
+                // A token that does not move on would page forever.
+                Some(next) if !next.is_empty() && token.as_deref() != Some(next) => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(None),
+            }
+        }
+        tracing::warn!(
+            display_name,
+            pages = LIST_MAX_PAGES,
+            "upstream batch list not read to its end"
+        );
+        Ok(None)
     }
 
     async fn cancel(&self, name: &str) -> Result<(), ProviderError> {

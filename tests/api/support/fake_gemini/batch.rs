@@ -1,6 +1,7 @@
 //! The Batch API and the Files API, as google-genai's `client.batches` and `client.files`
 //! call them: `models/{m}:batchGenerateContent` (inline requests or a JSONL `fileName`),
-//! `batches/{id}` (get, `:cancel`, delete), `batches` (list, under `operations`), the
+//! `batches/{id}` (get, `:cancel`, delete), `batches` (list under `operations`, paged by
+//! `pageSize`/`pageToken` with `nextPageToken`, as the SDK's pager follows it), the
 //! resumable upload (`upload/{ver}/files`, then chunks to the `x-goog-upload-url` it
 //! answered, which carries no key) and `{ver}/files/{id}:download?alt=media` (as
 //! google-genai downloads; `download/{ver}/…` too).
@@ -13,6 +14,8 @@
 //! set, every batch that ends posts a Standard-Webhooks-signed `batch.*` event to it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +33,15 @@ pub struct BatchState {
     /// GETs on `None` mean the default (2).
     polls_to_finish: Option<u32>,
     webhook: Option<(String, String)>,
+    /// The largest page `GET batches` answers, whatever `pageSize` asks.
+    list_page_cap: Option<usize>,
+    /// Creates are recorded, then their answer is held this long (a crash in between).
+    hold_creates: Option<Duration>,
+    held: Arc<tokio::sync::Notify>,
+    /// Creates still to be refused with 503 before anything is recorded.
+    failing_creates: u32,
+    /// How long answers about an ended batch take (a slow collection).
+    ended_answer_delay: Option<Duration>,
     /// Downloads of files (responses files, in practice).
     pub downloads: u32,
     pub creates: u32,
@@ -96,6 +108,34 @@ impl FakeGemini {
         lock(&self.shared.batches).webhook = Some((url.to_owned(), secret.to_owned()));
     }
 
+    /// `GET batches` answers at most `cap` batches a page, so listing must follow
+    /// `nextPageToken`.
+    pub fn batch_list_page_cap(&self, cap: usize) {
+        lock(&self.shared.batches).list_page_cap = Some(cap);
+    }
+
+    /// Batch creates are accepted and recorded, then answered only after `hold`: the
+    /// window in which a client that dies never learns the batch's name.
+    pub fn hold_batch_creates(&self, hold: Duration) {
+        lock(&self.shared.batches).hold_creates = Some(hold);
+    }
+
+    /// The next `n` creates are refused with 503 UNAVAILABLE, nothing recorded.
+    pub fn fail_batch_creates(&self, n: u32) {
+        lock(&self.shared.batches).failing_creates = n;
+    }
+
+    /// Resolves once a held create ([`Self::hold_batch_creates`]) has been recorded.
+    pub async fn held_batch_created(&self) {
+        let held = lock(&self.shared.batches).held.clone();
+        held.notified().await;
+    }
+
+    /// Every answer about an ended batch (its state and inline results) takes `delay`.
+    pub fn slow_ended_batches(&self, delay: Duration) {
+        lock(&self.shared.batches).ended_answer_delay = Some(delay);
+    }
+
     /// Ends every open batch now, as Google would in its own time.
     pub async fn end_batches(&self) {
         let names: Vec<String> = lock(&self.shared.batches)
@@ -113,6 +153,15 @@ impl FakeGemini {
     pub fn batch_counts(&self) -> (u32, u32) {
         let state = lock(&self.shared.batches);
         (state.creates, state.downloads)
+    }
+
+    /// The display names of the batches accepted so far, in order.
+    pub fn batch_display_names(&self) -> Vec<String> {
+        lock(&self.shared.batches)
+            .batches
+            .iter()
+            .map(|b| b.display_name.clone())
+            .collect()
     }
 
     /// The JSONL files uploaded, by name.
@@ -142,6 +191,7 @@ pub async fn route(
     shared: &Shared,
     method: &Method,
     path: &str,
+    query: &[(String, String)],
     headers: &HeaderMap,
     key_ok: bool,
     body: &Bytes,
@@ -182,13 +232,13 @@ pub async fn route(
         }
         ("POST", [version, "models", m]) => {
             let model = m.trim_end_matches(":batchGenerateContent");
-            create(shared, version, model, body)
+            let (response, hold) = create(shared, version, model, body);
+            if let Some(hold) = hold {
+                tokio::time::sleep(hold).await;
+            }
+            response
         }
-        ("GET", [_, "batches"]) => {
-            let state = lock(&shared.batches);
-            let operations: Vec<Value> = state.batches.iter().map(FakeBatch::resource).collect();
-            json_reply(200, json!({"operations": operations}))
-        }
+        ("GET", [_, "batches"]) => list(shared, query),
         ("GET", [_, "batches", id]) => get(shared, id).await,
         ("POST", [_, "batches", action]) if action.ends_with(":cancel") => {
             let name = format!("batches/{}", action.trim_end_matches(":cancel"));
@@ -216,6 +266,42 @@ pub async fn route(
         }
         _ => errors::route_not_found().into_response(),
     })
+}
+
+/// One page of batches, newest first: `pageToken` is where the previous page stopped.
+fn list(shared: &Shared, query: &[(String, String)]) -> Response {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let state = lock(&shared.batches);
+    let asked = match param("pageSize").map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(n)) => n.clamp(1, 1000),
+        Some(Err(_)) => return bad("Invalid value at 'page_size' (TYPE_INT32)."),
+    };
+    let size = state.list_page_cap.map_or(asked, |cap| asked.min(cap));
+    let start = match param("pageToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => match token.strip_prefix("after-").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => return bad("Invalid page token."),
+        },
+    };
+    let newest_first: Vec<&FakeBatch> = state.batches.iter().rev().collect();
+    let page: Vec<Value> = newest_first
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|b| b.resource())
+        .collect();
+    let mut body = json!({"operations": page});
+    if start + size < newest_first.len() {
+        body["nextPageToken"] = json!(format!("after-{}", start + size));
+    }
+    json_reply(200, body)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -308,7 +394,38 @@ fn download(shared: &Shared, id: &str) -> Response {
     }
 }
 
-fn create(shared: &Shared, version: &str, model: &str, body: &Bytes) -> Response {
+/// The answer to a create, and how long to hold it ([`FakeGemini::hold_batch_creates`]).
+fn create(
+    shared: &Shared,
+    version: &str,
+    model: &str,
+    body: &Bytes,
+) -> (Response, Option<Duration>) {
+    let response = create_batch(shared, version, model, body);
+    let state = lock(&shared.batches);
+    let hold = state
+        .hold_creates
+        .filter(|_| response.status() == StatusCode::OK);
+    if hold.is_some() {
+        state.held.notify_one();
+    }
+    (response, hold)
+}
+
+fn create_batch(shared: &Shared, version: &str, model: &str, body: &Bytes) -> Response {
+    {
+        let mut state = lock(&shared.batches);
+        if state.failing_creates > 0 {
+            state.failing_creates -= 1;
+            return errors::envelope(
+                503,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+                vec![],
+            )
+            .into_response();
+        }
+    }
     let model = model.trim_start_matches("models/");
     if models::spec(model).is_none() {
         return errors::model_not_found(model, version, "batchGenerateContent").into_response();
@@ -398,6 +515,14 @@ async fn get(shared: &Shared, id: &str) -> Response {
     };
     if finish_now {
         finish(shared, &name).await;
+    }
+    let delay = {
+        let state = lock(&shared.batches);
+        let ended = state.batches.iter().any(|b| b.name == name && b.done());
+        state.ended_answer_delay.filter(|_| ended)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     let state = lock(&shared.batches);
     match state.batches.iter().find(|b| b.name == name) {

@@ -56,7 +56,7 @@ pub async fn handle(
 
     let key_ok = authorize(api_key.as_deref()).is_ok();
     if let Some(response) =
-        super::batch::route(&shared, &method, &path, &headers, key_ok, &body).await
+        super::batch::route(&shared, &method, &path, &query, &headers, key_ok, &body).await
     {
         let status = response.status().as_u16();
         lock(&shared.requests).push(RecordedRequest {
