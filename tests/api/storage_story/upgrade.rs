@@ -79,7 +79,7 @@ async fn a_sqlite_database_of_the_old_runner_upgrades_in_place() {
         .fetch_one(&mut check)
         .await
         .unwrap();
-    assert_eq!((old_tables, applied), (0, SCHEMA_VERSION));
+    assert_eq!((old_tables, applied), (0, migrations_on_disk()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +113,7 @@ async fn a_postgres_database_of_the_old_runner_upgrades_in_place() {
     .fetch_one(&mut check)
     .await
     .unwrap();
-    assert_eq!((old_table, applied), (false, SCHEMA_VERSION));
+    assert_eq!((old_table, applied), (false, migrations_on_disk()));
 }
 
 /// A database whose bookkeeping lists a migration this binary does not have was made by
@@ -146,4 +146,11 @@ async fn a_database_newer_than_the_binary_is_refused() {
         Storage::open(&config_in(&dir)).await.is_err(),
         "still refused on the next start"
     );
+}
+
+/// How many migrations there are (numbers may be skipped: one is reserved for work not yet
+/// landed, so the latest version is not the count).
+fn migrations_on_disk() -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    std::fs::read_dir(dir).unwrap().count() as i64
 }
