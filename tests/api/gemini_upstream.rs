@@ -337,7 +337,7 @@ async fn a_model_id_retired_upstream_without_a_successor_is_a_502_naming_the_404
 #[tokio::test]
 async fn a_slow_upstream_past_the_deadline_is_a_504() {
     let fake = FakeGemini::start().await;
-    let app = TestApp::gemini(&fake).await; // deadline 2 s
+    let app = TestApp::gemini_with(&fake, |c| c.gemini.deadline_secs = 2.0).await;
     let body = expect_error(
         generate(&app, "x [[fake:slow_5000]]").await,
         504,

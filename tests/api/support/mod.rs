@@ -114,17 +114,27 @@ impl TestApp {
         Self::spawn(|c| c.provider = ProviderChoice::Offline).await
     }
 
-    /// The Gemini provider pointed at `fake`, with short backoffs and deadline so that
-    /// retry and timeout paths run in milliseconds.
+    /// The Gemini provider pointed at `fake`, with short backoffs so that retry paths run
+    /// in milliseconds. The deadline stays generous: a loaded CI machine must not turn a
+    /// 2K answer into a timeout (a test of the deadline sets its own).
     pub async fn gemini(fake: &fake_gemini::FakeGemini) -> Self {
+        Self::gemini_with(fake, |_| {}).await
+    }
+
+    /// [`TestApp::gemini`], then `configure`.
+    pub async fn gemini_with(
+        fake: &fake_gemini::FakeGemini,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let base_url = fake.base_url();
         Self::spawn(move |c| {
             c.provider = ProviderChoice::Gemini;
             c.google_api_key = Some(Secret::new(fake_gemini::FAKE_API_KEY));
             c.gemini.base_url = base_url;
-            c.gemini.deadline_secs = 2.0;
+            c.gemini.deadline_secs = 30.0;
             c.gemini.initial_backoff_ms = 10;
             c.gemini.max_backoff_ms = 40;
+            configure(c);
         })
         .await
     }
