@@ -164,26 +164,29 @@ impl App {
                 config.sessions.order_wait(),
             ),
         ));
-        let executor = Arc::new(Executor::new(
-            WorkEnv {
-                models: models.clone(),
-                default_model: config.default_model.clone(),
-                max_prompt_chars: config.limits.max_prompt_chars,
-                intake: IntakeLimits {
-                    max_file_bytes: config.limits.max_file_bytes,
-                    max_pixels: config.limits.max_input_pixels,
-                    max_edge: config.limits.max_input_edge,
+        let executor = Arc::new(
+            Executor::new(
+                WorkEnv {
+                    models: models.clone(),
+                    default_model: config.default_model.clone(),
+                    max_prompt_chars: config.limits.max_prompt_chars,
+                    intake: IntakeLimits {
+                        max_file_bytes: config.limits.max_file_bytes,
+                        max_pixels: config.limits.max_input_pixels,
+                        max_edge: config.limits.max_input_edge,
+                    },
                 },
-            },
-            PixelBudget::new(
-                config.limits.max_decoded_bytes,
-                std::time::Duration::from_secs(config.limits.decode_wait_secs),
-            ),
-            generator.clone(),
-            chat.clone(),
-            access.concurrency.clone(),
-            access.tiers.clone(),
-        ));
+                PixelBudget::new(
+                    config.limits.max_decoded_bytes,
+                    std::time::Duration::from_secs(config.limits.decode_wait_secs),
+                ),
+                generator.clone(),
+                chat.clone(),
+                access.concurrency.clone(),
+                access.tiers.clone(),
+            )
+            .with_gemini(gemini.clone()),
+        );
         let legacy = Arc::new(api::jobs::LegacyBodies {
             max_file_bytes: config.limits.max_file_bytes,
             limits: api::form::BodyLimits {
@@ -199,7 +202,8 @@ impl App {
                 executor.clone(),
                 legacy,
             )
-            .with_outcomes(monitoring.clone()),
+            .with_outcomes(monitoring.clone())
+            .with_keys(storage.keys.clone()),
         );
         let batch_provider: Arc<dyn crate::provider::batch::BatchProvider> = match &gemini {
             Some(g) => Arc::new(crate::provider::gemini::batch::GeminiBatches::new(

@@ -315,6 +315,9 @@ pub struct WebhooksConfig {
     /// A proxy for deliveries (`http://host:port`). Unset: direct, and `HTTP(S)_PROXY`
     /// are ignored, since a proxy resolves the name itself and undoes the address check.
     pub proxy: Option<ServiceUrl>,
+    /// Whether this instance sends due webhooks (any instance sharing the database may);
+    /// tests turn it off and drive `Jobs::deliver_once` themselves.
+    pub deliver: bool,
 }
 
 impl Default for JobsConfig {
@@ -339,6 +342,7 @@ impl Default for WebhooksConfig {
             max_backoff_ms: 3_600_000,
             timeout_secs: 10.0,
             proxy: None,
+            deliver: true,
         }
     }
 }

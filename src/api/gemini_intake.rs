@@ -1,17 +1,22 @@
-//! The native surface's image intake: every inline image a caller sends in
-//! `contents[].parts[].inlineData` goes through the same checks as the guide's uploads
-//! (format from the bytes, decompression bombs refused from the header, file size and
-//! pixel limits, downscaling of long sides) before anything is relayed upstream. A refusal
-//! is the caller's error (400 in Google's envelope), not the upstream's.
+//! The native surface's intake: a `generateContent` body becomes a unit of work
+//! ([`Work::GeminiNative`]) whose inline images (`contents[].parts[].inlineData`) are
+//! uploads like the guide's, checked the same way (format from the bytes, decompression
+//! bombs refused from the header, file size and pixel limits, downscaling of long
+//! sides) before anything is relayed upstream. A refusal is the caller's error (400 in
+//! Google's envelope), not the upstream's.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::api::AppState;
+use crate::api::submit::Uploads;
 use crate::error::ApiError;
-use crate::imaging::{self, ImageFormat};
+use crate::generation::native::inline_blob_mut;
+use crate::generation::params::RawRouting;
+use crate::generation::work::{ImageRole, NativeImage, Work};
+use crate::imaging::ImageFormat;
+use crate::models::ServiceTier;
 
 /// One inline image found in the body: where it is and its bytes.
 struct Inline {
@@ -21,72 +26,65 @@ struct Inline {
     bytes: Bytes,
 }
 
-/// The body to relay: unchanged when every inline image passes as it is, rewritten when
-/// one was downscaled. Bodies that are not JSON are left for upstream (or the offline
-/// reader) to refuse in Google's words.
-pub async fn accept_inline_images(state: &AppState, body: Bytes) -> Result<Bytes, ApiError> {
-    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
-        return Ok(body);
-    };
+/// More inline images than any model takes (the most is 14): each is an upload to check
+/// and, for async work, to store.
+const MAX_INLINE_IMAGES: usize = 32;
+
+/// What a native generation call asks for.
+pub struct NativeCall<'a> {
+    pub model: &'a str,
+    pub api_version: &'a str,
+    /// The service tier held to the key's tier.
+    pub service_tier: Option<ServiceTier>,
+    pub stream: bool,
+}
+
+/// The unit of work for a native body, and its inline images as uploads. A body that is
+/// not JSON is refused here, in Google's words, whichever way it would run.
+pub fn work(call: NativeCall<'_>, body: &[u8]) -> Result<(Work, Uploads), ApiError> {
+    let mut json: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("Invalid JSON payload received. {e}")))?;
     let inlines = inline_images(&json)?;
-    if inlines.is_empty() {
-        return Ok(body);
+    if inlines.len() > MAX_INLINE_IMAGES {
+        return Err(ApiError::invalid(
+            "contents",
+            format!("At most {MAX_INLINE_IMAGES} inline images per request."),
+        )
+        .detail("count", inlines.len()));
     }
-    let limits = state.intake_limits();
-    // Decoding is CPU-bound: off the async threads, as the guide's endpoints do.
-    let accepted = tokio::task::spawn_blocking(move || {
-        inlines
-            .into_iter()
-            .map(|inline| {
-                let original_len = inline.bytes.len();
-                imaging::accept_input(&inline.field, inline.bytes, &limits)
-                    .map(|image| (inline.content, inline.part, original_len, image))
-            })
-            .collect::<Result<Vec<_>, ApiError>>()
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let mut changed = false;
-    for (content, part, original_len, image) in accepted {
-        if image.original_size == (image.width, image.height) && image.bytes.len() == original_len {
-            continue;
+    let mut uploads = Uploads::default();
+    let mut images = Vec::new();
+    for inline in inlines {
+        // The bytes travel as an upload; the body keeps the part's place and type.
+        if let Some(blob) =
+            inline_blob_mut(&mut json, inline.content, inline.part).and_then(Value::as_object_mut)
+        {
+            blob.remove("data");
         }
-        changed = true;
-        let blob = inline_blob_mut(&mut json, content, part);
-        if let Some(blob) = blob.and_then(Value::as_object_mut) {
-            blob.insert("data".into(), STANDARD.encode(&image.bytes).into());
-            let mime_key = if blob.contains_key("mime_type") {
-                "mime_type"
-            } else {
-                "mimeType"
-            };
-            blob.insert(mime_key.into(), image.format.mime().into());
-        }
+        let added = uploads.add(vec![inline.bytes], &inline.field, ImageRole::Input);
+        images.extend(added.into_iter().map(|image| NativeImage {
+            content: inline.content,
+            part: inline.part,
+            image,
+        }));
     }
-    if !changed {
-        return Ok(body);
-    }
-    serde_json::to_vec(&json)
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
+    let work = Work::GeminiNative {
+        model: call.model.to_owned(),
+        api_version: call.api_version.to_owned(),
+        request: json,
+        routing: RawRouting {
+            service_tier: call.service_tier.map(|t| t.as_str().to_owned()),
+            ..RawRouting::default()
+        },
+        images,
+        stream: call.stream,
+    };
+    Ok((work, uploads))
 }
 
 /// Google's JSON takes both spellings (`inlineData`, `inline_data`).
 fn blob_of(part: &Value) -> Option<&Value> {
     part.get("inlineData").or_else(|| part.get("inline_data"))
-}
-
-fn inline_blob_mut(json: &mut Value, content: usize, part: usize) -> Option<&mut Value> {
-    let part = json
-        .get_mut("contents")?
-        .get_mut(content)?
-        .get_mut("parts")?
-        .get_mut(part)?;
-    if part.get("inlineData").is_some() {
-        part.get_mut("inlineData")
-    } else {
-        part.get_mut("inline_data")
-    }
 }
 
 /// The inline blobs that are images: declared `image/*`, or bytes that sniff as one. Other

@@ -7,7 +7,12 @@
 //! and usage are kept for the caller. A model upstream answers 404 for is retired and the
 //! same request relayed to its successor; one that stays overloaded hands over to its
 //! fallback chain when `registry.fallback` is on. The offline provider answers in the
-//! same wire format (src/api/gemini_offline.rs).
+//! same wire format (src/generation/native_offline.rs).
+//!
+//! `generateContent` is a unit of work like every other generation
+//! (`generation::native`): checked, charged and holding its key's slot as they are, run
+//! in a tracked task a client's hang-up does not cancel, and queued for a worker when the
+//! caller sends `Prefer: respond-async` (RFC 7240). Streams run synchronously.
 //!
 //! `GET /v1/models` is claimed by OpenAI's SDK too: it answers in OpenAI's shape unless
 //! the caller authenticated Google's way.
@@ -16,7 +21,7 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -24,27 +29,22 @@ use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::auth::GoogleAuth;
+use crate::api::caller::Queueable;
 use crate::api::generate::{service_tier_header, substitution_headers};
-use crate::api::{gemini_intake, gemini_offline, json};
+use crate::api::submit::{self, Accepted, Submission};
+use crate::api::{gemini_intake, json};
 use crate::caller::RequestContext;
 use crate::error::{ApiError, ErrorKind};
-use crate::generation::Usage;
+use crate::generation::execute::Done;
+use crate::generation::native::{self, with_service_tier};
+use crate::generation::native_offline;
+use crate::generation::work::{Plan, native_model_not_found};
 use crate::models::{Reason, ResolvedModel, ServiceTier, Substitution};
 use crate::provider::ServedAs;
-use crate::provider::gemini::interpret;
 
 /// A relayed stream is also kept to account for it afterwards; beyond this much, the
 /// relay goes on but the accounting gives up (no image answer is anywhere near it).
 const MAX_ACCOUNTED_STREAM_BYTES: usize = 128 * 1024 * 1024;
-
-fn model_not_found(model: &str, version: &str) -> ApiError {
-    ApiError::new(
-        ErrorKind::NotFound,
-        format!(
-            "models/{model} is not found for API version {version}, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
-        ),
-    )
-}
 
 /// `v1` or `v1beta`, as the caller's path has it.
 fn api_version(uri: &Uri) -> &str {
@@ -65,10 +65,27 @@ fn json_response(status: u16, body: Bytes) -> Response {
         .into_response()
 }
 
+/// RFC 7240: `Prefer: respond-async` asks for a 202 and a request to poll, as
+/// `"async": true` does on the guide's endpoints (Google's body has no such field).
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            p.split(';')
+                .next()
+                .is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async"))
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn model_action(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    Queueable { ctx, refused }: Queueable,
     uri: Uri,
+    headers: HeaderMap,
     Path(target): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     request: Request,
@@ -82,27 +99,57 @@ pub async fn model_action(
     let resolved = state
         .models
         .resolve(model)
-        .map_err(|_| model_not_found(model, api_version(&uri)))?;
-    let (body, tier) = enforce_tier(&state, &ctx, body)?;
+        .map_err(|_| native_model_not_found(model, api_version(&uri)))?;
     if action == "generateContent" || action == "streamGenerateContent" {
-        let body = gemini_intake::accept_inline_images(&state, body).await?;
-        let (served, mut response) = if action == "generateContent" {
-            // In a task of its own, holding the request's context (and so its in-flight
-            // slot): a client that hangs up neither cancels the paid call nor frees its
-            // slot before the call ends.
-            let (task_state, task_ctx) = (state.clone(), ctx.clone());
-            tokio::spawn(
-                async move { generate(&task_state, &task_ctx, resolved, tier, body).await },
-            )
-            .await
-            .map_err(ApiError::internal)??
-        } else {
-            let sse = query.get("alt").is_some_and(|a| a == "sse");
-            let served = ServedAs {
-                model: resolved,
-                service_tier: tier,
-            };
-            stream(&state, &ctx, served, body, sse).await?
+        let stream = action == "streamGenerateContent";
+        if stream && query.get("alt").is_none_or(|a| a != "sse") {
+            return Err(ApiError::invalid(
+                "alt",
+                "Only streaming with ?alt=sse is supported.",
+            ));
+        }
+        let (body, tier) = enforce_tier(&state, &ctx, body)?;
+        let call = gemini_intake::NativeCall {
+            model,
+            api_version: api_version(&uri),
+            service_tier: tier,
+            stream,
+        };
+        let (work, uploads) = gemini_intake::work(call, &body)?;
+        // A stream is relayed as it arrives, so it only runs synchronously.
+        let submission = Submission {
+            run_async: !stream && prefers_async(&headers),
+            webhook_url: None,
+        };
+        let accepted =
+            submit::accept(&state, &ctx, refused, uri.path(), work, uploads, submission).await?;
+        let (served, mut response) = match accepted {
+            Accepted::Queued(mut response) => {
+                response.headers_mut().insert(
+                    "preference-applied",
+                    header::HeaderValue::from_static("respond-async"),
+                );
+                return Ok(response);
+            }
+            Accepted::Run(plan, mut inputs) => match *plan {
+                Plan::GeminiNative {
+                    served,
+                    request,
+                    images,
+                    stream: true,
+                } => {
+                    let body = native::body(request, &images, &mut inputs)?;
+                    drop(inputs);
+                    stream_relay(&state, &ctx, served, body).await?
+                }
+                plan => match submit::run(&state, &ctx, plan, inputs).await? {
+                    Done::Native(answer) => {
+                        let response = json_response(answer.status, answer.body);
+                        (answer.served, response)
+                    }
+                    _ => return Err(ApiError::internal("native work ran as another kind")),
+                },
+            },
         };
         let substituted = served.model.substituted.as_ref();
         response.headers_mut().extend(substitution_headers(
@@ -111,6 +158,9 @@ pub async fn model_action(
         ));
         service_tier_header(response.headers_mut(), served.service_tier);
         return Ok(response);
+    }
+    if let Some(refusal) = refused {
+        return Err(refusal);
     }
     let headers = substitution_headers(&resolved.entry.upstream_id, resolved.substituted.as_ref());
     let mut response = match action {
@@ -121,7 +171,7 @@ pub async fn model_action(
                     .await?;
                 json_response(status, bytes)
             }
-            None => axum::Json(gemini_offline::count_tokens(&body)?).into_response(),
+            None => axum::Json(native_offline::count_tokens(&body)?).into_response(),
         },
         _ => {
             return Err(ApiError::new(
@@ -162,147 +212,17 @@ fn enforce_tier(
     }
 }
 
-/// Relays a generation; a 404 retires the model and the request goes to its successor,
-/// an overload that outlasts the retries to the fallback chain when that is on.
-async fn generate(
-    state: &AppState,
-    ctx: &RequestContext,
-    model: ResolvedModel,
-    service_tier: Option<ServiceTier>,
-    body: Bytes,
-) -> Result<(ServedAs, Response), ApiError> {
-    let mut served = ServedAs {
-        model,
-        service_tier,
-    };
-    let Some(gemini) = &state.gemini else {
-        let answer = gemini_offline::generate(state, ctx, served.model.clone(), &body).await?;
-        return Ok((served, axum::Json(answer).into_response()));
-    };
-    let requested = match &served.model.substituted {
-        Some((name, _)) => name.clone(),
-        None => served.model.entry.name.clone(),
-    };
-    let mut chain = served.model.entry.fallback.clone().into_iter();
-    let mut tried = vec![served.model.entry.name.clone()];
-    let mut body = body;
-    loop {
-        let upstream = served.model.entry.upstream_id.clone();
-        // The native body's size is not read here: the largest output is reserved.
-        let reservation = state.generator.reserve(ctx, &served, None).await?;
-        let forwarded = gemini
-            .forward(&upstream, "generateContent", body.clone())
-            .await;
-        let (status, bytes) = match forwarded {
-            Ok(answer) => answer,
-            Err(e) => {
-                state.generator.settle(reservation, 0.0).await;
-                return Err(e.into());
-            }
-        };
-        let name = served.model.entry.name.clone();
-        if status == 200 {
-            let cost = keep(state, ctx, &served, &bytes).await;
-            state.generator.settle(reservation, cost).await;
-            return Ok((served, json_response(status, bytes)));
-        }
-        // Refusals by status are not billed upstream.
-        state.generator.settle(reservation, 0.0).await;
-        let next = match status {
-            // A shed flex call tries the standard tier before another model.
-            429 | 503
-                if state.models.fallback_by_default()
-                    && served.service_tier == Some(ServiceTier::Flex) =>
-            {
-                tracing::info!(model = %name, "flex call shed; relaying on the standard tier");
-                body = with_service_tier(&body, ServiceTier::Standard)?;
-                served.service_tier = Some(ServiceTier::Standard);
-                continue;
-            }
-            404 if state.models.mark_retired(&name) => state
-                .models
-                .resolve(&name)
-                .ok()
-                .map(|next| (next, Reason::Retired)),
-            429 | 503 if state.models.fallback_by_default() => chain
-                .by_ref()
-                .find_map(|n| state.models.resolve(&n).ok())
-                .map(|next| (next, Reason::Overloaded)),
-            _ => None,
-        };
-        let Some((next, reason)) = next.filter(|(n, _)| !tried.contains(&n.entry.name)) else {
-            return Ok((served, json_response(status, bytes)));
-        };
-        tracing::warn!(from = %name, to = %next.entry.name, status, "relaying to another model");
-        tried.push(next.entry.name.clone());
-        let shut_down = next.substituted.and_then(|(_, s)| s.shut_down);
-        served.model = ResolvedModel {
-            substituted: Some((
-                requested.clone(),
-                Substitution {
-                    successor: next.entry.name.clone(),
-                    reason,
-                    shut_down,
-                },
-            )),
-            entry: next.entry,
-        };
-    }
-}
-
-/// `body` asking for `tier` (Google's spelling replacing either of the caller's).
-fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, ApiError> {
-    let mut json: Value = serde_json::from_slice(body).map_err(ApiError::internal)?;
-    if let Some(object) = json.as_object_mut() {
-        object.remove("service_tier");
-        object.insert("serviceTier".into(), tier.as_str().into());
-    }
-    serde_json::to_vec(&json)
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
-}
-
-/// Keeps a relayed answer's images and usage for the caller, and returns what the call
-/// cost. The client already has its answer, so a failure here is logged rather than
-/// turned into an error.
-async fn keep(state: &AppState, ctx: &RequestContext, served: &ServedAs, answer: &[u8]) -> f64 {
-    match interpret(answer, served.clone()) {
-        Ok(generated) => {
-            let cost = Usage::priced(generated.usage, generated.served.prices()).cost_usd;
-            if let Err(e) = state.generator.keep(ctx, &generated).await {
-                tracing::warn!(error = %e, "could not keep a relayed answer");
-            }
-            cost
-        }
-        // A refusal (blocked prompt, SAFETY) keeps no image, but upstream billed its
-        // tokens, so they are recorded like the guide's endpoints record them.
-        Err(e) => {
-            tracing::debug!(outcome = %e, "relayed answer kept no image");
-            state
-                .generator
-                .record_refusal(ctx, &served.model.entry.upstream_id, &e, served.prices())
-                .await;
-            e.usage()
-                .map_or(0.0, |t| Usage::priced(t, served.prices()).cost_usd)
-        }
-    }
-}
-
-async fn stream(
+/// Relays `:streamGenerateContent?alt=sse` as it arrives; the relay task holds the
+/// request's context (and so its in-flight slot) until upstream's stream ends.
+async fn stream_relay(
     state: &AppState,
     ctx: &RequestContext,
     mut served: ServedAs,
     body: Bytes,
-    sse: bool,
 ) -> Result<(ServedAs, Response), ApiError> {
-    if !sse {
-        return Err(ApiError::invalid(
-            "alt",
-            "Only streaming with ?alt=sse is supported.",
-        ));
-    }
     let Some(gemini) = &state.gemini else {
-        let events = gemini_offline::stream(state, ctx, served.model.clone(), &body).await?;
+        let relay = state.executor.relay();
+        let events = native_offline::stream(&relay, ctx, served.model.clone(), &body).await?;
         return Ok((served, sse_response(Body::from(events))));
     };
     let mut reservation = state.generator.reserve(ctx, &served, None).await?;
@@ -386,7 +306,7 @@ async fn stream(
             }
         }
         drop(tx);
-        let cost = keep(&state, &ctx, &kept_as, &merge_events(&kept)).await;
+        let cost = native::keep(&state.generator, &ctx, &kept_as, &merge_events(&kept)).await;
         state.generator.settle(reservation, cost).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -486,7 +406,7 @@ pub async fn get_model(
                 format!("The model '{name}' does not exist."),
             )
         } else {
-            model_not_found(name, api_version(&uri))
+            native_model_not_found(name, api_version(&uri))
         }
     })?;
     if wants_openai_shape(&uri, google.as_ref()) {

@@ -12,7 +12,6 @@ pub mod form;
 pub mod gallery;
 pub mod gemini_intake;
 pub mod gemini_native;
-pub mod gemini_offline;
 pub mod generate;
 pub mod generation_body;
 pub mod idempotency;

@@ -19,10 +19,11 @@ use crate::generation::pixels::{PixelBudget, PixelPermit};
 use crate::generation::quality_check::{self, QualityCheck};
 use crate::generation::story::{self, StoryOutcome};
 use crate::generation::work::{ImageRef, ImageRole, Plan, Work, WorkEnv};
-use crate::generation::{GenerationResponse, Generator, Outcome, PostProcess, requests};
+use crate::generation::{GenerationResponse, Generator, Outcome, PostProcess, native, requests};
 use crate::imaging::{self, ImageFormat, InputImage, IntakeLimits};
 use crate::limits::{ConcurrencyLimiter, Tiers};
-use crate::provider::ProviderRequest;
+use crate::provider::gemini::GeminiProvider;
+use crate::provider::{OutputImage, ProviderRequest};
 
 /// An upload after intake: as uploaded, and as it goes upstream (checked, downscaled).
 #[derive(Clone)]
@@ -47,7 +48,12 @@ impl Inputs {
             .map_or(0, |p| p.image.bytes.len() as i64)
     }
 
-    fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
+    /// The bytes of the decoded-pixel budget the work holds.
+    pub fn held_bytes(&self) -> u64 {
+        self.pixels.as_ref().map_or(0, PixelPermit::bytes)
+    }
+
+    pub fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
         self.images
             .remove(&r.key)
             .ok_or_else(|| ApiError::internal(format!("input {} was not prepared", r.key)))
@@ -190,6 +196,37 @@ fn openai_mask(accepted: &InputImage) -> Result<InputImage, ApiError> {
     })
 }
 
+/// The pixels of an uploaded image, from its header (0 when it has none).
+fn pixels_of(bytes: &[u8]) -> u64 {
+    imaging::dimensions(bytes).map_or(0, |(w, h)| u64::from(w) * u64::from(h))
+}
+
+/// `composite` applied to each model image, as [`advanced::post_process`], after the
+/// step has taken from the decoded-pixel budget what it allocates: the model image's
+/// decode, and the scaled copy and the composite at the original's size (`original_px`).
+/// The work already holds `held` bytes (its decoded original), so it never waits on
+/// itself. Runs on a blocking thread, where waiting for the budget may block.
+fn budgeted_post_process(
+    composite: advanced::Composite,
+    budget: PixelBudget,
+    original_px: u64,
+    held: u64,
+) -> PostProcess {
+    let post = advanced::post_process(composite);
+    Box::new(move |images: Vec<OutputImage>| {
+        // The images are composited one at a time: the largest sets the step's peak.
+        let model_px = images
+            .iter()
+            .filter_map(|out| imaging::dimensions(&out.bytes))
+            .map(|(w, h)| u64::from(w) * u64::from(h))
+            .max()
+            .unwrap_or(0);
+        let bytes = (model_px + 2 * original_px).saturating_mul(imaging::DECODED_BYTES_PER_PIXEL);
+        let _share = tokio::runtime::Handle::current().block_on(budget.take_beside(bytes, held))?;
+        post(images)
+    })
+}
+
 /// For work run without a listener.
 pub fn no_progress(_: story::StoryStep) -> futures_util::future::BoxFuture<'static, ()> {
     Box::pin(std::future::ready(()))
@@ -204,6 +241,8 @@ pub enum Done {
         outcomes: Vec<Outcome>,
         format: Format,
     },
+    /// Google's answer to a native call, as it came.
+    Native(native::Answer),
 }
 
 #[derive(Serialize)]
@@ -228,6 +267,7 @@ impl Done {
             Done::OpenAi { outcomes, .. } => {
                 serde_json::to_value(outcomes.into_iter().map(|o| o.response).collect::<Vec<_>>())
             }
+            Done::Native(answer) => return answer.into_result(),
         };
         value.map_err(ApiError::internal)
     }
@@ -243,6 +283,8 @@ pub struct Executor {
     chat: Arc<ChatService>,
     concurrency: Arc<dyn ConcurrencyLimiter>,
     tiers: Arc<Tiers>,
+    /// Google, for the native surface's relayed calls; `None` on the offline provider.
+    gemini: Option<Arc<GeminiProvider>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -269,6 +311,22 @@ impl Executor {
             chat,
             concurrency,
             tiers,
+            gemini: None,
+        }
+    }
+
+    pub fn with_gemini(mut self, gemini: Option<Arc<GeminiProvider>>) -> Self {
+        self.gemini = gemini;
+        self
+    }
+
+    /// What the native surface's calls are relayed with.
+    pub fn relay(&self) -> native::Relay<'_> {
+        native::Relay {
+            generator: &self.generator,
+            models: &self.env.models,
+            default_model: &self.env.default_model,
+            gemini: self.gemini.as_deref(),
         }
     }
 
@@ -371,6 +429,7 @@ impl Executor {
             } => {
                 let Prepared { original, image } = inputs.take(&image)?;
                 let mask = mask.map(|r| inputs.take(&r).map(|p| p.image)).transpose()?;
+                let original_px = pixels_of(&original);
                 let job = Inpaint {
                     prompt,
                     region_description,
@@ -380,7 +439,9 @@ impl Executor {
                 };
                 let (request, composite) =
                     blocking(move || advanced::inpaint(job, options)).await?;
-                let post = composite.map(advanced::post_process);
+                let held = inputs.held_bytes();
+                let post = composite
+                    .map(|c| budgeted_post_process(c, self.pixels.clone(), original_px, held));
                 generation(self.generator.run_with(ctx, request, post).await?)
             }
             Plan::Outpaint {
@@ -429,7 +490,23 @@ impl Executor {
                     .map(|r| inputs.take(r))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mask = mask.map(|r| inputs.take(&r).map(|p| p.image)).transpose()?;
-                self.openai(ctx, plan, images, mask).await
+                let held = inputs.held_bytes();
+                self.openai(ctx, plan, images, mask, held).await
+            }
+            Plan::GeminiNative {
+                served,
+                request,
+                images,
+                stream,
+            } => {
+                if stream {
+                    // Its answer is relayed as it arrives: the handler runs it.
+                    return Err(ApiError::internal("a native stream is not run as work"));
+                }
+                let body = native::body(request, &images, &mut inputs)?;
+                Ok(Done::Native(
+                    native::generate(&self.relay(), ctx, served, body).await?,
+                ))
             }
         }
     }
@@ -463,12 +540,14 @@ impl Executor {
         Ok(checked.into_outcome(check))
     }
 
+    /// `held`: the bytes of the pixel budget the work holds (its decoded original).
     async fn openai(
         &self,
         ctx: &RequestContext,
         plan: OpenAiPlan,
         images: Vec<Prepared>,
         mask: Option<InputImage>,
+        held: u64,
     ) -> Result<Done, ApiError> {
         let OpenAiPlan {
             prompt,
@@ -476,13 +555,14 @@ impl Executor {
             format,
             options,
         } = plan;
-        let runs: Vec<(ProviderRequest, Option<advanced::Composite>)> = match (images.len(), mask) {
+        let runs: Vec<(ProviderRequest, Option<PostProcess>)> = match (images.len(), mask) {
             (0, _) => copies(requests::text_to_image(prompt, options), n),
             (1, Some(mask)) => {
                 let Prepared { original, image } = images
                     .into_iter()
                     .next()
                     .ok_or_else(|| ApiError::internal("no image to edit"))?;
+                let original_px = pixels_of(&original);
                 let job = Inpaint {
                     prompt,
                     region_description: None,
@@ -490,11 +570,17 @@ impl Executor {
                     original,
                     mask: Some(mask),
                 };
-                // Decoded and masked once; the `n` calls share it.
+                // Decoded and masked once; the `n` calls share it. Each call's
+                // compositing takes its own share of the pixel budget when it runs.
                 let (request, composite) =
                     blocking(move || advanced::inpaint(job, options)).await?;
                 (0..n)
-                    .map(|_| (request.clone(), composite.clone()))
+                    .map(|_| {
+                        let post = composite.clone().map(|c| {
+                            budgeted_post_process(c, self.pixels.clone(), original_px, held)
+                        });
+                        (request.clone(), post)
+                    })
                     .collect()
             }
             (1, None) => {
@@ -520,9 +606,9 @@ impl Executor {
     async fn fan_out(
         &self,
         ctx: &RequestContext,
-        runs: Vec<(ProviderRequest, Option<advanced::Composite>)>,
+        runs: Vec<(ProviderRequest, Option<PostProcess>)>,
     ) -> Result<Vec<Outcome>, ApiError> {
-        let max = self.tiers.for_tier(&ctx.caller.tier).max_concurrent;
+        let max = self.max_concurrent(&ctx.caller);
         let mut borrowed = Vec::new();
         while borrowed.len() + 1 < runs.len() {
             match self.concurrency.try_acquire(&ctx.caller.key_id, max).await {
@@ -532,9 +618,8 @@ impl Executor {
         }
         let lanes = Arc::new(tokio::sync::Semaphore::new(borrowed.len() + 1));
         let mut calls = Vec::with_capacity(runs.len());
-        for (request, composite) in runs {
+        for (request, post) in runs {
             let (generator, ctx, lanes) = (self.generator.clone(), ctx.clone(), lanes.clone());
-            let post: Option<PostProcess> = composite.map(advanced::post_process);
             calls.push(crate::tasks::spawn(async move {
                 let _lane = lanes.acquire_owned().await.map_err(ApiError::internal)?;
                 generator.run_with(&ctx, request, post).await
@@ -559,30 +644,71 @@ impl Executor {
     }
 }
 
-fn copies(
-    request: ProviderRequest,
-    n: usize,
-) -> Vec<(ProviderRequest, Option<advanced::Composite>)> {
+fn copies(request: ProviderRequest, n: usize) -> Vec<(ProviderRequest, Option<PostProcess>)> {
     (0..n).map(|_| (request.clone(), None)).collect()
 }
 
-/// How often queued work whose key is at its concurrency looks for a free slot again.
-const SLOT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
-
 impl Executor {
-    /// The caller's in-flight slot, waiting for one to free up: async work past the key's
-    /// concurrency waits rather than being refused, and never runs beside more than the
-    /// key's concurrency.
-    pub async fn wait_for_slot(
+    /// How many upstream calls the caller's key may have in flight: its own override
+    /// (docs/keys.md) when it has one, else its tier's.
+    pub fn max_concurrent(&self, caller: &crate::caller::Caller) -> u32 {
+        caller
+            .settings
+            .max_concurrent
+            .unwrap_or_else(|| self.tiers.for_tier(&caller.tier).max_concurrent)
+    }
+
+    /// One of the caller's in-flight slots if one is free now. Queued work that finds
+    /// none goes back to the queue (`jobs`), so a saturated key does not hold a worker.
+    pub async fn try_slot(
         &self,
         caller: &crate::caller::Caller,
-    ) -> crate::limits::ConcurrencyPermit {
-        let max = self.tiers.for_tier(&caller.tier).max_concurrent;
-        loop {
-            if let Some(permit) = self.concurrency.try_acquire(&caller.key_id, max).await {
-                return permit;
-            }
-            tokio::time::sleep(SLOT_RETRY).await;
-        }
+    ) -> Option<crate::limits::ConcurrencyPermit> {
+        self.concurrency
+            .try_acquire(&caller.key_id, self.max_concurrent(caller))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn output(side: u32) -> Vec<OutputImage> {
+        let image = image::DynamicImage::new_rgb8(side, side);
+        vec![OutputImage {
+            format: ImageFormat::Png,
+            bytes: imaging::encode(&image, ImageFormat::Png).unwrap(),
+            base64: None,
+        }]
+    }
+
+    async fn post(budget: &PixelBudget, held: u64) -> Result<Vec<OutputImage>, ApiError> {
+        let identity: advanced::Composite = Arc::new(|model| model.clone());
+        // A 64×64 output onto a 64×64 original: (1 + 2) × 4096 px × 8 B = 96 KiB.
+        let step = budgeted_post_process(identity, budget.clone(), 64 * 64, held);
+        tokio::task::spawn_blocking(move || step(output(64)))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_composited_output_takes_its_share_of_the_pixel_budget() {
+        const MIB: u64 = 1024 * 1024;
+        let budget = PixelBudget::new(MIB, Duration::from_millis(50));
+        // Others hold all but 64 KiB: the step waits for its 96 KiB, then is refused.
+        let others = budget.take(MIB - 64 * 1024).await.unwrap();
+        let refused = post(&budget, 0).await.expect_err("no room for the step");
+        assert_eq!(refused.kind, ErrorKind::Busy);
+        drop(others);
+        // With room it runs, and gives its share back when it is done.
+        assert_eq!(post(&budget, 0).await.unwrap().len(), 1);
+        assert_eq!(budget.available_bytes(), MIB);
+        // Work that itself holds most of the budget is never made to wait on itself.
+        let own = budget.take(MIB - 32 * 1024).await.unwrap();
+        assert_eq!(post(&budget, own.bytes()).await.unwrap().len(), 1);
     }
 }

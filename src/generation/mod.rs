@@ -7,6 +7,8 @@ pub mod chat;
 pub mod chat_context;
 pub mod chat_order;
 pub mod execute;
+pub mod native;
+pub mod native_offline;
 pub mod openai;
 pub mod params;
 pub mod pixels;

@@ -23,7 +23,16 @@ pub struct PixelBudget {
 
 /// A share of the budget; dropping it gives it back.
 pub struct PixelPermit {
-    _held: Option<OwnedSemaphorePermit>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl PixelPermit {
+    /// The bytes of the budget this share holds.
+    pub fn bytes(&self) -> u64 {
+        self.held
+            .as_ref()
+            .map_or(0, |p| p.num_permits() as u64 * UNIT)
+    }
 }
 
 impl PixelBudget {
@@ -39,17 +48,22 @@ impl PixelBudget {
     /// Waits for `bytes` of decoded-pixel memory. A request larger than the whole budget
     /// takes all of it (and so runs alone) rather than never running.
     pub async fn take(&self, bytes: u64) -> Result<PixelPermit, ApiError> {
+        self.take_beside(bytes, 0).await
+    }
+
+    /// As [`PixelBudget::take`], for work that already holds `held` bytes of the budget:
+    /// it is never asked for more than the rest, so it cannot wait on itself.
+    pub async fn take_beside(&self, bytes: u64, held: u64) -> Result<PixelPermit, ApiError> {
+        let held_units = u32::try_from(held.div_ceil(UNIT)).unwrap_or(u32::MAX);
         let units = u32::try_from(bytes.div_ceil(UNIT))
             .unwrap_or(u32::MAX)
-            .min(self.total_units);
+            .min(self.total_units.saturating_sub(held_units));
         if units == 0 {
-            return Ok(PixelPermit { _held: None });
+            return Ok(PixelPermit { held: None });
         }
         let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(PixelPermit {
-                _held: Some(permit),
-            }),
+            Ok(Ok(permit)) => Ok(PixelPermit { held: Some(permit) }),
             Ok(Err(closed)) => Err(ApiError::internal(closed)),
             Err(_) => Err(ApiError::new(
                 ErrorKind::Busy,

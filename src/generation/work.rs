@@ -18,7 +18,8 @@ use crate::generation::story::{self, StoryRequest};
 use crate::generation::styles::Style;
 use crate::generation::{prompts, requests};
 use crate::imaging::IntakeLimits;
-use crate::models::ModelTable;
+use crate::models::{ModelTable, ServiceTier};
+use crate::provider::ServedAs;
 
 /// The stored form's version; a worker refuses (fails) a unit of a version it does not know.
 pub const WORK_VERSION: u32 = 1;
@@ -117,6 +118,28 @@ pub enum Work {
         images: Vec<ImageRef>,
         masks: Vec<ImageRef>,
     },
+    /// Google's own `generateContent` (and `streamGenerateContent`, which only runs
+    /// synchronously): the body as sent, minus the bytes of its inline images, which are
+    /// uploads like any other and are put back when the body is relayed.
+    GeminiNative {
+        /// The model as the caller's path named it.
+        model: String,
+        /// `v1` or `v1beta`, for Google's wording of an unknown model.
+        api_version: String,
+        request: serde_json::Value,
+        /// The service tier the body asks for once held to the key's tier.
+        routing: RawRouting,
+        images: Vec<NativeImage>,
+        stream: bool,
+    },
+}
+
+/// An inline image of a native body: which part of which content it was, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeImage {
+    pub content: usize,
+    pub part: usize,
+    pub image: ImageRef,
 }
 
 /// A unit of work as it is stored for a worker.
@@ -201,6 +224,12 @@ pub enum Plan {
         images: Vec<ImageRef>,
         mask: Option<ImageRef>,
     },
+    GeminiNative {
+        served: ServedAs,
+        request: serde_json::Value,
+        images: Vec<NativeImage>,
+        stream: bool,
+    },
 }
 
 /// Exactly one file under `field`, required.
@@ -226,6 +255,16 @@ fn at_most_one(
 
 fn quality(ask: QualityAsk) -> Result<Option<QualityCheck>, ApiError> {
     QualityCheck::parse(ask.include_quality, ask.min_quality_score)
+}
+
+/// Google's answer for a model it does not serve.
+pub fn native_model_not_found(model: &str, version: &str) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorKind::NotFound,
+        format!(
+            "models/{model} is not found for API version {version}, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
+        ),
+    )
 }
 
 impl Work {
@@ -270,9 +309,11 @@ impl Work {
                     .model
                     .get_or_insert_with(|| default_model.to_owned());
             }
+            // The native surface always names its model in the path.
             Work::ChatMessage { .. }
             | Work::OpenAiGenerations { .. }
-            | Work::OpenAiEdits { .. } => {}
+            | Work::OpenAiEdits { .. }
+            | Work::GeminiNative { .. } => {}
         }
     }
 
@@ -290,6 +331,7 @@ impl Work {
             Work::OpenAiGenerations { fields } | Work::OpenAiEdits { fields, .. } => {
                 &fields.routing
             }
+            Work::GeminiNative { routing, .. } => routing,
         }
     }
 
@@ -307,6 +349,7 @@ impl Work {
             Work::Inpaint { images, masks, .. } | Work::OpenAiEdits { images, masks, .. } => {
                 images.iter().chain(masks).collect()
             }
+            Work::GeminiNative { images, .. } => images.iter().map(|n| &n.image).collect(),
         }
     }
 
@@ -324,6 +367,7 @@ impl Work {
             Work::Inpaint { images, masks, .. } | Work::OpenAiEdits { images, masks, .. } => {
                 images.iter_mut().chain(masks.iter_mut()).collect()
             }
+            Work::GeminiNative { images, .. } => images.iter_mut().map(|n| &mut n.image).collect(),
         };
         for r in refs {
             r.key = rename(&r.key);
@@ -518,6 +562,33 @@ impl Work {
                     plan,
                     images,
                     mask: masks.into_iter().next(),
+                }
+            }
+            Work::GeminiNative {
+                model,
+                api_version,
+                request,
+                routing,
+                images,
+                stream,
+            } => {
+                let model = env
+                    .models
+                    .resolve(&model)
+                    .map_err(|_| native_model_not_found(&model, &api_version))?;
+                let service_tier = routing
+                    .service_tier
+                    .as_deref()
+                    .map(ServiceTier::parse)
+                    .transpose()?;
+                Plan::GeminiNative {
+                    served: ServedAs {
+                        model,
+                        service_tier,
+                    },
+                    request,
+                    images,
+                    stream,
                 }
             }
         })

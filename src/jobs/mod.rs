@@ -26,7 +26,9 @@ use crate::error::{ApiError, ErrorKind};
 use crate::generation::execute::{self, Executor};
 use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work};
 use crate::ids;
+use crate::limits::ConcurrencyPermit;
 use crate::store::BlobStore;
+use crate::store::keys::KeyStore;
 use crate::store::requests::{Cancel, NewDelivery, RequestRecord, RequestStore};
 use crate::tasks::Tasks;
 use lease::{Held, Lease};
@@ -57,7 +59,12 @@ pub struct Jobs {
     deliveries: tokio::sync::Notify,
     /// Told how each async request ended (`/stats` counts async work by its outcome).
     outcomes: Option<Arc<dyn AsyncOutcomes>>,
+    /// Keys' stored settings (their own concurrency), read when their work runs.
+    keys: Option<Arc<dyn KeyStore>>,
 }
+
+/// How long queued work whose key has no free slot stays out of the queue's reach.
+const SLOT_RETRY_MS: i64 = 100;
 
 /// Who wants to know how async requests end.
 pub trait AsyncOutcomes: Send + Sync + 'static {
@@ -88,7 +95,18 @@ impl Jobs {
             wake: tokio::sync::Notify::new(),
             deliveries: tokio::sync::Notify::new(),
             outcomes: None,
+            keys: None,
         }
+    }
+
+    /// The executor the workers run work with (tests hold a key's slot through it).
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    pub fn with_keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     pub fn with_outcomes(mut self, outcomes: Arc<dyn AsyncOutcomes>) -> Self {
@@ -253,9 +271,22 @@ impl Jobs {
         let Some(key) = Self::body_key(id) else {
             return;
         };
-        // At most three images and a mask; a key that was never written is no error.
-        let inputs = (0..4).map(|n| Self::input_key(id, n));
-        for key in std::iter::once(key).chain(inputs) {
+        // The stored unit names its uploads (a native body may carry many); a body
+        // stored before typed work carried its uploads inline.
+        let inputs: Vec<String> = match self.blobs.get(&key).await {
+            Ok(Some(body)) => serde_json::from_slice::<StoredWork>(&body)
+                .map(|unit| {
+                    unit.work
+                        .images()
+                        .into_iter()
+                        .map(|r| r.key.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        // The unit goes last: until then it still says which uploads are left.
+        for key in inputs.into_iter().chain(std::iter::once(key)) {
             if let Err(e) = self.blobs.delete(&key).await {
                 // Only space is lost: the finished request never reads its body again.
                 tracing::warn!(request_id = %id, error = %e, "request body not removed");
@@ -287,7 +318,21 @@ impl Jobs {
             .detail("attempts", job.attempts - 1)
             .body(&job.id))
         } else {
-            match self.execute(&job, claimed_at + lease_ms, tasks).await {
+            let caller = self.caller_of(&job).await;
+            let Some(slot) = self.executor.try_slot(&caller).await else {
+                // Its key is at its concurrency: the request goes back to the queue for
+                // a moment, and this worker takes the next one (another key's, or this
+                // one's once a slot is free), so one saturated key cannot hold every
+                // worker. The attempt is not counted.
+                let not_before = self.clock.now_ms() + SLOT_RETRY_MS;
+                let deferred = self.store.defer(&job.id, job.attempts, not_before).await?;
+                tracing::debug!(request_id = %job.id, deferred, "key at its concurrency; request handed back");
+                return Ok(true);
+            };
+            match self
+                .execute(&job, caller, slot, claimed_at + lease_ms, tasks)
+                .await
+            {
                 Held::Done(outcome) => outcome,
                 Held::Lost => {
                     // Its upstream call was canceled with the run; whoever claims the
@@ -372,21 +417,36 @@ impl Jobs {
         Ok((unit.work, uploads))
     }
 
+    /// The key the work runs for, with its settings as they are now (its own concurrency
+    /// above all). Models and spending are checked against the key's stored row before
+    /// each upstream call (`generation::spend`). A key that cannot be read runs with its
+    /// tier's limits.
+    async fn caller_of(&self, job: &RequestRecord) -> Caller {
+        let mut caller = Caller::of_tier(job.owner.clone(), job.tier.clone());
+        if let Some(keys) = &self.keys {
+            match keys.get(&job.owner).await {
+                Ok(Some(key)) => caller.settings = Arc::new(key.settings),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request_id = %job.id, error = %e, "key settings unread; the tier's limits apply");
+                }
+            }
+        }
+        caller
+    }
+
     /// Runs the stored work with the executor while the lease is held (until
-    /// `held_until_ms` unless renewed; see [`Lease::hold`]). The key's in-flight slot is
-    /// held for the whole run: work past the key's concurrency waits here, still queued
-    /// for every purpose but its lease.
+    /// `held_until_ms` unless renewed; see [`Lease::hold`]), holding the key's in-flight
+    /// `slot` for the whole run.
     async fn execute(
         &self,
         job: &RequestRecord,
+        caller: Caller,
+        slot: ConcurrencyPermit,
         held_until_ms: i64,
         tasks: &Tasks,
     ) -> Held<Result<Value, Value>> {
-        // Models and spending are checked against the key's stored row before each
-        // upstream call (`generation::spend`), so the stored work needs no more of the key.
-        let caller = Caller::of_tier(job.owner.clone(), job.tier.clone());
         let run = async {
-            let slot = self.executor.wait_for_slot(&caller).await;
             // The budget was charged with the work's cost when it was accepted.
             let ctx = RequestContext {
                 request_id: job.id.clone(),
@@ -480,6 +540,9 @@ impl Jobs {
                     }
                 }
             });
+        }
+        if !self.config.webhooks.deliver {
+            return;
         }
         let (jobs, stop) = (self.clone(), tasks.stop.clone());
         tasks.spawn(async move {

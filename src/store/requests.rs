@@ -67,6 +67,14 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Hands a request this attempt still holds back to the queue (a stopping worker
     /// that could not finish it); the attempt does not count against its budget.
     async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError>;
+    /// As [`RequestStore::release`], but not claimable again before `not_before_ms` (a
+    /// queued row's `lease_until_ms`): a worker that cannot run it yet (its key has no
+    /// free slot) lets other work through instead of holding it. Stores without that
+    /// hand it straight back.
+    async fn defer(&self, id: &str, attempt: i64, not_before_ms: i64) -> Result<bool, StoreError> {
+        let _ = not_before_ms;
+        self.release(id, attempt).await
+    }
     /// Records the outcome of an attempt that still holds the request, and queues its
     /// webhook in the same transaction (so a crash cannot lose it). `false` if fenced off.
     #[allow(clippy::too_many_arguments)]
@@ -215,14 +223,16 @@ impl RequestStore for SqlRequestStore {
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError> {
         // One statement: SQLite runs it as a single write, so two workers never claim
-        // the same request; PostgreSQL's workers skip the rows others have locked.
-        // A chat message waits for the earlier messages of its session (never claimed
-        // before they finish), so a worker never sits waiting for its turn.
+        // the same request; PostgreSQL's workers skip the rows others have locked. A
+        // queued row's `lease_until_ms` is when it may run again (see `defer`). A chat
+        // message waits for the earlier messages of its session (never claimed before they
+        // finish), so a worker never sits waiting for its turn.
         // The SQL is made of constants only.
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE requests SET status = 'running', attempts = attempts + 1, lease_until_ms = $1
              WHERE id = (SELECT id FROM requests r
-                         WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_until_ms < $2))
+                         WHERE ((r.status = 'queued' AND (r.lease_until_ms IS NULL OR r.lease_until_ms <= $2))
+                                OR (r.status = 'running' AND r.lease_until_ms < $3))
                          AND (r.session_id IS NULL OR NOT EXISTS (
                              SELECT 1 FROM requests e WHERE e.session_id = r.session_id AND e.session_seq < r.session_seq
                              AND (e.status IN ('queued', 'running') OR (e.status = 'sync' AND e.lease_until_ms >= $2))))
@@ -231,6 +241,7 @@ impl RequestStore for SqlRequestStore {
             self.db.skip_locked()
         )))
         .bind(now_ms + lease_ms)
+        .bind(now_ms)
         .bind(now_ms)
         .fetch_optional(&self.db.pool)
         .await?;
@@ -249,6 +260,16 @@ impl RequestStore for SqlRequestStore {
 
     async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = NULL WHERE id = $1 AND attempts = $2 AND status = 'running'")
+            .bind(id)
+            .bind(attempt)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn defer(&self, id: &str, attempt: i64, not_before_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE requests SET status = 'queued', attempts = attempts - 1, lease_until_ms = $1 WHERE id = $2 AND attempts = $3 AND status = 'running'")
+            .bind(not_before_ms)
             .bind(id)
             .bind(attempt)
             .execute(&self.db.pool)

@@ -10,8 +10,12 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use imagegate::caller::Caller;
+use imagegate::clock::ManualClock;
+use imagegate::config::Secret;
+
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, expect_error, file_part, json_of, png};
+use crate::support::{TestApp, client_with_key, expect_error, file_part, json_of, png};
 
 /// A webhook receiver on loopback that answers with the scripted statuses, then 200.
 #[derive(Clone, Default)]
@@ -88,16 +92,6 @@ async fn run_queue(app: &TestApp, id: &str) -> Value {
     let (status, _, body) = json_of(app.get(&format!("/requests/{id}")).await).await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-async fn wait_until(mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition never held");
 }
 
 fn quick_webhooks(c: &mut imagegate::config::Config) {
@@ -192,10 +186,24 @@ async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_t
     }
 }
 
+/// The queue and the webhook sender both driven by the test (`run_once`,
+/// `deliver_once`), on a clock it moves past each retry's backoff.
+async fn driven(clock: &ManualClock) -> TestApp {
+    TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
+        quick_webhooks(c);
+        c.jobs.webhooks.deliver = false;
+    })
+    .await
+}
+
+/// Longer than any backoff `quick_webhooks` allows.
+const PAST_BACKOFF_MS: i64 = 60_000;
+
 #[tokio::test]
 async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
     let (receiver, url) = Receiver::start(&[500]).await;
-    let app = TestApp::spawn(quick_webhooks).await;
+    let clock = ManualClock::starting_now();
+    let app = driven(&clock).await;
     let (status, id, _) = json_of(
         app.post_json(
             "/generate-image",
@@ -206,8 +214,19 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
     .await;
     assert_eq!(status, 202);
     run_queue(&app, &id).await;
-    wait_until(|| receiver.calls().len() >= 2).await;
+    assert!(
+        app.jobs.deliver_once().await.unwrap(),
+        "due when the request finished"
+    );
+    assert_eq!(receiver.calls().len(), 1);
+    assert!(
+        !app.jobs.deliver_once().await.unwrap(),
+        "the retry of the refused attempt waits for its backoff"
+    );
+    clock.advance_ms(PAST_BACKOFF_MS);
+    assert!(app.jobs.deliver_once().await.unwrap(), "the retry is due");
     let calls = receiver.calls();
+    assert_eq!(calls.len(), 2);
     let (secret_status, _, secret) = json_of(app.get("/webhooks/secret").await).await;
     assert_eq!(secret_status, 200);
     let secret = secret["secret"].as_str().unwrap();
@@ -234,14 +253,19 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
         delivered == current,
         "the webhook carries the body of GET /requests/{{id}}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(receiver.calls().len(), 2, "no more attempts after a 2xx");
+    clock.advance_ms(PAST_BACKOFF_MS);
+    assert!(
+        !app.jobs.deliver_once().await.unwrap(),
+        "no more attempts after a 2xx"
+    );
+    assert_eq!(receiver.calls().len(), 2);
 }
 
 #[tokio::test]
 async fn a_410_stops_webhook_retries() {
     let (receiver, url) = Receiver::start(&[410, 500, 500]).await;
-    let app = TestApp::spawn(quick_webhooks).await;
+    let clock = ManualClock::starting_now();
+    let app = driven(&clock).await;
     let (status, id, _) = json_of(
         app.post_json(
             "/generate-image",
@@ -252,8 +276,13 @@ async fn a_410_stops_webhook_retries() {
     .await;
     assert_eq!(status, 202);
     run_queue(&app, &id).await;
-    wait_until(|| !receiver.calls().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.jobs.deliver_once().await.unwrap());
+    assert_eq!(receiver.calls().len(), 1);
+    clock.advance_ms(PAST_BACKOFF_MS);
+    assert!(
+        !app.jobs.deliver_once().await.unwrap(),
+        "nothing is retried after a 410"
+    );
     assert_eq!(receiver.calls().len(), 1);
 }
 
@@ -531,4 +560,124 @@ async fn work_queued_by_an_older_version_is_finished_by_this_one() {
     let edited =
         crate::support::decode_image(&run_queue(&app, &ids[0]).await["result"]["images"][0]);
     assert_eq!((edited.width(), edited.height()), (64, 48));
+}
+
+const ADMIN: &str = "admin-token-for-async-tests-0123456789";
+
+/// A driven queue whose `solo` tier runs one request at a time, with the admin API.
+async fn solo_queue(clock: &ManualClock) -> TestApp {
+    TestApp::spawn_full(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
+        quick_webhooks(c);
+        c.auth.admin_token = Some(Secret::new(ADMIN));
+        c.tiers =
+            toml::from_str("[solo]\nrequests_per_minute = 100\nmax_concurrent = 1\n").unwrap();
+    })
+    .await
+}
+
+/// A `solo` key with `settings`: its client and its key id.
+async fn solo_key(app: &TestApp, settings: Value) -> (reqwest::Client, String) {
+    let mut body = json!({"tier": "solo"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(settings.as_object().unwrap().clone());
+    let (status, _, created) = json_of(
+        client_with_key(Some(ADMIN))
+            .post(app.url("/admin/keys"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        client_with_key(created["key"].as_str()),
+        created["key_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn queue_generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
+    let (status, id, body) = json_of(
+        client
+            .post(app.url("/generate-image"))
+            .json(&json!({"prompt": prompt, "async": true}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    id
+}
+
+async fn status_of(app: &TestApp, client: &reqwest::Client, id: &str) -> String {
+    let (_, _, body) = json_of(
+        client
+            .get(app.url(&format!("/requests/{id}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs worker steps until the queue has nothing claimable. A step that waited for a
+/// saturated key's slot would never return: the guard turns that into a failure.
+async fn drain(app: &TestApp) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.jobs.run_once().await.expect("a worker step") {}
+    })
+    .await
+    .expect("no worker step waits on a key with no free slot");
+}
+
+#[tokio::test]
+async fn a_saturated_keys_queue_does_not_stop_another_keys_request_from_running() {
+    let clock = ManualClock::starting_now();
+    let app = solo_queue(&clock).await;
+    let (busy, busy_id) = solo_key(&app, json!({})).await;
+    let (other, _) = solo_key(&app, json!({})).await;
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        queued.push(queue_generate(&app, &busy, &format!("fox {i}")).await);
+    }
+    let last = queue_generate(&app, &other, "a hare").await;
+    // The busy key's one slot is taken, as by a synchronous request of its own.
+    let held = app
+        .jobs
+        .executor()
+        .try_slot(&Caller::of_tier(busy_id, "solo"))
+        .await
+        .expect("the slot was free");
+    drain(&app).await;
+    assert_eq!(status_of(&app, &other, &last).await, "succeeded");
+    for id in &queued {
+        assert_eq!(status_of(&app, &busy, id).await, "queued", "{id} waits");
+    }
+    // Once its slot is free the busy key's work runs, none of it failed for the waits.
+    drop(held);
+    clock.advance_ms(1_000);
+    drain(&app).await;
+    for id in &queued {
+        assert_eq!(status_of(&app, &busy, id).await, "succeeded", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn queued_work_runs_at_its_keys_own_concurrency_not_its_tiers() {
+    let clock = ManualClock::starting_now();
+    let app = solo_queue(&clock).await;
+    let (wide, wide_id) = solo_key(&app, json!({"max_concurrent": 2})).await;
+    let id = queue_generate(&app, &wide, "a fox").await;
+    // One request of the key is in flight: all its tier allows, half of what it has.
+    let _held = app
+        .jobs
+        .executor()
+        .try_slot(&Caller::of_tier(wide_id, "solo"))
+        .await
+        .expect("the slot was free");
+    drain(&app).await;
+    assert_eq!(status_of(&app, &wide, &id).await, "succeeded");
 }

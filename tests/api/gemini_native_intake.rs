@@ -1,11 +1,15 @@
 //! The Gemini-native surface takes images and bodies as the guide's endpoints do, and
-//! accounts for every upstream answer it relays (issue 16).
+//! accounts for every upstream answer it relays (issue 16). Its `generateContent` is a
+//! unit of work like the others (issue 12): queued with `Prefer: respond-async`, refused
+//! the same way either way, and run to its end when the client hangs up.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::FakeGemini;
+use imagegate::config::{Config, ProviderChoice, Secret};
+
+use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 use crate::support::{TestApp, decode_image, jpeg, json_of, png};
 
 const GENERATE: &str = "/v1beta/models/gemini-3.1-flash-image:generateContent";
@@ -188,4 +192,158 @@ async fn usage_is_recorded_for_relayed_refusals_and_max_tokens_answers() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The Gemini provider pointed at `fake`; the test runs the async queue itself.
+fn relaying(fake: &FakeGemini) -> impl FnOnce(&mut Config) + use<> {
+    let base_url = fake.base_url();
+    move |c: &mut Config| {
+        c.provider = ProviderChoice::Gemini;
+        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
+        c.gemini.base_url = base_url;
+        c.gemini.deadline_secs = 20.0;
+        c.jobs.workers = 0;
+    }
+}
+
+async fn post_native(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    respond_async: bool,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).json(body);
+    if respond_async {
+        request = request.header("prefer", "respond-async");
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn prefer_respond_async_queues_generate_content_and_a_worker_relays_it() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(relaying(&fake)).await;
+    let image = png(64, 48);
+    let body = with_image("make it blue", &image, "image/png");
+    let response = post_native(&app, GENERATE, &body, true).await;
+    assert_eq!(response.headers()["preference-applied"], "respond-async");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (status, id, accepted) = json_of(response).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(location, format!("/requests/{id}"));
+    assert!(
+        fake.requests().is_empty(),
+        "nothing is relayed before a worker runs it"
+    );
+    assert!(app.jobs.run_once().await.unwrap());
+    let (_, _, done) = json_of(app.get(&format!("/requests/{id}")).await).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The result is Google's own response object, as the synchronous call answers.
+    let parts = done["result"]["candidates"][0]["content"]["parts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{done}"));
+    assert!(
+        parts.iter().any(|p| p["inlineData"]["data"].is_string()),
+        "{done}"
+    );
+    // The inline image went through the blob store and was relayed as it was sent.
+    let sent = &fake.requests()[0].body;
+    let parts = &sent["contents"][0]["parts"];
+    assert_eq!(parts[0]["text"], "make it blue");
+    assert_eq!(parts[1]["inlineData"]["mimeType"], "image/png");
+    let relayed = STANDARD
+        .decode(parts[1]["inlineData"]["data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(relayed, image);
+    // A stream is relayed as it arrives: it stays synchronous whatever it prefers.
+    let streamed = post_native(
+        &app,
+        "/v1beta/models/gemini-3.1-flash-image:streamGenerateContent?alt=sse",
+        &text_only("a kite"),
+        true,
+    )
+    .await;
+    assert_eq!(streamed.status(), 200);
+    assert!(streamed.headers().get("preference-applied").is_none());
+    assert!(streamed.text().await.unwrap().contains("data:"));
+}
+
+/// An error body without what differs between two requests (their ids).
+fn error_of(body: &Value) -> Value {
+    json!([
+        body["error"]["code"],
+        body["error"]["status"],
+        body["error"]["message"]
+    ])
+}
+
+#[tokio::test]
+async fn the_same_invalid_native_body_gets_the_same_400_sync_or_async() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(relaying(&fake)).await;
+    let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
+    let bodies = [
+        with_image("make it blue", &bomb(), "image/png"),
+        with_image("x", &gif, "image/gif"),
+        json!({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "%%%"}}]}]}),
+    ];
+    for body in &bodies {
+        let (status, _, now) = json_of(post_native(&app, GENERATE, body, false).await).await;
+        let (queued_status, _, queued) =
+            json_of(post_native(&app, GENERATE, body, true).await).await;
+        assert_eq!((status, queued_status), (400, 400), "{now} / {queued}");
+        assert_google_envelope(&queued, 400, "INVALID_ARGUMENT");
+        assert_eq!(error_of(&now), error_of(&queued));
+    }
+    // A body that is not JSON is refused in Google's words, both ways.
+    let mut answers = Vec::new();
+    for respond_async in [false, true] {
+        let mut request = app
+            .client
+            .post(app.url(GENERATE))
+            .header("content-type", "application/json")
+            .body("{\"contents\": [");
+        if respond_async {
+            request = request.header("prefer", "respond-async");
+        }
+        let (status, _, body) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(status, 400, "{body}");
+        assert_google_envelope(&body, 400, "INVALID_ARGUMENT");
+        answers.push(error_of(&body));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(fake.requests().is_empty(), "nothing was relayed");
+    assert!(!app.jobs.run_once().await.unwrap(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn a_native_call_whose_client_hangs_up_runs_to_its_end_and_a_graceful_stop_waits_for_it() {
+    let fake = FakeGemini::start().await;
+    let app = TestApp::spawn(relaying(&fake)).await;
+    let marker = "[[fake:slow_1500]]";
+    let request = app
+        .client
+        .post(app.url(GENERATE))
+        .json(&text_only(&format!("a fox {marker}")));
+    let client = tokio::spawn(async move { request.send().await.map(|r| r.status()) });
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while fake.calls_for(marker).is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the call reached the upstream");
+    client.abort();
+    let _ = client.await;
+    // The client is gone; the paid call goes on, tracked, so the graceful stop that
+    // restarts the server waits for it and its answer is kept for the caller.
+    let app = app.restart(relaying(&fake)).await;
+    assert_eq!(fake.in_flight(), 0, "the stop waited for the upstream call");
+    let (requests, tokens) = usage_requests(&app).await;
+    assert_eq!(
+        requests, 1,
+        "the answer of the call whose client left was kept"
+    );
+    assert!(tokens > 0);
 }

@@ -348,6 +348,7 @@ async fn the_storage_story(storage: &Storage) {
     queue::concurrent_workers_never_claim_the_same_request(storage).await;
     queue::chat_messages_wait_for_the_earlier_ones_of_their_session(storage).await;
     a_rotated_key_hands_its_spend_to_its_successor(storage).await;
+    queue::a_deferred_request_is_not_claimed_before_its_time(storage).await;
     storage.database.ping().await.unwrap();
     assert_eq!(
         storage.database.schema_version().await.unwrap(),

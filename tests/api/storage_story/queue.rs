@@ -303,4 +303,33 @@ pub async fn chat_messages_wait_for_the_earlier_ones_of_their_session(s: &Storag
             Cancel::Canceled
         );
     }
+
+/// A worker whose request's key has no free slot hands it back for a moment (`defer`):
+/// not claimable before then, and the attempt it made is not counted.
+pub async fn a_deferred_request_is_not_claimed_before_its_time(s: &Storage) {
+    let q = &s.requests;
+    // The oldest row of all, so it is the one claimed whenever it can be.
+    let r = queued(NOW - 1_000_000);
+    q.insert(&r).await.unwrap();
+    let at = NOW + 1_000_000;
+    let claimed = q.claim(at, 60_000).await.unwrap().unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.attempts), (r.id.as_str(), 1));
+    assert!(q.defer(&r.id, 1, at + 100).await.unwrap());
+    assert!(
+        !q.defer(&r.id, 1, at + 100).await.unwrap(),
+        "only a held attempt"
+    );
+    assert_eq!(
+        q.get(&r.id, "alice").await.unwrap().unwrap().status,
+        "queued"
+    );
+    let early = q.claim(at + 50, 60_000).await.unwrap();
+    assert!(early.is_none_or(|e| e.id != r.id), "not before its time");
+    let later = q.claim(at + 100, 60_000).await.unwrap().unwrap();
+    assert_eq!((later.id.as_str(), later.attempts), (r.id.as_str(), 1));
+    assert!(
+        q.finish(&r.id, 1, "succeeded", Some("{}"), None, at + 200, None)
+            .await
+            .unwrap()
+    );
 }

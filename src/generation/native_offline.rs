@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::api::AppState;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
+use crate::generation::native::Relay;
 use crate::generation::params::{RawOptions, RawRouting};
 use crate::imaging::ImageFormat;
 use crate::models::ResolvedModel;
@@ -86,7 +86,7 @@ fn turns(request: &Value) -> Result<Vec<Turn>, ApiError> {
 }
 
 fn request(
-    state: &AppState,
+    relay: &Relay<'_>,
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<ProviderRequest, ApiError> {
@@ -127,7 +127,7 @@ fn request(
             fallback: None,
         },
     }
-    .parse_native(&state.models, &state.default_model)?;
+    .parse_native(relay.models, relay.default_model)?;
     let system = field(&req, "systemInstruction", "system_instruction")["parts"]
         .as_array()
         .map(|parts| {
@@ -177,14 +177,14 @@ fn envelope(parts: Vec<Value>, finish: Option<&str>, request_id: &str) -> Value 
 
 /// Runs the translated request; the answer's text and its images with their types.
 async fn run(
-    state: &AppState,
+    relay: &Relay<'_>,
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<(Option<String>, Vec<(String, &'static str)>, String, String), ApiError> {
-    let outcome = state
+    let outcome = relay
         .generator
-        .run(ctx, request(state, model, body)?)
+        .run(ctx, request(relay, model, body)?)
         .await?;
     let r = outcome.response;
     let images = r.images.into_iter().zip(r.mime_types).collect();
@@ -192,12 +192,12 @@ async fn run(
 }
 
 pub async fn generate(
-    state: &AppState,
+    relay: &Relay<'_>,
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let (text, images, finish, id) = run(state, ctx, model, body).await?;
+    let (text, images, finish, id) = run(relay, ctx, model, body).await?;
     Ok(envelope(
         answer_parts(text.as_deref(), &images),
         Some(&finish),
@@ -207,12 +207,12 @@ pub async fn generate(
 
 /// The same answer as server-sent events: text first, then the image with the finish.
 pub async fn stream(
-    state: &AppState,
+    relay: &Relay<'_>,
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
 ) -> Result<String, ApiError> {
-    let (text, images, finish, id) = run(state, ctx, model, body).await?;
+    let (text, images, finish, id) = run(relay, ctx, model, body).await?;
     let mut events = Vec::new();
     if let Some(text) = text.as_deref() {
         events.push(envelope(answer_parts(Some(text), &[]), None, &id));
