@@ -185,7 +185,11 @@ impl App {
                 access.concurrency.clone(),
                 access.tiers.clone(),
             )
-            .with_gemini(gemini.clone()),
+            .with_gemini(
+                gemini
+                    .clone()
+                    .map(|g| g as Arc<dyn crate::provider::native::NativeUpstream>),
+            ),
         );
         let legacy = Arc::new(api::jobs::LegacyBodies {
             max_file_bytes: config.limits.max_file_bytes,

@@ -18,6 +18,7 @@
 //! the caller authenticated Google's way.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -41,6 +42,7 @@ use crate::generation::native_offline;
 use crate::generation::work::{Plan, native_model_not_found};
 use crate::models::{Reason, ResolvedModel, ServiceTier, Substitution};
 use crate::provider::ServedAs;
+use crate::provider::native::NativeUpstream;
 
 /// A relayed stream is also kept to account for it afterwards; beyond this much, the
 /// relay goes on but the accounting gives up (no image answer is anywhere near it).
@@ -282,6 +284,7 @@ async fn stream_relay(
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (state, ctx, kept_as) = (state.clone(), ctx.clone(), served.clone());
+    let relayed_by = Arc::clone(gemini);
     // Relayed chunk by chunk; read to the end even if the client leaves, so the call's
     // images and usage are still kept.
     crate::tasks::spawn(async move {
@@ -306,7 +309,15 @@ async fn stream_relay(
             }
         }
         drop(tx);
-        let cost = native::keep(&state.generator, &ctx, &kept_as, &merge_events(&kept)).await;
+        let upstream: &dyn NativeUpstream = relayed_by.as_ref();
+        let cost = native::keep(
+            &state.generator,
+            upstream,
+            &ctx,
+            &kept_as,
+            &merge_events(&kept),
+        )
+        .await;
         state.generator.settle(reservation, cost).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -22,7 +22,7 @@ use crate::generation::work::{ImageRef, ImageRole, Plan, Work, WorkEnv};
 use crate::generation::{GenerationResponse, Generator, Outcome, PostProcess, native, requests};
 use crate::imaging::{self, ImageFormat, InputImage, IntakeLimits};
 use crate::limits::{ConcurrencyLimiter, Tiers};
-use crate::provider::gemini::GeminiProvider;
+use crate::provider::native::NativeUpstream;
 use crate::provider::{OutputImage, ProviderRequest};
 
 /// An upload after intake: as uploaded, and as it goes upstream (checked, downscaled).
@@ -284,7 +284,7 @@ pub struct Executor {
     concurrency: Arc<dyn ConcurrencyLimiter>,
     tiers: Arc<Tiers>,
     /// Google, for the native surface's relayed calls; `None` on the offline provider.
-    gemini: Option<Arc<GeminiProvider>>,
+    gemini: Option<Arc<dyn NativeUpstream>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -315,7 +315,7 @@ impl Executor {
         }
     }
 
-    pub fn with_gemini(mut self, gemini: Option<Arc<GeminiProvider>>) -> Self {
+    pub fn with_gemini(mut self, gemini: Option<Arc<dyn NativeUpstream>>) -> Self {
         self.gemini = gemini;
         self
     }

@@ -20,7 +20,7 @@ use crate::generation::work::NativeImage;
 use crate::generation::{Generator, Usage, native_offline};
 use crate::models::{ModelTable, Reason, ResolvedModel, ServiceTier, Substitution};
 use crate::provider::ServedAs;
-use crate::provider::gemini::{GeminiProvider, interpret};
+use crate::provider::native::NativeUpstream;
 
 /// What relaying needs besides the request.
 pub struct Relay<'a> {
@@ -28,7 +28,7 @@ pub struct Relay<'a> {
     pub models: &'a ModelTable,
     pub default_model: &'a str,
     /// `None` on the offline provider.
-    pub gemini: Option<&'a GeminiProvider>,
+    pub gemini: Option<&'a dyn NativeUpstream>,
 }
 
 /// Google's answer to a relayed call: its HTTP status and body, as they came.
@@ -150,7 +150,7 @@ pub async fn generate(
         };
         let name = served.model.entry.name.clone();
         if status == 200 {
-            let cost = keep(generator, ctx, &served, &bytes).await;
+            let cost = keep(generator, gemini, ctx, &served, &bytes).await;
             generator.settle(reservation, cost).await;
             return Ok(Answer {
                 served,
@@ -222,11 +222,12 @@ pub fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, ApiEr
 /// failure here is logged rather than turned into an error.
 pub async fn keep(
     generator: &Generator,
+    upstream: &dyn NativeUpstream,
     ctx: &RequestContext,
     served: &ServedAs,
     answer: &[u8],
 ) -> f64 {
-    match interpret(answer, served.clone()) {
+    match upstream.interpret(answer, served.clone()) {
         Ok(generated) => {
             let cost = Usage::priced(generated.usage, generated.served.prices()).cost_usd;
             if let Err(e) = generator.keep(ctx, &generated).await {

@@ -12,7 +12,7 @@ use crate::generation::native::Relay;
 use crate::generation::params::{RawOptions, RawRouting};
 use crate::imaging::ImageFormat;
 use crate::models::ResolvedModel;
-use crate::provider::gemini::decode_base64;
+use crate::provider::native::decode_base64;
 use crate::provider::{Part, PartData, ProviderRequest, Role, Task, Turn};
 
 /// A field under its camelCase or snake_case name, as Google accepts both.

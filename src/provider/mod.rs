@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod effects;
 pub mod gemini;
+pub mod native;
 pub mod offline;
 pub mod routing;
 
