@@ -303,6 +303,7 @@ pub async fn chat_messages_wait_for_the_earlier_ones_of_their_session(s: &Storag
             Cancel::Canceled
         );
     }
+}
 
 /// A worker whose request's key has no free slot hands it back for a moment (`defer`):
 /// not claimable before then, and the attempt it made is not counted.
