@@ -64,7 +64,15 @@ pub struct GenerateArgs {
     pub target: Target,
 }
 
-fn report(response: &Value, saved: &Path) {
+/// Sends a generation request, saves its first image to `output` (or `image.<ext>`) and
+/// prints where, with the model, the image id and any text.
+async fn send_and_save(
+    client: &Client,
+    request: reqwest::RequestBuilder,
+    output: Option<&Path>,
+) -> Result<(), ClientError> {
+    let response = client.send(request).await?;
+    let saved = save_first(&response, output)?;
     println!(
         "{} ({}, {})",
         saved.display(),
@@ -74,18 +82,15 @@ fn report(response: &Value, saved: &Path) {
     if let Some(text) = response["text"].as_str() {
         println!("{text}");
     }
+    Ok(())
 }
 
 pub async fn generate(args: GenerateArgs) -> Result<(), ClientError> {
     let client = Client::new(args.target)?;
     let mut body = json!({"prompt": args.prompt});
     args.shape.json(&mut body);
-    let response = client
-        .send(client.request(Method::POST, "/generate-image").json(&body))
-        .await?;
-    let saved = save_first(&response, args.output.as_deref())?;
-    report(&response, &saved);
-    Ok(())
+    let request = client.request(Method::POST, "/generate-image").json(&body);
+    send_and_save(&client, request, args.output.as_deref()).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,12 +120,8 @@ pub async fn edit(args: EditArgs) -> Result<(), ClientError> {
         form = form.text("edit_strength", s.to_string());
     }
     let form = args.shape.form(form);
-    let response = client
-        .send(client.request(Method::POST, "/edit-image").multipart(form))
-        .await?;
-    let saved = save_first(&response, args.output.as_deref())?;
-    report(&response, &saved);
-    Ok(())
+    let request = client.request(Method::POST, "/edit-image").multipart(form);
+    send_and_save(&client, request, args.output.as_deref()).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,16 +154,10 @@ pub async fn compose(args: ComposeArgs) -> Result<(), ClientError> {
         form = form.text("composition_style", style);
     }
     let form = args.shape.form(form);
-    let response = client
-        .send(
-            client
-                .request(Method::POST, "/compose-images")
-                .multipart(form),
-        )
-        .await?;
-    let saved = save_first(&response, args.output.as_deref())?;
-    report(&response, &saved);
-    Ok(())
+    let request = client
+        .request(Method::POST, "/compose-images")
+        .multipart(form);
+    send_and_save(&client, request, args.output.as_deref()).await
 }
 
 #[derive(Debug, clap::Args)]

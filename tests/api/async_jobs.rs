@@ -332,14 +332,9 @@ async fn multipart_requests_can_run_async_too() {
 #[tokio::test]
 async fn a_refusal_upstream_is_a_failed_request_with_the_contracts_error() {
     let fake = FakeGemini::start().await;
-    let base_url = fake.base_url();
-    let app = TestApp::spawn(move |c| {
+    let app = TestApp::gemini_with(&fake, |c| {
         quick_webhooks(c);
         c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(
-            crate::support::fake_gemini::FAKE_API_KEY,
-        ));
-        c.gemini.base_url = base_url;
     })
     .await;
     let (status, id, _) = json_of(
@@ -562,7 +557,7 @@ async fn work_queued_by_an_older_version_is_finished_by_this_one() {
     assert_eq!((edited.width(), edited.height()), (64, 48));
 }
 
-const ADMIN: &str = "admin-token-for-async-tests-0123456789";
+use crate::support::ADMIN_TOKEN as ADMIN;
 
 /// A driven queue whose `solo` tier runs one request at a time, with the admin API.
 async fn solo_queue(clock: &ManualClock) -> TestApp {
@@ -581,16 +576,7 @@ async fn solo_key(app: &TestApp, settings: Value) -> (reqwest::Client, String) {
     body.as_object_mut()
         .unwrap()
         .extend(settings.as_object().unwrap().clone());
-    let (status, _, created) = json_of(
-        client_with_key(Some(ADMIN))
-            .post(app.url("/admin/keys"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = crate::support::admin_create_key(app, &body).await;
     (
         client_with_key(created["key"].as_str()),
         created["key_id"].as_str().unwrap().to_owned(),

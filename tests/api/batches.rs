@@ -18,14 +18,8 @@ async fn on_fake(
     fake: &FakeGemini,
     configure: impl FnOnce(&mut imagegate::config::Config),
 ) -> TestApp {
-    let base_url = fake.base_url();
-    TestApp::spawn(move |c| {
-        c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
+    TestApp::gemini_with(fake, |c| {
         c.gemini.deadline_secs = 5.0;
-        c.gemini.initial_backoff_ms = 10;
-        c.gemini.max_backoff_ms = 40;
         c.batches.workers = 0;
         c.batches.poll_initial_ms = 1;
         c.batches.poll_max_ms = 5;

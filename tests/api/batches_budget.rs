@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use imagegate::config::{Config, ProviderChoice, Secret};
-use imagegate::models::{ModelOverride, Prices};
 use imagegate::store::Db;
 use imagegate::store::batches::{BatchRecord, BatchStore as _, Inserted, SqlBatchStore};
 use serde_json::{Value, json};
@@ -16,7 +15,7 @@ use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 use crate::support::services::PgSchema;
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
 
-const ADMIN: &str = "admin-token-for-batch-tests-0123456789";
+use crate::support::ADMIN_TOKEN as ADMIN;
 
 /// Pro at 4K costs exactly $0.04 at the standard price here (2000 image tokens at $20 per
 /// million, input and text free), so $0.02 an item at the batch price, worst case and real
@@ -32,30 +31,12 @@ fn configure(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
         c.batches.workers = 0;
         c.batches.poll_initial_ms = 1;
         c.batches.poll_max_ms = 5;
-        c.models.push(ModelOverride {
-            name: "gemini-3-pro-image".into(),
-            prices: Some(Prices {
-                input: 0.0,
-                text_output: 0.0,
-                image_output: 20.0,
-            }),
-            output_tokens: Some([("4K".to_owned(), 2000)].into_iter().collect()),
-            ..ModelOverride::default()
-        });
+        crate::support::price(c, "gemini-3-pro-image", "4K", 2000, 0.0);
     }
 }
 
 async fn create_key(app: &TestApp, body: Value) -> reqwest::Client {
-    let (status, _, created) = json_of(
-        client_with_key(Some(ADMIN))
-            .post(app.url("/admin/keys"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = crate::support::admin_create_key(app, &body).await;
     client_with_key(created["key"].as_str())
 }
 

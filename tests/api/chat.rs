@@ -255,18 +255,20 @@ async fn deleting_a_session_ends_it() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
+    assert_gone(&app, &session).await;
+    expect_error(app.get("/chat/chat_nonsense").await, 404, "not_found").await;
+}
+
+/// A session that is gone answers 404 to a read and to a message alike.
+async fn assert_gone(app: &TestApp, session: &str) {
     expect_error(app.get(&format!("/chat/{session}")).await, 404, "not_found").await;
-    expect_error(
-        app.post_json(
+    let message = app
+        .post_json(
             &format!("/chat/{session}/message"),
             json!({"message": "hi"}),
         )
-        .await,
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(app.get("/chat/chat_nonsense").await, 404, "not_found").await;
+        .await;
+    expect_error(message, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -306,17 +308,7 @@ async fn idle_sessions_expire_and_activity_renews_them() {
         "the message renewed it"
     );
     clock.advance_ms(11_000);
-    expect_error(app.get(&format!("/chat/{session}")).await, 404, "not_found").await;
-    expect_error(
-        app.post_json(
-            &format!("/chat/{session}/message"),
-            json!({"message": "hi"}),
-        )
-        .await,
-        404,
-        "not_found",
-    )
-    .await;
+    assert_gone(&app, &session).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use imagegate::config::{Config, ProviderChoice, Secret};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, decode_image, jpeg, json_of, png};
+use crate::support::{TestApp, decode_image, jpeg, json_of, png, png_claiming};
 
 const GENERATE: &str = "/v1beta/models/gemini-3.1-flash-image:generateContent";
 
@@ -27,27 +27,7 @@ fn text_only(prompt: &str) -> Value {
 
 /// A real PNG whose header claims 60000×60000 pixels (3.6 gigapixels).
 fn bomb() -> Vec<u8> {
-    let mut bytes = png(1, 1);
-    bytes[16..20].copy_from_slice(&60_000u32.to_be_bytes());
-    bytes[20..24].copy_from_slice(&60_000u32.to_be_bytes());
-    let crc = crc32fast(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    bytes
-}
-
-fn crc32fast(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    png_claiming(60_000, 60_000)
 }
 
 fn assert_google_envelope(body: &Value, code: u16, status: &str) {

@@ -301,11 +301,7 @@ async fn client_errors_upstream_are_not_retried() {
 #[tokio::test]
 async fn a_model_id_retired_upstream_without_a_successor_is_a_502_naming_the_404() {
     let fake = FakeGemini::start().await;
-    let base_url = fake.base_url();
-    let app = TestApp::spawn(move |c| {
-        c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
+    let app = TestApp::gemini_with(&fake, |c| {
         c.models.push(imagegate::models::ModelOverride {
             name: "legacy-banana".into(),
             upstream_id: Some("gemini-2.5-flash-image-preview".into()),

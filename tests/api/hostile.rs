@@ -298,13 +298,7 @@ async fn a_free_key_with_five_left_cannot_start_openai_n_6() {
 #[tokio::test]
 async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     let fake = FakeGemini::start().await;
-    let base_url = fake.base_url();
-    let app = TestApp::spawn(move |c| {
-        c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(
-            crate::support::fake_gemini::FAKE_API_KEY,
-        ));
-        c.gemini.base_url = base_url;
+    let app = TestApp::gemini_with(&fake, |c| {
         c.jobs.workers = 4;
         c.tiers = toml::from_str("[duo]\nrequests_per_minute = 100\nmax_concurrent = 2\n").unwrap();
     })
@@ -408,14 +402,7 @@ async fn an_outpaint_canvas_past_the_output_cap_is_refused_before_it_is_built() 
 #[tokio::test]
 async fn heavy_requests_wait_for_decoded_pixel_memory_then_get_503_with_retry_after() {
     let fake = FakeGemini::start().await;
-    let base_url = fake.base_url();
-    let app = TestApp::spawn(move |c| {
-        c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(
-            crate::support::fake_gemini::FAKE_API_KEY,
-        ));
-        c.gemini.base_url = base_url;
-        c.gemini.deadline_secs = 20.0;
+    let app = TestApp::gemini_with(&fake, |c| {
         // Room for one outpaint of this size at a time.
         c.limits.max_decoded_bytes = 4 * 1024 * 1024;
         c.limits.decode_wait_secs = 1;

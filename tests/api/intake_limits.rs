@@ -6,7 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::support::{TestApp, decode_image, expect_error, file_part, jpeg, json_of, png};
+use crate::support::{
+    TestApp, decode_image, expect_error, file_part, jpeg, json_of, png, png_claiming,
+};
 
 fn edit_form(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new()
@@ -58,30 +60,11 @@ async fn a_corrupted_image_is_refused() {
     );
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 #[tokio::test]
 async fn a_decompression_bomb_is_refused_without_decoding() {
     let app = TestApp::offline().await;
     // A real PNG whose header claims 60000×60000 pixels (3.6 gigapixels).
-    let mut bytes = png(1, 1);
-    bytes[16..20].copy_from_slice(&60_000u32.to_be_bytes());
-    bytes[20..24].copy_from_slice(&60_000u32.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    let bytes = png_claiming(60_000, 60_000);
     let body = expect_error(
         app.post_form("/edit-image", edit_form(bytes, "bomb.png"))
             .await,

@@ -2,15 +2,11 @@
 //! `request` span per request with its id, key id, route, model, status and duration, and
 //! never image bytes, base64 payloads or keys, on success or failure.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::process;
 use crate::support::{client_with_key, file_part, json_of};
 
 /// Noise, so the upload's base64 is long and cannot be mistaken for anything else.
@@ -37,46 +33,11 @@ async fn request_spans_carry_their_fields_and_logs_never_hold_images_or_keys() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = FakeGemini::start().await;
     let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("imagegate.toml");
-    let gemini = format!(
-        "[gemini]\nbase_url = \"{}\"\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nmax_attempts = 2\n",
-        fake.base_url()
-    );
-    std::fs::write(&config, gemini).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--provider",
-            "gemini",
-        ])
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(data.path())
-        .current_dir(data.path())
-        .env("IMAGEGATE_CONFIG", &config)
-        .env("GOOGLE_API_KEY", FAKE_API_KEY)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("a start-up line")
-            .unwrap()
-            .expect("the server is running");
-        log.push(line.clone());
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["fields"]["message"] == "imagegate starting" {
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
+    let gemini = "[gemini]\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nmax_attempts = 2\n";
+    std::fs::write(data.path().join("imagegate.toml"), gemini).unwrap();
+    let mut command = process::serve_gemini(data.path(), &fake.base_url());
+    command.env("RUST_LOG", "debug");
+    let (server, base, _, log) = process::start_logged(&mut command).await;
     // The server's own Google key is accepted as a bearer (docs/api.md#keys-and-limits).
     let client = client_with_key(Some(FAKE_API_KEY));
     let upload = noisy_png();
@@ -84,15 +45,11 @@ async fn request_spans_carry_their_fields_and_logs_never_hold_images_or_keys() {
         .part("image", file_part(upload.clone(), "photo.png"))
         .text("prompt", "make the sky purple")
         .text("include_quality", "true");
-    let edited = client
-        .post(format!("http://{address}/edit-image"))
-        .multipart(form);
+    let edited = client.post(format!("{base}/edit-image")).multipart(form);
     let (status, _, edited) = json_of(edited.send().await.unwrap()).await;
     assert_eq!(status, 200, "{edited}");
     let failing = json!({"prompt": "a storm [[fake:500]]"});
-    let failed = client
-        .post(format!("http://{address}/generate-image"))
-        .json(&failing);
+    let failed = client.post(format!("{base}/generate-image")).json(&failing);
     let (status, failed_id, _) = json_of(failed.send().await.unwrap()).await;
     assert_eq!(status, 502, "the upstream's 500, after its retry");
     let corrupt = reqwest::multipart::Form::new()
@@ -101,9 +58,7 @@ async fn request_spans_carry_their_fields_and_logs_never_hold_images_or_keys() {
             file_part(upload[..upload.len() / 2].to_vec(), "cut.png"),
         )
         .text("prompt", "fix it");
-    let refused = client
-        .post(format!("http://{address}/edit-image"))
-        .multipart(corrupt);
+    let refused = client.post(format!("{base}/edit-image")).multipart(corrupt);
     assert_eq!(refused.send().await.unwrap().status(), 400);
 
     let pid = server.id().unwrap().to_string();
@@ -111,9 +66,7 @@ async fn request_spans_carry_their_fields_and_logs_never_hold_images_or_keys() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.push(line);
-    }
+    let log = log.until_closed().await;
     let text = log.join("\n");
 
     let finished: Vec<Value> = log

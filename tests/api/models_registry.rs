@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
+use crate::support::fake_gemini::{FakeGemini, FakeOptions};
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
 
 const BANANA: &str = "gemini-nano-banana-2.1";
@@ -15,14 +15,8 @@ async fn gemini_app(
     fake: &FakeGemini,
     configure: impl FnOnce(&mut imagegate::config::Config),
 ) -> TestApp {
-    let base_url = fake.base_url();
-    let app = TestApp::spawn(move |c| {
-        c.provider = imagegate::config::ProviderChoice::Gemini;
-        c.google_api_key = Some(imagegate::config::Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
+    let app = TestApp::gemini_with(fake, |c| {
         c.gemini.deadline_secs = 2.0;
-        c.gemini.initial_backoff_ms = 10;
-        c.gemini.max_backoff_ms = 40;
         configure(c);
     })
     .await;

@@ -1,12 +1,11 @@
 //! The binary as an operator runs it: configuration from `.env`, the start-up summary
 //! with secrets redacted, and a graceful stop on SIGTERM.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+use crate::support::process;
 
 const SECRET: &str = "AIza-test-secret-0123456789";
 
@@ -14,43 +13,11 @@ const SECRET: &str = "AIza-test-secret-0123456789";
 async fn serve_prints_a_redacted_summary_and_stops_cleanly_on_sigterm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--provider",
-            "offline",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env("GOOGLE_API_KEY", SECRET)
-        .env("RUST_LOG", "info")
-        .current_dir(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let summary: Value = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("a start-up line")
-            .unwrap()
-            .expect("the server is still running");
-        seen.push(line.clone());
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["fields"]["message"] == "imagegate starting" {
-            break entry;
-        }
-    };
-    let fields = &summary["fields"];
+    let mut command = process::serve(data.path());
+    command
+        .args(["--provider", "offline"])
+        .env("GOOGLE_API_KEY", SECRET);
+    let (mut child, base, fields, log) = process::start_logged(&mut command).await;
     assert_eq!(fields["provider"], "offline");
     assert_eq!(fields["google_api_key"], "configured (redacted)");
     assert!(
@@ -59,10 +26,7 @@ async fn serve_prints_a_redacted_summary_and_stops_cleanly_on_sigterm() {
             .unwrap()
             .contains("gemini-3.1-flash-image")
     );
-    let address = fields["address"].as_str().unwrap().to_owned();
-    let health = reqwest::get(format!("http://{address}/health"))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
 
     let pid = child.id().unwrap().to_string();
@@ -78,10 +42,7 @@ async fn serve_prints_a_redacted_summary_and_stops_cleanly_on_sigterm() {
         .expect("it stops")
         .unwrap();
     assert!(status.success(), "exit status {status}");
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line);
-    }
-    let all = seen.join("\n");
+    let all = log.until_closed().await.join("\n");
     assert!(all.contains("shutdown signal received"), "{all}");
     assert!(
         all.contains("no real model is called"),

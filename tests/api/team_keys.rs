@@ -6,28 +6,18 @@ use std::sync::Arc;
 
 use imagegate::clock::{Clock, ManualClock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
-use imagegate::models::{ModelOverride, Prices};
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 use crate::support::services::{PgSchema, S3Bucket};
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, admin_create_key, client_with_key, expect_error, json_of, price};
 
-const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
+use crate::support::ADMIN_TOKEN as ADMIN;
 
 /// Pro at 4K costs exactly $0.04 here, worst case and real alike: 2000 image tokens at
 /// $20 per million, input and thoughts free.
 fn priced_pro(config: &mut Config) {
-    config.models.push(ModelOverride {
-        name: "gemini-3-pro-image".into(),
-        prices: Some(Prices {
-            input: 0.0,
-            text_output: 0.0,
-            image_output: 20.0,
-        }),
-        output_tokens: Some([("4K".to_owned(), 2000)].into_iter().collect()),
-        ..ModelOverride::default()
-    });
+    price(config, "gemini-3-pro-image", "4K", 2000, 0.0);
 }
 
 fn with_fake(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
@@ -48,20 +38,26 @@ fn admin() -> reqwest::Client {
 
 /// Creates a key through the admin API; returns (key, key_id).
 async fn create_key(app: &TestApp, body: Value) -> (String, String) {
-    let (status, _, created) = json_of(
+    let created = admin_create_key(app, &body).await;
+    (
+        created["key"].as_str().unwrap().to_owned(),
+        created["key_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Rotates a key through the admin API with `grace_secs` for the old one; the answer.
+async fn rotate(app: &TestApp, key_id: &str, grace_secs: u64) -> Value {
+    let (status, _, rotated) = json_of(
         admin()
-            .post(app.url("/admin/keys"))
-            .json(&body)
+            .post(app.url(&format!("/admin/keys/{key_id}/rotate")))
+            .json(&json!({"grace_secs": grace_secs}))
             .send()
             .await
             .unwrap(),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    (
-        created["key"].as_str().unwrap().to_owned(),
-        created["key_id"].as_str().unwrap().to_owned(),
-    )
+    assert_eq!(status, 201, "{rotated}");
+    rotated
 }
 
 fn pro_4k() -> Value {
@@ -239,16 +235,7 @@ async fn an_expired_key_and_a_rotated_key_past_its_grace_get_401_saying_why() {
     };
     assert_eq!(me(&expiring).await.status(), 200);
 
-    let (status, _, rotated) = json_of(
-        admin()
-            .post(app.url(&format!("/admin/keys/{old_id}/rotate")))
-            .json(&json!({"grace_secs": 600}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{rotated}");
+    let rotated = rotate(&app, &old_id, 600).await;
     let new = rotated["key"].as_str().unwrap().to_owned();
     assert_eq!(rotated["scopes"], json!(["generate"]), "same settings");
     assert_eq!(rotated["metadata"]["team"], "web");
@@ -435,16 +422,7 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
 /// thinking level its thoughts may fill the rest of the 32,768 output tokens at the
 /// text price of $1/M ($0.030768): a worst case of $0.070768.
 fn priced_flash(config: &mut Config) {
-    config.models.push(ModelOverride {
-        name: "gemini-3.1-flash-image".into(),
-        prices: Some(Prices {
-            input: 0.0,
-            text_output: 1.0,
-            image_output: 20.0,
-        }),
-        output_tokens: Some([("1K".to_owned(), 2000)].into_iter().collect()),
-        ..ModelOverride::default()
-    });
+    price(config, "gemini-3.1-flash-image", "1K", 2000, 1.0);
 }
 
 #[tokio::test]
@@ -502,16 +480,7 @@ async fn a_rotated_key_and_its_successor_spend_one_budget() {
     };
     assert_eq!(generate(&old).await.status(), 200);
 
-    let (status, _, rotated) = json_of(
-        admin()
-            .post(app.url(&format!("/admin/keys/{old_id}/rotate")))
-            .json(&json!({"grace_secs": 600}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{rotated}");
+    let rotated = rotate(&app, &old_id, 600).await;
     let new = rotated["key"].as_str().unwrap().to_owned();
     // $0.04 was spent by the old key; the successor's call makes $0.08 of the $0.10.
     let response = generate(&new).await;

@@ -184,6 +184,40 @@ pub async fn issue_key(config: &Config, tier: &str, now_ms: i64) -> String {
     issued.token.expose().to_owned()
 }
 
+/// The admin token of the tests that use the admin API (`auth.admin_token`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+
+/// Creates a key through the admin API (`POST /admin/keys` with `body`); the answer,
+/// whose `key` is shown this once.
+pub async fn admin_create_key(app: &TestApp, body: &Value) -> Value {
+    let (status, _, created) = json_of(
+        client_with_key(Some(ADMIN_TOKEN))
+            .post(app.url("/admin/keys"))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// Prices `model` for exact budget arithmetic: `tokens` image tokens at `size` for
+/// $20 per million, input free, text (thoughts) at `text_per_million`.
+pub fn price(config: &mut Config, model: &str, size: &str, tokens: u64, text_per_million: f64) {
+    config.models.push(imagegate::models::ModelOverride {
+        name: model.into(),
+        prices: Some(imagegate::models::Prices {
+            input: 0.0,
+            text_output: text_per_million,
+            image_output: 20.0,
+        }),
+        output_tokens: Some([(size.to_owned(), tokens)].into_iter().collect()),
+        ..imagegate::models::ModelOverride::default()
+    });
+}
+
 /// A client that sends `key` as its bearer token (or no Authorization header at all).
 pub fn client_with_key(key: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -235,6 +269,17 @@ pub fn decode_image(b64: &Value) -> image::DynamicImage {
         .decode(b64.as_str().expect("base64 string"))
         .expect("standard base64");
     image::load_from_memory(&bytes).expect("a decodable image")
+}
+
+/// A real 1×1 PNG whose header claims `width`×`height` pixels (its checksum fixed), with
+/// no pixel data for them: a decompression bomb as far as a header reader can tell.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = png(1, 1);
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32fast::hash(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
 }
 
 pub fn png(width: u32, height: u32) -> Vec<u8> {

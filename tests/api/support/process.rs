@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,6 +37,8 @@ pub fn serve(dir: &Path) -> Command {
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // Not the checkout: a developer's own `.env` there must not configure the test.
+        .current_dir(dir)
         .kill_on_drop(true);
     let config = dir.join("imagegate.toml");
     if config.exists() {
@@ -56,17 +59,41 @@ pub fn serve_gemini(dir: &Path, fake: &str) -> Command {
 /// Spawns `command` and waits for its start-up line: the child, its base URL and the
 /// line's fields.
 pub async fn start(command: &mut Command) -> (Child, String, Value) {
-    let mut child = command.spawn().expect("the binary starts");
-    let fields = started(&mut child).await;
-    let base = format!("http://{}", fields["address"].as_str().expect("an address"));
+    let (child, base, fields, _) = start_logged(command).await;
     (child, base, fields)
 }
 
+/// As [`start`], and the server's log as it goes on.
+pub async fn start_logged(command: &mut Command) -> (Child, String, Value, Log) {
+    let mut child = command.spawn().expect("the binary starts");
+    let (fields, log) = started(&mut child).await;
+    let base = format!("http://{}", fields["address"].as_str().expect("an address"));
+    (child, base, fields, log)
+}
+
+/// Every line a served binary has written to stdout, kept from its first; the pipe is
+/// drained in the background so the server never blocks on it.
+pub struct Log {
+    lines: Arc<Mutex<Vec<String>>>,
+    drained: tokio::task::JoinHandle<()>,
+}
+
+impl Log {
+    /// The whole log once the server has closed its stdout (it has exited).
+    pub async fn until_closed(self) -> Vec<String> {
+        tokio::time::timeout(START_DEADLINE, self.drained)
+            .await
+            .expect("the server closed its log in time")
+            .expect("the log reader ran");
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
+
 /// Waits (at most [`START_DEADLINE`] in all) for a served binary's JSON start-up line and
-/// returns its fields; the rest of its log is drained in the background so the server
-/// never blocks on a full pipe.
-pub async fn started(child: &mut Child) -> Value {
+/// returns its fields, and the log (which holds that line and every one before it).
+pub async fn started(child: &mut Child) -> (Value, Log) {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let kept = Arc::new(Mutex::new(Vec::new()));
     let wait = async {
         loop {
             let line = lines
@@ -75,6 +102,7 @@ pub async fn started(child: &mut Child) -> Value {
                 .expect("the log is readable")
                 .expect("the server is still running");
             let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+            kept.lock().unwrap().push(line);
             if entry["fields"]["message"] == "imagegate starting" {
                 break entry["fields"].clone();
             }
@@ -83,6 +111,17 @@ pub async fn started(child: &mut Child) -> Value {
     let fields = tokio::time::timeout(START_DEADLINE, wait)
         .await
         .expect("the server printed its start-up line in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    fields
+    let sink = kept.clone();
+    let drained = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (
+        fields,
+        Log {
+            lines: kept,
+            drained,
+        },
+    )
 }
