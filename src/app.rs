@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::access::Access;
-use crate::api::signed::{PublicOrigin, UrlSigner};
+use crate::api::middleware::access::Access;
+use crate::api::routes::files::{PublicOrigin, UrlSigner};
 use crate::api::{self, AppState};
 use crate::batches::Batches;
 use crate::clock::{Clock, SystemClock};
@@ -191,9 +191,9 @@ impl App {
                     .map(|g| g as Arc<dyn crate::provider::native::NativeUpstream>),
             ),
         );
-        let legacy = Arc::new(api::jobs::LegacyBodies {
+        let legacy = Arc::new(api::routes::jobs::LegacyBodies {
             max_file_bytes: config.limits.max_file_bytes,
-            limits: api::form::BodyLimits {
+            limits: api::extract::form::BodyLimits {
                 max_body_bytes: config.limits.max_multipart_bytes,
             },
         });

@@ -3,7 +3,7 @@
 //!
 //! Handlers return `Result<_, ApiError>`. `into_response` does not render the body
 //! itself: it parks the error in the response extensions, and the request-context
-//! middleware (`api::context`) renders it with the request id and logs 5xx causes
+//! middleware (`api::middleware::context`) renders it with the request id and logs 5xx causes
 //! once, at the edge.
 
 use axum::http::StatusCode;

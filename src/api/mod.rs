@@ -1,41 +1,16 @@
 //! HTTP only: extractors, one file per group of routes, and the router on one screen.
 
-pub mod access;
-pub mod admin;
-pub mod advanced;
-pub mod auth;
-pub mod batches;
-pub mod caller;
-pub mod chat;
-pub mod context;
-pub mod form;
-pub mod gallery;
-pub mod gemini_intake;
-pub mod gemini_native;
-pub mod generate;
-pub mod generation_body;
-pub mod idempotency;
-pub mod images;
-pub mod jobs;
-pub mod json;
-pub mod limits;
-pub mod models;
-pub mod monitoring;
-pub mod openai;
-pub mod openapi;
-pub mod part_headers;
-pub mod playground;
-pub mod quality;
-pub mod signed;
-pub mod story;
+pub mod extract;
+pub mod middleware;
+pub mod respond;
+pub mod routes;
 pub mod submit;
-pub mod usage;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
-use axum::middleware::{self, Next};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,6 +24,11 @@ use crate::imaging::IntakeLimits;
 use crate::models::ModelTable;
 use crate::monitoring::Monitoring;
 use crate::store::ImageStore;
+use middleware::{access, auth, context, idempotency, limits};
+use routes::{
+    admin, advanced, batches, chat, files, gallery, gemini_native, generate, images, jobs, models,
+    monitoring, openai, openapi, playground, quality, story, usage,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -61,7 +41,7 @@ pub struct AppState {
     pub chat: Arc<ChatService>,
     /// Keys, limits, idempotent replays and usage.
     pub access: access::Access,
-    pub url_signer: signed::UrlSigner,
+    pub url_signer: files::UrlSigner,
     /// The Gemini client when that is the provider, for the native surface's relay.
     pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
     /// Async requests and webhooks.
@@ -90,8 +70,8 @@ impl AppState {
             .max(self.limits.max_json_bytes)
     }
 
-    pub fn body_limits(&self) -> form::BodyLimits {
-        form::BodyLimits {
+    pub fn body_limits(&self) -> extract::form::BodyLimits {
+        extract::form::BodyLimits {
             max_body_bytes: self.limits.max_multipart_bytes,
         }
     }
@@ -140,7 +120,7 @@ route_table! {
     get "/models" => models::list,
     post "/v1/images/generations" => openai::generations,
     post "/v1/images/edits" => openai::edits,
-    get "/v1/files/{image_id}" => signed::get_file,
+    get "/v1/files/{image_id}" => files::get_file,
     get "/requests/{request_id}" => jobs::status,
     post "/requests/{request_id}/cancel" => jobs::cancel,
     get "/webhooks/secret" => jobs::webhook_secret,
@@ -178,30 +158,21 @@ pub fn router(state: AppState) -> Router {
     routes()
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn_with_state(
             state.clone(),
             idempotency::replay_or_run,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limits::enforce,
-        ))
-        .layer(middleware::from_fn(context::record_caller))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
+        .layer(from_fn_with_state(state.clone(), limits::enforce))
+        .layer(from_fn(context::record_caller))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(
-            max_body,
-            refuse_declared_oversize,
-        ))
+        .layer(from_fn_with_state(max_body, refuse_declared_oversize))
         .layer(CatchPanicLayer::custom(context::panic_response))
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn_with_state(
             state.url_signer.clone(),
-            signed::set_origin,
+            files::set_origin,
         ))
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn_with_state(
             state.monitoring.clone(),
             context::request_context,
         ))

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::api::AppState;
-use crate::api::form::Form;
+use crate::api::extract::form::Form;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::execute::{self, Done, Inputs, Progress};
@@ -166,7 +166,7 @@ pub async fn accept(
         budget
             .charge(cost)
             .await
-            .map_err(|window| crate::api::limits::over_budget(window, cost))?;
+            .map_err(|window| crate::api::middleware::limits::over_budget(window, cost))?;
     }
     if !submission.run_async {
         return Ok(Accepted::Run(Box::new(plan), inputs));

@@ -1,6 +1,6 @@
 //! What operators watch (docs/api.md#monitoring): Prometheus metrics, the guide's `APIMonitor`
-//! statistics, and readiness. The HTTP side is `api::monitoring`; requests are counted
-//! in `api::context`, upstream calls in the Gemini client, usage in [`MeteredUsage`].
+//! statistics, and readiness. The HTTP side is `api::routes::monitoring`; requests are counted
+//! in `api::middleware::context`, upstream calls in the Gemini client, usage in [`MeteredUsage`].
 
 pub mod metrics;
 pub mod ready;

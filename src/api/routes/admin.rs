@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::json::JsonBody;
+use crate::api::extract::json::JsonBody;
 use crate::auth::keys::KeyDigest;
 use crate::auth::manage::{self, Known};
 use crate::auth::settings::KeySettingsInput;
@@ -128,7 +128,7 @@ pub async fn usage(
 ) -> Result<Json<Value>, ApiError> {
     let key_id = query.remove("key_id");
     let today = utc_day(state.access.clock.now_ms());
-    let (from, to) = crate::api::usage::range(&query, today)?;
+    let (from, to) = crate::api::routes::usage::range(&query, today)?;
     let rows = state
         .access
         .usage

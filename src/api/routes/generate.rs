@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer};
 
 use crate::api::AppState;
-use crate::api::caller::Queueable;
-use crate::api::form::{Form, FormSpec};
-use crate::api::generation_body;
-use crate::api::json::JsonBody;
+use crate::api::extract::caller::Queueable;
+use crate::api::extract::form::{Form, FormSpec};
+use crate::api::extract::json::JsonBody;
+use crate::api::respond::body as generation_body;
 use crate::api::submit::{self, ASYNC_FIELDS, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;

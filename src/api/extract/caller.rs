@@ -1,11 +1,11 @@
-//! The `Caller` extractor: the caller the authentication layer (`api::auth`) put in
+//! The `Caller` extractor: the caller the authentication layer (`api::middleware::auth`) put in
 //! the request extensions after checking its key.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::api::context::RequestId;
-use crate::api::limits::ConcurrencyFull;
+use crate::api::middleware::context::RequestId;
+use crate::api::middleware::limits::ConcurrencyFull;
 use crate::caller::{Caller, RequestContext};
 use crate::error::{ApiError, ErrorKind};
 use crate::limits::{Budget, Slot};

@@ -35,7 +35,7 @@ macro_rules! web {
         Asset {
             name: $name,
             mime: $mime,
-            body: include_str!(concat!("../../web/", $name)),
+            body: include_str!(concat!("../../../web/", $name)),
         }
     };
 }
@@ -157,7 +157,7 @@ mod tests {
     fn the_pages_stepwise_story_uses_the_servers_step_prompts() {
         // web/story.js repeats `step_prompt` of src/generation/story.rs so a story run as
         // chat turns is the same conversation; a change of wording on one side fails here.
-        let server = include_str!("../generation/story.rs");
+        let server = include_str!("../../generation/story.rs");
         let page = ASSETS
             .iter()
             .find(|a| a.name == "story.js")

@@ -5,9 +5,9 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::api::AppState;
-use crate::api::caller::Queueable;
-use crate::api::form::Form;
-use crate::api::generate::{raw_options, read_form, run_generation};
+use crate::api::extract::caller::Queueable;
+use crate::api::extract::form::Form;
+use crate::api::routes::generate::{raw_options, read_form, run_generation};
 use crate::api::submit::{Submission, Uploads};
 use crate::error::ApiError;
 use crate::generation::work::{ImageRole, Work};

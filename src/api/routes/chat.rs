@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::api::AppState;
-use crate::api::caller::Queueable;
-use crate::api::form::{Form, is_multipart};
-use crate::api::generate::{model_headers, one_or_many, raw_options, read_form};
-use crate::api::json::JsonBody;
+use crate::api::extract::caller::Queueable;
+use crate::api::extract::form::{Form, is_multipart};
+use crate::api::extract::json::JsonBody;
+use crate::api::routes::generate::{model_headers, one_or_many, raw_options, read_form};
 use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::Caller;
 use crate::error::ApiError;

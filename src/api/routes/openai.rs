@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::form::{Form, FormSpec};
-use crate::api::json::JsonBody;
-use crate::api::signed;
+use crate::api::extract::form::{Form, FormSpec};
+use crate::api::extract::json::JsonBody;
+use crate::api::routes::files;
 use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
@@ -93,7 +93,7 @@ fn answer(
     outcomes: Vec<Outcome>,
     format: Format,
 ) -> Response {
-    let origin = signed::origin(headers);
+    let origin = files::origin(headers);
     let mut usage = Usage {
         input_tokens: 0,
         output_tokens: 0,
@@ -111,7 +111,7 @@ fn answer(
         for (image, id) in r.images.iter().zip(&r.image_ids) {
             data.push(match format {
                 Format::B64 => json!({"b64_json": image, "revised_prompt": Value::Null}),
-                Format::Url => json!({"url": format!("{origin}{}", signed::url(&state.url_signer, id, state.clock.now_ms())), "revised_prompt": Value::Null}),
+                Format::Url => json!({"url": format!("{origin}{}", files::url(&state.url_signer, id, state.clock.now_ms())), "revised_prompt": Value::Null}),
             });
         }
     }

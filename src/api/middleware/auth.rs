@@ -43,7 +43,10 @@ pub async fn authenticate(
     // privileged its tier, never manages keys.
     let path = request.uri().path();
     if path == "/admin" || path.starts_with("/admin/") {
-        return match super::admin::authorize(state.access.admin_token.as_ref(), request.headers()) {
+        return match crate::api::routes::admin::authorize(
+            state.access.admin_token.as_ref(),
+            request.headers(),
+        ) {
             Ok(()) => {
                 request.headers_mut().remove(header::AUTHORIZATION);
                 next.run(request).await

@@ -6,7 +6,7 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-const DOCUMENT: &str = include_str!("../../docs/openapi.json");
+const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 const DOCS_PAGE: &str = include_str!("docs.html");
 
 pub async fn document() -> impl IntoResponse {

@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 
 use crate::api::AppState;
-use crate::api::context::RequestId;
+use crate::api::middleware::context::RequestId;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind, Surface};
 use crate::store::idempotency::{Claim, IdempotentResult, StoredResponse};

@@ -68,7 +68,7 @@ pub async fn request_context(
     );
     let surface = Surface::of_request(
         request.uri().path(),
-        crate::api::auth::sends_google_key(&request),
+        crate::api::middleware::auth::sends_google_key(&request),
     );
     // Inner layers that store an error for later (idempotent replay) render it as this
     // surface would.

@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::header;
 use bytes::{Bytes, BytesMut};
 
-use crate::api::part_headers;
+use crate::api::extract::part_headers;
 use crate::error::{ApiError, ErrorKind};
 use crate::imaging;
 

@@ -29,11 +29,11 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::auth::GoogleAuth;
-use crate::api::caller::Queueable;
-use crate::api::generate::{service_tier_header, substitution_headers};
+use crate::api::extract::caller::Queueable;
+use crate::api::extract::{gemini_intake, json};
+use crate::api::middleware::auth::GoogleAuth;
+use crate::api::routes::generate::{service_tier_header, substitution_headers};
 use crate::api::submit::{self, Accepted, Submission};
-use crate::api::{gemini_intake, json};
 use crate::caller::RequestContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::execute::Done;

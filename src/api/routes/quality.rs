@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::api::form::{Form, FormSpec};
+use crate::api::extract::form::{Form, FormSpec};
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::imaging::{self, IntakeLimits};

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::api::AppState;
-use crate::api::caller::Queueable;
-use crate::api::json::JsonBody;
+use crate::api::extract::caller::Queueable;
+use crate::api::extract::json::JsonBody;
 use crate::api::submit::{self, Accepted, Submission, Uploads};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
@@ -107,7 +107,7 @@ pub async fn generate(
     }
     match submit::run(&state, &ctx, plan, inputs).await? {
         Done::Story(outcome) => {
-            let headers = crate::api::generate::substitution_headers(
+            let headers = crate::api::routes::generate::substitution_headers(
                 &outcome.response.generation.model,
                 outcome.substituted.as_ref(),
             );

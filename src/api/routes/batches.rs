@@ -14,8 +14,8 @@ use http_body_util::{BodyExt as _, Limited};
 use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
-use crate::api::generate::GenerateImageBody;
-use crate::api::json;
+use crate::api::extract::json;
+use crate::api::routes::generate::GenerateImageBody;
 use crate::batches::{STORED_IMAGE_PREFIX, Submission, google_webhook, item_error};
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind};

@@ -11,12 +11,12 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::api::AppState;
-use crate::api::advanced::{inpaint_work, outpaint_work, style_transfer_work};
-use crate::api::chat::{MessageBody, message_work};
-use crate::api::form::{BodyLimits, Form, FormSpec};
-use crate::api::generate::{GenerateImageBody, compose_work, edit_work, fields};
-use crate::api::json;
-use crate::api::story::StoryBody;
+use crate::api::extract::form::{BodyLimits, Form, FormSpec};
+use crate::api::extract::json;
+use crate::api::routes::advanced::{inpaint_work, outpaint_work, style_transfer_work};
+use crate::api::routes::chat::{MessageBody, message_work};
+use crate::api::routes::generate::{GenerateImageBody, compose_work, edit_work, fields};
+use crate::api::routes::story::StoryBody;
 use crate::api::submit::Uploads;
 use crate::caller::Caller;
 use crate::error::ApiError;

@@ -1,0 +1,3 @@
+//! Generation answers.
+
+pub mod body;
