@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::middleware::access::Access;
-use crate::api::routes::files::{PublicOrigin, UrlSigner};
+use crate::api::middleware::origin::PublicOrigin;
+use crate::api::routes::files::UrlSigner;
 use crate::api::{self, AppState};
 use crate::batches::Batches;
 use crate::clock::{Clock, SystemClock};
@@ -230,8 +231,7 @@ impl App {
         ));
         let url_signer = UrlSigner::shared(storage.requests.as_ref(), clock.now_ms())
             .await
-            .context("the URL signing secret")?
-            .with_origin(PublicOrigin::from_config(&config)?);
+            .context("the URL signing secret")?;
         let state = AppState {
             generator,
             models: models.clone(),
@@ -242,6 +242,7 @@ impl App {
             clock,
             access,
             url_signer,
+            origin: PublicOrigin::from_config(&config)?,
             gemini,
             monitoring,
             jobs: jobs.clone(),

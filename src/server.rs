@@ -98,7 +98,7 @@ async fn connection(
     let requests = activity.clone();
     let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         // The peer's address: forwarded headers are believed from trusted proxies only
-        // (`api::routes::files`).
+        // (`api::middleware::origin`).
         request.extensions_mut().insert(ConnectInfo(peer));
         let guard = requests.begin();
         let call = router.clone().oneshot(request);

@@ -8,10 +8,8 @@ pub mod submit;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::header;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state as layer_with;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -24,9 +22,10 @@ use crate::imaging::IntakeLimits;
 use crate::models::ModelTable;
 use crate::monitoring::Monitoring;
 use crate::store::ImageStore;
-use middleware::{access, auth, context, idempotency, limits};
+use middleware::origin::PublicOrigin;
+use middleware::{access, auth, body_size, context, idempotency, limits, origin};
 use routes::{
-    admin, advanced, batches, chat, files, gallery, gemini_native, generate, images, jobs, models,
+    admin, advanced, batches, chat, files, gemini_native, generate, images, jobs, models,
     monitoring, openai, openapi, playground, quality, story, usage,
 };
 
@@ -42,6 +41,8 @@ pub struct AppState {
     /// Keys, limits, idempotent replays and usage.
     pub access: access::Access,
     pub url_signer: files::UrlSigner,
+    /// How each request's public origin is found, for the links it is answered with.
+    pub origin: PublicOrigin,
     /// The Gemini client when that is the provider, for the native surface's relay.
     pub gemini: Option<Arc<crate::provider::gemini::GeminiProvider>>,
     /// Async requests and webhooks.
@@ -130,7 +131,7 @@ route_table! {
     get "/batches/{batch_id}/results" => batches::results,
     post "/batches/{batch_id}/cancel" => batches::cancel,
     post "/gemini/batch-events" => batches::google_event,
-    get "/images" => gallery::list_images,
+    get "/images" => images::list_images,
     get "/images/{image_id}" => images::get_image,
     get "/usage" => usage::get_usage,
     get "/keys/me" => admin::me,
@@ -158,44 +159,17 @@ pub fn router(state: AppState) -> Router {
     routes()
         // Innermost first: replay of idempotent POSTs, then limits, then who is calling.
         // Routes added after these lines would bypass authentication.
-        .layer(from_fn_with_state(
-            state.clone(),
-            idempotency::replay_or_run,
-        ))
-        .layer(from_fn_with_state(state.clone(), limits::enforce))
-        .layer(from_fn(context::record_caller))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(layer_with(state.clone(), idempotency::replay_or_run))
+        .layer(layer_with(state.clone(), limits::enforce))
+        .layer(axum::middleware::from_fn(context::record_caller))
+        .layer(layer_with(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(from_fn_with_state(max_body, refuse_declared_oversize))
+        .layer(layer_with(max_body, body_size::refuse_declared_oversize))
         .layer(CatchPanicLayer::custom(context::panic_response))
-        .layer(from_fn_with_state(
-            state.url_signer.clone(),
-            files::set_origin,
-        ))
-        .layer(from_fn_with_state(
+        .layer(layer_with(state.origin.clone(), origin::set_origin))
+        .layer(layer_with(
             state.monitoring.clone(),
             context::request_context,
         ))
         .with_state(state)
-}
-
-/// A body that announces itself as over the limit is refused before a byte is read.
-async fn refuse_declared_oversize(
-    axum::extract::State(max): axum::extract::State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len > max as u64 => {
-            ApiError::new(ErrorKind::FileTooLarge, "The request body is too large.")
-                .detail("max_bytes", max)
-                .into_response()
-        }
-        _ => next.run(request).await,
-    }
 }

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::api::submit::Uploads;
+use crate::api::extract::work::Uploads;
 use crate::error::ApiError;
 use crate::generation::native::inline_blob_mut;
 use crate::generation::params::RawRouting;

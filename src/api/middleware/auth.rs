@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
 use crate::auth::Identity;
+use crate::auth::keys::KeyDigest;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind};
 
@@ -25,7 +26,7 @@ fn is_public(method: &Method, path: &str) -> bool {
         "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
     ) || path.starts_with("/docs/")
         || (read && (path == "/" || path.starts_with("/playground/")))
-        // Signed, expiring URLs carry their own authorisation (src/api/signed.rs).
+        // Signed, expiring URLs carry their own authorisation (src/api/routes/files.rs).
         || (read && path.starts_with("/v1/files/"))
         // Google's batch events carry a Standard Webhooks signature instead of a key.
         || (method == Method::POST && path == "/gemini/batch-events")
@@ -43,10 +44,7 @@ pub async fn authenticate(
     // privileged its tier, never manages keys.
     let path = request.uri().path();
     if path == "/admin" || path.starts_with("/admin/") {
-        return match crate::api::routes::admin::authorize(
-            state.access.admin_token.as_ref(),
-            request.headers(),
-        ) {
+        return match authorize_admin(state.access.admin_token.as_ref(), request.headers()) {
             Ok(()) => {
                 request.headers_mut().remove(header::AUTHORIZATION);
                 next.run(request).await
@@ -87,6 +85,32 @@ pub async fn authenticate(
             "The API key was rotated (its successor is {successor}) and its grace period is over. Use the new key."
         )),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Whether the request carries the admin token. Digests of both are compared in
+/// constant time, so neither the token's bytes nor its length leak through timing.
+/// With no token configured the admin API does not exist (404).
+fn authorize_admin(admin: Option<&KeyDigest>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(admin) = admin else {
+        return Err(ApiError::new(ErrorKind::NotFound, "No such endpoint."));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| KeyDigest::of(token.trim()));
+    match presented {
+        Some(digest) if admin.matches(&digest) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            ErrorKind::Unauthorized,
+            "The admin token is not valid.",
+        )),
+        None => Err(ApiError::new(
+            ErrorKind::Unauthorized,
+            "The admin API needs `Authorization: Bearer <admin token>`.",
+        )),
     }
 }
 

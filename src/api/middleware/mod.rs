@@ -1,7 +1,11 @@
-//! The layers every request passes through (`api::router` lists them in order).
+//! The layers every request passes through, outermost first in `api::router`: request
+//! context, public origin, panic catcher, body-size refusal, authentication, limits,
+//! idempotent replay.
 
 pub mod access;
 pub mod auth;
+pub mod body_size;
 pub mod context;
 pub mod idempotency;
 pub mod limits;
+pub mod origin;

@@ -1,4 +1,5 @@
-//! The generation response's JSON body, written without copying its images.
+//! The JSON body of every generation answer that carries images (a generation, a chat
+//! message, a story), written without copying them.
 //!
 //! An answer is mostly base64: 2 MB of it for a 1.5 MB PNG. `axum::Json` would run serde
 //! over all of it, looking at every byte for characters to escape (base64 has none) and
@@ -13,22 +14,49 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use serde::Serialize;
+
 use crate::error::ApiError;
 use crate::generation::GenerationResponse;
+use crate::generation::execute::MessageResponse;
+use crate::generation::story::StoryResponse;
+
+/// A body whose `images` field is a list of base64 strings.
+pub trait WithImages: Serialize {
+    fn images(&mut self) -> &mut Vec<String>;
+}
+
+impl WithImages for GenerationResponse {
+    fn images(&mut self) -> &mut Vec<String> {
+        &mut self.images
+    }
+}
+
+impl WithImages for MessageResponse {
+    fn images(&mut self) -> &mut Vec<String> {
+        &mut self.generation.images
+    }
+}
+
+impl WithImages for StoryResponse {
+    fn images(&mut self) -> &mut Vec<String> {
+        &mut self.generation.images
+    }
+}
 
 /// Where the images go in the serialised rest. Only the key can look like this: inside a
 /// serialised string every `"` is escaped.
 const NO_IMAGES: &[u8] = br#""images":[]"#;
 
-pub fn json(mut response: GenerationResponse) -> Response {
-    let images = std::mem::take(&mut response.images);
+pub fn json(mut response: impl WithImages) -> Response {
+    let images = std::mem::take(response.images());
     let rest = match serde_json::to_vec(&response) {
         Ok(rest) => rest,
         Err(e) => return ApiError::internal(e).into_response(),
     };
     let Some(at) = rest.windows(NO_IMAGES.len()).position(|w| w == NO_IMAGES) else {
         // A response shaped otherwise than this module knows: the plain way, still right.
-        response.images = images;
+        *response.images() = images;
         return axum::Json(response).into_response();
     };
     let rest = Bytes::from(rest);
@@ -81,6 +109,7 @@ fn needs_no_escaping(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::generation::Usage;
+    use crate::generation::story::StoryStep;
     use http_body_util::BodyExt as _;
 
     fn response(images: &[&str]) -> GenerationResponse {
@@ -115,23 +144,56 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn the_body_is_byte_for_byte_what_serde_writes() {
-        for images in [
-            &[][..],
-            &["iVBORw0KGgo="][..],
-            &["iVBORw0KGgo=", "/9j/4AAQ+Rg=="][..],
-            &["not \"base64\"\n", "AAAA"][..],
-        ] {
-            let expected = serde_json::to_vec(&response(images)).unwrap();
+    const IMAGE_LISTS: [&[&str]; 4] = [
+        &[],
+        &["iVBORw0KGgo="],
+        &["iVBORw0KGgo=", "/9j/4AAQ+Rg=="],
+        &["not \"base64\"\n", "AAAA"],
+    ];
 
-            let (length, body) = body_of(json(response(images))).await;
+    async fn assert_byte_for_byte<T: WithImages>(body: impl Fn(&[&str]) -> T) {
+        for images in IMAGE_LISTS {
+            let expected = serde_json::to_vec(&body(images)).unwrap();
+
+            let (length, written) = body_of(json(body(images))).await;
 
             assert_eq!(
-                std::str::from_utf8(&body).unwrap(),
+                std::str::from_utf8(&written).unwrap(),
                 std::str::from_utf8(&expected).unwrap()
             );
             assert_eq!(length, Some(expected.len().to_string()));
         }
+    }
+
+    #[tokio::test]
+    async fn the_body_is_byte_for_byte_what_serde_writes() {
+        assert_byte_for_byte(response).await;
+    }
+
+    #[tokio::test]
+    async fn a_chat_message_body_is_byte_for_byte_what_serde_writes() {
+        assert_byte_for_byte(|images: &[&str]| MessageResponse {
+            generation: response(images),
+            session_id: "ses_1".into(),
+            turn: 2,
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_story_body_is_byte_for_byte_what_serde_writes() {
+        assert_byte_for_byte(|images: &[&str]| StoryResponse {
+            generation: response(images),
+            steps: (0..images.len())
+                .map(|index| StoryStep {
+                    index: index + 1,
+                    caption: r#"a caption naming "images":[]"#.into(),
+                    image: None,
+                    image_id: "img_1".into(),
+                    mime_type: "image/png",
+                })
+                .collect(),
+        })
+        .await;
     }
 }

@@ -1,50 +1,23 @@
 //! The admin API (docs/keys.md): `/admin/keys` and `/admin/usage`, for the holder of the
 //! configured admin token only. The authentication layer checks the token
-//! ([`authorize`]); these handlers only manage keys.
+//! (`middleware::auth::authorize_admin`); these handlers only manage keys.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::extract::json::JsonBody;
-use crate::auth::keys::KeyDigest;
 use crate::auth::manage::{self, Known};
 use crate::auth::settings::KeySettingsInput;
 use crate::caller::Caller;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use crate::store::usage::utc_day;
-
-/// Whether the request carries the admin token. Digests of both are compared in
-/// constant time, so neither the token's bytes nor its length leak through timing.
-/// With no token configured the admin API does not exist (404).
-pub fn authorize(admin: Option<&KeyDigest>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(admin) = admin else {
-        return Err(ApiError::new(ErrorKind::NotFound, "No such endpoint."));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| KeyDigest::of(token.trim()));
-    match presented {
-        Some(digest) if admin.matches(&digest) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            ErrorKind::Unauthorized,
-            "The admin token is not valid.",
-        )),
-        None => Err(ApiError::new(
-            ErrorKind::Unauthorized,
-            "The admin API needs `Authorization: Bearer <admin token>`.",
-        )),
-    }
-}
 
 pub async fn create(
     State(state): State<AppState>,

@@ -7,14 +7,15 @@ use axum::response::Response;
 use crate::api::AppState;
 use crate::api::extract::caller::Queueable;
 use crate::api::extract::form::Form;
-use crate::api::routes::generate::{raw_options, read_form, run_generation};
-use crate::api::submit::{Submission, Uploads};
+use crate::api::extract::reply::Reply;
+use crate::api::extract::work::{Uploads, raw_options, read_form};
+use crate::api::submit;
 use crate::error::ApiError;
 use crate::generation::work::{ImageRole, Work};
 
-const INPAINT_FIELDS: &[&str] = &["prompt", "region_description"];
-const OUTPAINT_FIELDS: &[&str] = &["prompt", "direction", "extension_ratio"];
-const STYLE_FIELDS: &[&str] = &["style", "style_strength", "preserve_content", "prompt"];
+pub const INPAINT_FIELDS: &[&str] = &["prompt", "region_description"];
+pub const OUTPAINT_FIELDS: &[&str] = &["prompt", "direction", "extension_ratio"];
+pub const STYLE_FIELDS: &[&str] = &["style", "style_strength", "preserve_content", "prompt"];
 
 pub fn inpaint_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
     Ok(Work::Inpaint {
@@ -47,74 +48,46 @@ pub fn style_transfer_work(form: &mut Form, uploads: &mut Uploads) -> Result<Wor
     })
 }
 
-type Build = fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>;
-
-async fn handle(
-    state: AppState,
-    Queueable { ctx, refused }: Queueable,
-    request: Request,
-    path: &str,
-    own: &[&'static str],
-    files: &[&str],
-    build: Build,
-) -> Result<Response, ApiError> {
-    let mut form = read_form(&state, request, own, files).await?;
-    let submission = Submission::from_form(&form)?;
-    let mut uploads = Uploads::default();
-    let work = build(&mut form, &mut uploads)?;
-    run_generation(&state, &ctx, refused, path, work, uploads, submission).await
-}
-
 pub async fn inpaint(
     State(state): State<AppState>,
-    queueable: Queueable,
+    caller: Queueable,
+    reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let path = "/advanced/inpaint";
-    handle(
-        state,
-        queueable,
+    let submitted = read_form(
+        &state,
         request,
-        path,
         INPAINT_FIELDS,
         &["image", "mask"],
         inpaint_work,
     )
-    .await
+    .await?;
+    submit::handle(&state, caller, reply, "/advanced/inpaint", submitted).await
 }
 
 pub async fn outpaint(
     State(state): State<AppState>,
-    queueable: Queueable,
+    caller: Queueable,
+    reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let path = "/advanced/outpaint";
-    handle(
-        state,
-        queueable,
-        request,
-        path,
-        OUTPAINT_FIELDS,
-        &["image"],
-        outpaint_work,
-    )
-    .await
+    let submitted = read_form(&state, request, OUTPAINT_FIELDS, &["image"], outpaint_work).await?;
+    submit::handle(&state, caller, reply, "/advanced/outpaint", submitted).await
 }
 
 pub async fn style_transfer(
     State(state): State<AppState>,
-    queueable: Queueable,
+    caller: Queueable,
+    reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let path = "/advanced/style-transfer";
-    handle(
-        state,
-        queueable,
+    let submitted = read_form(
+        &state,
         request,
-        path,
         STYLE_FIELDS,
         &["image"],
         style_transfer_work,
     )
-    .await
+    .await?;
+    submit::handle(&state, caller, reply, "/advanced/style-transfer", submitted).await
 }

@@ -113,7 +113,7 @@ fn item_work(index: usize, item: Value, model: &str) -> Result<Work, ApiError> {
     }
     let bytes = serde_json::to_vec(&fields).map_err(ApiError::internal)?;
     let body: GenerateImageBody = json::parse(&bytes).map_err(|e| item_error(index, e))?;
-    let (work, _) = body.into_work().map_err(|e| item_error(index, e))?;
+    let work = body.into_work().map_err(|e| item_error(index, e))?.work;
     let Work::Generate {
         prompt,
         mut options,

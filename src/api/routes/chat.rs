@@ -9,11 +9,13 @@ use crate::api::AppState;
 use crate::api::extract::caller::Queueable;
 use crate::api::extract::form::{Form, is_multipart};
 use crate::api::extract::json::JsonBody;
-use crate::api::routes::generate::{model_headers, one_or_many, raw_options, read_form};
-use crate::api::submit::{self, Accepted, Submission, Uploads};
+use crate::api::extract::reply::Reply;
+use crate::api::extract::work::{
+    Submission, Submitted, Uploads, one_or_many, raw_options, read_form,
+};
+use crate::api::submit;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::generation::execute::{Done, MessageResponse};
 use crate::generation::params::{RawOptions, RawRouting};
 use crate::generation::work::{ImageRole, Work};
 
@@ -55,7 +57,7 @@ pub struct MessageBody {
 }
 
 impl MessageBody {
-    pub fn into_work(self, session_id: String) -> Result<(Work, Submission), ApiError> {
+    pub fn into_work(self, session_id: String) -> Result<Submitted, ApiError> {
         let submission = Submission::from_json(self.run_async, self.webhook_url)?;
         let work = Work::ChatMessage {
             session_id,
@@ -75,11 +77,11 @@ impl MessageBody {
             },
             images: Vec::new(),
         };
-        Ok((work, submission))
+        Ok(Submitted::without_uploads(work, submission))
     }
 }
 
-const MESSAGE_FIELDS: &[&str] = &["message"];
+pub const MESSAGE_FIELDS: &[&str] = &["message"];
 
 /// A multipart message as a unit of work (`model` is read only to be refused).
 pub fn message_work(
@@ -98,53 +100,27 @@ pub fn message_work(
 /// JSON `{"message": …}`, or multipart with `message` and an optional `image`.
 pub async fn message(
     State(state): State<AppState>,
-    Queueable { ctx, refused }: Queueable,
+    caller: Queueable,
+    reply: Reply,
     Path(session_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let mut uploads = Uploads::default();
-    let (work, submission) = if is_multipart(&request) {
-        let mut form = read_form(&state, request, MESSAGE_FIELDS, &["image"]).await?;
-        let submission = Submission::from_form(&form)?;
-        (
-            message_work(session_id, &mut form, &mut uploads)?,
-            submission,
-        )
+    let submitted = if is_multipart(&request) {
+        let build =
+            |form: &mut Form, uploads: &mut Uploads| message_work(session_id, form, uploads);
+        read_form(&state, request, MESSAGE_FIELDS, &["image"], build).await?
     } else {
         let JsonBody(body) = JsonBody::<MessageBody>::from_request(request, &state).await?;
         body.into_work(session_id)?
     };
-    let path = "/chat/{session_id}/message";
-    let session = match &work {
-        Work::ChatMessage { session_id, .. } => session_id.clone(),
-        _ => String::new(),
-    };
-    match submit::accept(&state, &ctx, refused, path, work, uploads, submission).await? {
-        Accepted::Queued(response) => Ok(response),
-        Accepted::Run(plan, inputs) => {
-            // Its place in the session's order is taken now, at acceptance; the run
-            // waits for the earlier messages (`generation::chat_order`).
-            state.chat.order.take_place(&ctx, &session).await?;
-            reply(submit::run(&state, &ctx, *plan, inputs).await?)
-        }
-    }
-}
-
-fn reply(done: Done) -> Result<Response, ApiError> {
-    match done {
-        Done::Chat(reply) => {
-            let headers = model_headers(&reply.outcome);
-            let body = MessageResponse {
-                generation: reply.outcome.response,
-                session_id: reply.session_id,
-                turn: reply.turn,
-            };
-            Ok((headers, Json(body)).into_response())
-        }
-        _ => Err(ApiError::internal(
-            "a chat message produced another kind of result",
-        )),
-    }
+    submit::handle(
+        &state,
+        caller,
+        reply,
+        "/chat/{session_id}/message",
+        submitted,
+    )
+    .await
 }
 
 pub async fn history(

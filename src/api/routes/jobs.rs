@@ -13,11 +13,11 @@ use serde_json::json;
 use crate::api::AppState;
 use crate::api::extract::form::{BodyLimits, Form, FormSpec};
 use crate::api::extract::json;
-use crate::api::routes::advanced::{inpaint_work, outpaint_work, style_transfer_work};
-use crate::api::routes::chat::{MessageBody, message_work};
-use crate::api::routes::generate::{GenerateImageBody, compose_work, edit_work, fields};
+use crate::api::extract::work::{Uploads, fields};
+use crate::api::routes::advanced::{self, inpaint_work, outpaint_work, style_transfer_work};
+use crate::api::routes::chat::{MESSAGE_FIELDS, MessageBody, message_work};
+use crate::api::routes::generate::{self, GenerateImageBody, compose_work, edit_work};
 use crate::api::routes::story::StoryBody;
-use crate::api::submit::Uploads;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::generation::work::Work;
@@ -47,52 +47,29 @@ impl LegacyWork for LegacyBodies {
             .starts_with("multipart/form-data");
         if !multipart {
             let work = match (path, chat_session) {
-                ("/generate-image", _) => json::parse::<GenerateImageBody>(&body)?.into_work()?.0,
-                ("/story/generate", _) => json::parse::<StoryBody>(&body)?.into_work()?.0,
-                (_, Some(session)) => json::parse::<MessageBody>(&body)?.into_work(session)?.0,
+                ("/generate-image", _) => json::parse::<GenerateImageBody>(&body)?.into_work()?,
+                ("/story/generate", _) => json::parse::<StoryBody>(&body)?.into_work()?,
+                (_, Some(session)) => json::parse::<MessageBody>(&body)?.into_work(session)?,
                 _ => return Err(unknown(path)),
             };
-            return Ok((work, HashMap::new()));
+            return Ok((work.work, HashMap::new()));
         }
         type Build = fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>;
         let (own, files, build): (&[&'static str], &[&str], Option<Build>) = match path {
-            "/edit-image" => (
-                &[
-                    "prompt",
-                    "preserve_subject",
-                    "edit_strength",
-                    "include_quality",
-                    "min_quality_score",
-                ],
-                &["image"],
-                Some(edit_work),
-            ),
-            "/compose-images" => (
-                &[
-                    "prompt",
-                    "composition_style",
-                    "include_quality",
-                    "min_quality_score",
-                ],
-                &["images"],
-                Some(compose_work),
-            ),
+            "/edit-image" => (generate::EDIT_FIELDS, &["image"], Some(edit_work)),
+            "/compose-images" => (generate::COMPOSE_FIELDS, &["images"], Some(compose_work)),
             "/advanced/inpaint" => (
-                &["prompt", "region_description"],
+                advanced::INPAINT_FIELDS,
                 &["image", "mask"],
                 Some(inpaint_work),
             ),
-            "/advanced/outpaint" => (
-                &["prompt", "direction", "extension_ratio"],
-                &["image"],
-                Some(outpaint_work),
-            ),
+            "/advanced/outpaint" => (advanced::OUTPAINT_FIELDS, &["image"], Some(outpaint_work)),
             "/advanced/style-transfer" => (
-                &["style", "style_strength", "preserve_content", "prompt"],
+                advanced::STYLE_FIELDS,
                 &["image"],
                 Some(style_transfer_work),
             ),
-            _ => (&["message"], &["image"], None),
+            _ => (MESSAGE_FIELDS, &["image"], None),
         };
         let text_fields = fields(own);
         let spec = FormSpec {

@@ -5,7 +5,6 @@ pub mod advanced;
 pub mod batches;
 pub mod chat;
 pub mod files;
-pub mod gallery;
 pub mod gemini_native;
 pub mod generate;
 pub mod images;

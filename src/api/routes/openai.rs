@@ -5,25 +5,25 @@
 //! The mapping of OpenAI's parameters is `generation::openai`; `n` runs as that many
 //! upstream calls, never more at once than the key's concurrency allows.
 
-use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::api::AppState;
+use crate::api::extract::caller::Queueable;
 use crate::api::extract::form::{Form, FormSpec};
 use crate::api::extract::json::JsonBody;
-use crate::api::routes::files;
-use crate::api::submit::{self, Accepted, Submission, Uploads};
+use crate::api::extract::reply::Reply;
+use crate::api::extract::work::{Submission, Submitted, Uploads};
+use crate::api::submit;
 use crate::caller::RequestContext;
 use crate::error::ApiError;
-use crate::generation::execute::Done;
-use crate::generation::openai::{Format, OpenAiFields};
+use crate::generation::openai::OpenAiFields;
 use crate::generation::params::RawRouting;
 use crate::generation::work::{ImageRole, Work};
-use crate::generation::{Outcome, Usage};
+
+/// Both routes' path for the queue and the logs.
+const PATH: &str = "/v1/images";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,99 +42,41 @@ pub struct GenerationsBody {
     fallback: Option<bool>,
 }
 
+impl GenerationsBody {
+    pub fn into_work(self) -> Submitted {
+        let _ = self.user;
+        let fields = OpenAiFields {
+            prompt: self.prompt,
+            model: self.model,
+            n: self.n,
+            size: self.size,
+            response_format: self.response_format,
+            quality: self.quality,
+            style: self.style,
+            routing: RawRouting {
+                service_tier: self.service_tier,
+                thinking_level: self.thinking_level,
+                fallback: self.fallback,
+            },
+        };
+        Submitted::without_uploads(Work::OpenAiGenerations { fields }, Submission::default())
+    }
+}
+
+/// OpenAI's surface takes no `async`: a request that finds its key's in-flight slots
+/// taken is refused before its body is read (by the `RequestContext` extractor), and the
+/// work runs now.
+fn runs_now(ctx: RequestContext) -> Queueable {
+    Queueable { ctx, refused: None }
+}
+
 pub async fn generations(
     State(state): State<AppState>,
     ctx: RequestContext,
-    headers: HeaderMap,
+    reply: Reply,
     JsonBody(body): JsonBody<GenerationsBody>,
 ) -> Result<Response, ApiError> {
-    let _ = body.user;
-    let fields = OpenAiFields {
-        prompt: body.prompt,
-        model: body.model,
-        n: body.n,
-        size: body.size,
-        response_format: body.response_format,
-        quality: body.quality,
-        style: body.style,
-        routing: RawRouting {
-            service_tier: body.service_tier,
-            thinking_level: body.thinking_level,
-            fallback: body.fallback,
-        },
-    };
-    let work = Work::OpenAiGenerations { fields };
-    run(&state, &ctx, &headers, work, Uploads::default()).await
-}
-
-/// OpenAI's surface takes no `async`: the work runs now, in OpenAI's answer shape.
-async fn run(
-    state: &AppState,
-    ctx: &RequestContext,
-    headers: &HeaderMap,
-    work: Work,
-    uploads: Uploads,
-) -> Result<Response, ApiError> {
-    let path = "/v1/images";
-    match submit::accept(state, ctx, None, path, work, uploads, Submission::default()).await? {
-        Accepted::Run(plan, inputs) => match submit::run(state, ctx, *plan, inputs).await? {
-            Done::OpenAi { outcomes, format } => Ok(answer(state, headers, outcomes, format)),
-            _ => Err(ApiError::internal(
-                "an OpenAI request produced another kind of result",
-            )),
-        },
-        Accepted::Queued(_) => Err(ApiError::internal("OpenAI requests are never queued")),
-    }
-}
-
-fn answer(
-    state: &AppState,
-    headers: &HeaderMap,
-    outcomes: Vec<Outcome>,
-    format: Format,
-) -> Response {
-    let origin = files::origin(headers);
-    let mut usage = Usage {
-        input_tokens: 0,
-        output_tokens: 0,
-        image_tokens: 0,
-        thought_tokens: 0,
-        cost_usd: 0.0,
-    };
-    let mut data = Vec::new();
-    for outcome in &outcomes {
-        let r = &outcome.response;
-        usage.input_tokens += r.usage.input_tokens;
-        usage.output_tokens += r.usage.output_tokens + r.usage.thought_tokens;
-        usage.image_tokens += r.usage.image_tokens;
-        usage.cost_usd += r.usage.cost_usd;
-        for (image, id) in r.images.iter().zip(&r.image_ids) {
-            data.push(match format {
-                Format::B64 => json!({"b64_json": image, "revised_prompt": Value::Null}),
-                Format::Url => json!({"url": format!("{origin}{}", files::url(&state.url_signer, id, state.clock.now_ms())), "revised_prompt": Value::Null}),
-            });
-        }
-    }
-    let model = outcomes
-        .first()
-        .map(|o| o.response.model.clone())
-        .unwrap_or_default();
-    let body = json!({
-        "created": state.clock.now_ms() / 1000,
-        "data": data,
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "output_tokens_details": {"image_tokens": usage.image_tokens},
-            "cost_usd": (usage.cost_usd * 1e6).round() / 1e6,
-        },
-    });
-    let mut response = Json(body).into_response();
-    if let Ok(v) = model.parse() {
-        response.headers_mut().insert("x-imagegate-model", v);
-    }
-    response
+    submit::handle(&state, runs_now(ctx), reply, PATH, body.into_work()).await
 }
 
 const EDIT_FIELDS: &[&str] = &[
@@ -154,7 +96,7 @@ const EDIT_FIELDS: &[&str] = &[
 pub async fn edits(
     State(state): State<AppState>,
     ctx: RequestContext,
-    headers: HeaderMap,
+    reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
     let spec = FormSpec {
@@ -163,11 +105,15 @@ pub async fn edits(
         max_file_bytes: state.limits.max_file_bytes,
     };
     let mut form = Form::from_request(request, &spec, state.body_limits()).await?;
-    let n = form.integer("n")?;
+    let submitted = edits_work(&mut form)?;
+    submit::handle(&state, runs_now(ctx), reply, PATH, submitted).await
+}
+
+fn edits_work(form: &mut Form) -> Result<Submitted, ApiError> {
     let fields = OpenAiFields {
         prompt: form.text("prompt")?,
         model: form.text("model")?,
-        n,
+        n: form.integer("n")?,
         size: form.text("size")?,
         response_format: form.text("response_format")?,
         quality: form.text("quality")?,
@@ -179,13 +125,17 @@ pub async fn edits(
         },
     };
     let mut uploads = Uploads::default();
-    let mut images = uploads.take(&mut form, "image", ImageRole::Input);
-    images.extend(uploads.take(&mut form, "image[]", ImageRole::Input));
-    let masks = uploads.take(&mut form, "mask", ImageRole::OpenAiMask);
+    let mut images = uploads.take(form, "image", ImageRole::Input);
+    images.extend(uploads.take(form, "image[]", ImageRole::Input));
+    let masks = uploads.take(form, "mask", ImageRole::OpenAiMask);
     let work = Work::OpenAiEdits {
         fields,
         images,
         masks,
     };
-    run(&state, &ctx, &headers, work, uploads).await
+    Ok(Submitted {
+        work,
+        uploads,
+        submission: Submission::default(),
+    })
 }
