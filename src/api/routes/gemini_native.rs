@@ -68,55 +68,65 @@ pub async fn model_action(
         .models
         .resolve(model)
         .map_err(|_| native_model_not_found(model, api_version(&uri)))?;
-    if action == "generateContent" || action == "streamGenerateContent" {
-        let stream = action == "streamGenerateContent";
-        if stream && query.get("alt").is_none_or(|a| a != "sse") {
-            return Err(ApiError::invalid(
-                "alt",
-                "Only streaming with ?alt=sse is supported.",
-            ));
-        }
-        let (body, tier) = enforce_tier(&state, &caller.ctx, body)?;
-        let call = gemini_intake::NativeCall {
-            model,
-            api_version: api_version(&uri),
-            service_tier: tier,
-            stream,
-        };
-        let (work, uploads) = gemini_intake::work(call, &body)?;
-        // A stream is relayed as it arrives, so it only runs synchronously.
-        let submission = Submission {
-            run_async: !stream && reply.prefers_async,
-            webhook_url: None,
-        };
-        let submitted = Submitted {
-            work,
-            uploads,
-            submission,
-        };
-        return submit::handle(&state, caller, reply, uri.path(), submitted).await;
-    }
-    if let Some(refusal) = caller.refused {
-        return Err(refusal);
-    }
-    let headers = substitution_headers(&resolved.entry.upstream_id, resolved.substituted.as_ref());
-    let mut response = match action {
-        "countTokens" => match &state.gemini {
-            Some(gemini) => {
-                let (status, bytes) = gemini
-                    .forward(&resolved.entry.upstream_id, "countTokens", body)
-                    .await?;
-                google_json(status, bytes)
-            }
-            None => axum::Json(native_offline::count_tokens(&body)?).into_response(),
-        },
+    let stream = match action {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
         _ => {
-            return Err(ApiError::new(
-                ErrorKind::NotFound,
-                format!("Method '{action}' not found."),
-            ));
+            if let Some(refusal) = caller.refused {
+                return Err(refusal);
+            }
+            return other_action(&state, &resolved, action, body).await;
         }
     };
+    if stream && query.get("alt").is_none_or(|a| a != "sse") {
+        return Err(ApiError::invalid(
+            "alt",
+            "Only streaming with ?alt=sse is supported.",
+        ));
+    }
+    let (body, service_tier) = enforce_tier(&state, &caller.ctx, body)?;
+    let call = gemini_intake::NativeCall {
+        model,
+        api_version: api_version(&uri),
+        service_tier,
+        stream,
+    };
+    let (work, uploads) = gemini_intake::work(call, &body)?;
+    // A stream is relayed as it arrives, so it only runs synchronously.
+    let submission = Submission {
+        run_async: !stream && reply.prefers_async,
+        webhook_url: None,
+    };
+    let submitted = Submitted {
+        work,
+        uploads,
+        submission,
+    };
+    submit::handle(&state, caller, reply, uri.path(), submitted).await
+}
+
+/// `:countTokens`, relayed (or answered offline); no other action exists.
+async fn other_action(
+    state: &AppState,
+    resolved: &ResolvedModel,
+    action: &str,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if action != "countTokens" {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("Method '{action}' not found."),
+        ));
+    }
+    let upstream_id = &resolved.entry.upstream_id;
+    let mut response = match &state.gemini {
+        Some(gemini) => {
+            let (status, bytes) = gemini.forward(upstream_id, "countTokens", body).await?;
+            google_json(status, bytes)
+        }
+        None => axum::Json(native_offline::count_tokens(&body)?).into_response(),
+    };
+    let headers = substitution_headers(upstream_id, resolved.substituted.as_ref());
     response.headers_mut().extend(headers);
     Ok(response)
 }
