@@ -1,4 +1,7 @@
-//! HTTP only: extractors, one file per group of routes, and the router on one screen.
+//! HTTP only. `middleware/`: the layers every request passes; `extract/`: what handlers
+//! read; `routes/`: one file per group of routes; `submit`: the one path of every
+//! generation request; `respond`: the one writer of their answers. Here: the state
+//! handlers share and the router, on one screen.
 
 pub mod extract;
 pub mod middleware;
@@ -9,7 +12,7 @@ pub mod submit;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state as layer_with;
+use axum::middleware::{from_fn, from_fn_with_state as layer_with};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -161,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         // Routes added after these lines would bypass authentication.
         .layer(layer_with(state.clone(), idempotency::replay_or_run))
         .layer(layer_with(state.clone(), limits::enforce))
-        .layer(axum::middleware::from_fn(context::record_caller))
+        .layer(from_fn(context::record_caller))
         .layer(layer_with(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(layer_with(max_body, body_size::refuse_declared_oversize))
