@@ -10,6 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::generation::GenerationError;
+use crate::provider::ProviderError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidRequest,
@@ -265,6 +268,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Seconds a key at its cap of pending batch items is asked to wait.
+const BATCH_CAP_RETRY_AFTER_SECS: u64 = 60;
+
 /// Seconds a client is asked to wait when storage is unreachable: long enough for a
 /// database failover or restart, short enough that a blip costs little.
 const STORAGE_RETRY_AFTER_SECS: u64 = 5;
@@ -294,6 +300,235 @@ impl From<crate::store::StoreError> for ApiError {
             _ => ApiError::internal(cause),
         }
     }
+}
+
+/// A provider's failure as an API error: refusals and answers without an image are the
+/// client's to read (422); upstream quota, overload and deadlines keep their own codes.
+impl From<ProviderError> for ApiError {
+    fn from(err: ProviderError) -> Self {
+        match err {
+            ProviderError::Blocked {
+                reason,
+                prompt_blocked,
+                message,
+                ..
+            } => {
+                let what = if prompt_blocked {
+                    "The prompt was blocked by the model's safety policy."
+                } else {
+                    "The model refused to generate this content."
+                };
+                let mut e = ApiError::new(ErrorKind::ContentBlocked, what)
+                    .detail("reason", reason)
+                    .detail("prompt_blocked", prompt_blocked);
+                if let Some(m) = message {
+                    e = e.detail("upstream_message", m);
+                }
+                e
+            }
+            ProviderError::NoImage {
+                finish_reason,
+                text,
+                ..
+            } => ApiError::new(
+                ErrorKind::NoImageGenerated,
+                "The model answered without an image.",
+            )
+            .detail("finish_reason", finish_reason)
+            .detail("text", text.map_or(serde_json::Value::Null, Into::into)),
+            ProviderError::Rejected { message } => ApiError::new(
+                ErrorKind::InvalidRequest,
+                "The model rejected the request as invalid.",
+            )
+            .detail("upstream_message", message),
+            ProviderError::ModelNotFound { cause } => ApiError::new(
+                ErrorKind::UpstreamError,
+                "The upstream model is not available (retired or unknown upstream).",
+            )
+            .detail("upstream_status", 404)
+            .caused_by(cause),
+            ProviderError::RateLimited { retry_after_secs } => ApiError::new(
+                ErrorKind::RateLimited,
+                "The upstream model's quota is exhausted. Retry later.",
+            )
+            .detail("limit", "upstream_quota")
+            .retry_after(retry_after_secs),
+            ProviderError::Unavailable { status, cause } => ApiError::new(
+                ErrorKind::UpstreamUnavailable,
+                "The upstream model is unavailable or overloaded. Retry later.",
+            )
+            .detail("upstream_status", status)
+            .caused_by(cause),
+            ProviderError::Timeout { deadline_secs } => ApiError::new(
+                ErrorKind::UpstreamTimeout,
+                "The upstream model did not answer within the deadline.",
+            )
+            .detail("deadline_seconds", deadline_secs),
+            ProviderError::BadResponse {
+                status,
+                message,
+                cause,
+            } => ApiError::new(ErrorKind::UpstreamError, message)
+                .detail("upstream_status", status)
+                .caused_by(cause),
+        }
+    }
+}
+
+/// The domain's failure as an API error (docs/api.md#errors): the one place each
+/// [`GenerationError`] gets its status, `error` string, message, details and
+/// `Retry-After`. The async worker's stored error bodies come from here too
+/// ([`stored_body`]).
+impl From<GenerationError> for ApiError {
+    fn from(e: GenerationError) -> Self {
+        use GenerationError as G;
+        let with = |kind, message: String, details| ApiError {
+            details,
+            ..ApiError::new(kind, message)
+        };
+        match e {
+            G::Invalid {
+                message,
+                details,
+                source,
+            } => {
+                let e = with(ErrorKind::InvalidRequest, message, details);
+                match source {
+                    Some(cause) => e.caused_by(error_chain(&*cause)),
+                    None => e,
+                }
+            }
+            G::NotFound { message } => ApiError::new(ErrorKind::NotFound, message),
+            G::Conflict {
+                message,
+                details,
+                retry_after_secs,
+            } => {
+                let e = with(ErrorKind::Conflict, message, details);
+                match retry_after_secs {
+                    Some(seconds) => e.retry_after(seconds),
+                    None => e,
+                }
+            }
+            G::SessionFull { message, details } => with(ErrorKind::SessionFull, message, details),
+            G::FileTooLarge { field, max_bytes } => ApiError::new(
+                ErrorKind::FileTooLarge,
+                format!(
+                    "The file is too large. Maximum size is {} MB.",
+                    max_bytes / (1024 * 1024)
+                ),
+            )
+            .detail("field", field)
+            .detail("max_bytes", max_bytes),
+            G::Busy { retry_after_secs } => ApiError::new(
+                ErrorKind::Busy,
+                "The server is busy with other large images; retry shortly.",
+            )
+            .retry_after(retry_after_secs),
+            G::ModelForbidden { model, allowed } => ApiError::new(
+                ErrorKind::Forbidden,
+                format!("This API key may not use the model {model:?}."),
+            )
+            .detail("model", model)
+            .detail("allowed_models", allowed),
+            G::BudgetExceeded {
+                period,
+                limit_usd,
+                spent_usd,
+                reserved_usd,
+                resets_at,
+            } => ApiError::new(
+                ErrorKind::BudgetExceeded,
+                format!(
+                    "This API key's {period} budget of ${limit_usd:.2} cannot cover this call \
+                     (worst case ${reserved_usd:.6})."
+                ),
+            )
+            .detail("period", period)
+            .detail("limit_usd", limit_usd)
+            .detail("spent_usd", spent_usd)
+            .detail("reserved_usd", reserved_usd)
+            .detail("resets_at", resets_at),
+            G::TooManyPending {
+                max_pending_items,
+                pending_items,
+                count,
+            } => ApiError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "This key may have at most {max_pending_items} batch items pending; \
+                     {pending_items} are, and this batch has {count}. Retry when a batch ends."
+                ),
+            )
+            .detail("limit", "max_pending_batch_items")
+            .detail("max_pending_items", max_pending_items)
+            .detail("pending_items", pending_items)
+            .retry_after(BATCH_CAP_RETRY_AFTER_SECS),
+            G::NoImageToMeasure => ApiError::new(
+                ErrorKind::NoImageGenerated,
+                "The model returned no image to measure.",
+            ),
+            G::BadResult {
+                message,
+                upstream_message,
+                source,
+            } => {
+                let mut e = ApiError::new(ErrorKind::UpstreamError, message);
+                if let Some(m) = upstream_message {
+                    e = e.detail("upstream_message", m);
+                }
+                match source {
+                    Some(cause) => e.caused_by(error_chain(&*cause)),
+                    None => e,
+                }
+            }
+            G::UpstreamRefused {
+                status,
+                message,
+                error,
+            } => {
+                let kind = match status {
+                    400 => ErrorKind::InvalidRequest,
+                    429 => ErrorKind::RateLimited,
+                    503 => ErrorKind::UpstreamUnavailable,
+                    _ => ErrorKind::UpstreamError,
+                };
+                ApiError::new(kind, message)
+                    .detail("upstream_status", status)
+                    .detail("upstream_error", error)
+            }
+            G::SignatureRefused { message } => ApiError::new(ErrorKind::Unauthorized, message),
+            G::Abandoned { attempts } => ApiError::new(
+                ErrorKind::ServerError,
+                "The request could not be completed: the workers running it stopped repeatedly.",
+            )
+            .detail("attempts", attempts),
+            G::StoryStep { step, steps, error } => ApiError::from(*error)
+                .detail("step", step)
+                .detail("completed_steps", step - 1)
+                .detail("num_images", steps),
+            G::Item { index, error } => {
+                let mut e = ApiError::from(*error);
+                e.message = format!("Item {index}: {}", e.message);
+                e.details.insert("item".into(), json!(index));
+                e
+            }
+            // Only the HTTP layer's body parsing makes these, and it refuses in its own terms.
+            G::LegacyBody(refusal) => match refusal.downcast::<ApiError>() {
+                Ok(e) => *e,
+                Err(other) => ApiError::internal(error_chain(&*other)),
+            },
+            G::Provider(e) => e.into(),
+            G::Store(e) => e.into(),
+            e @ G::Internal { .. } => ApiError::internal(error_chain(&e)),
+        }
+    }
+}
+
+/// The error body an async request or batch keeps for `GET /requests/{id}` (and its
+/// webhook): what the same failure answers synchronously.
+pub fn stored_body(e: GenerationError, request_id: &str) -> Value {
+    ApiError::from(e).body(request_id)
 }
 
 /// An error and its sources, outermost first: `a: b: c`.

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use bytes::Bytes;
 use image::{DynamicImage, ImageReader, Limits};
 
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageFormat {
@@ -96,12 +96,12 @@ pub fn accept_input(
     field: &str,
     bytes: Bytes,
     limits: &IntakeLimits,
-) -> Result<InputImage, ApiError> {
+) -> Result<InputImage, GenerationError> {
     if bytes.len() > limits.max_file_bytes {
         return Err(file_too_large(field, limits.max_file_bytes));
     }
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
-        ApiError::invalid(
+        GenerationError::invalid(
             field,
             "Unsupported image format. Send a PNG, JPEG or WebP image.",
         )
@@ -109,7 +109,7 @@ pub fn accept_input(
         .detail("supported", vec!["image/png", "image/jpeg", "image/webp"])
     })?;
     let corrupted = |e: image::ImageError| {
-        ApiError::invalid(
+        GenerationError::invalid(
             field,
             "The image could not be decoded; the file may be corrupted.",
         )
@@ -123,7 +123,7 @@ pub fn accept_input(
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 || pixels > limits.max_pixels {
         return Err(
-            ApiError::invalid(field, "The image's dimensions are too large to process.")
+            GenerationError::invalid(field, "The image's dimensions are too large to process.")
                 .detail("width", width)
                 .detail("height", height)
                 .detail("max_pixels", limits.max_pixels),
@@ -149,7 +149,7 @@ pub fn accept_input(
         ImageFormat::Jpeg => ImageFormat::Jpeg,
         ImageFormat::Png | ImageFormat::Webp => ImageFormat::Png,
     };
-    let encoded = encode(&resized, out_format).map_err(ApiError::internal)?;
+    let encoded = encode(&resized, out_format).map_err(GenerationError::failed("encoding a downscaled image"))?;
     Ok(InputImage {
         format: out_format,
         bytes: encoded,
@@ -175,16 +175,11 @@ pub const MAX_OUTPUT_PIXELS: u64 = 4096 * 4096;
 /// bits a channel, the figure the decoder's own allocation limit uses.
 pub const DECODED_BYTES_PER_PIXEL: u64 = 8;
 
-pub fn file_too_large(field: &str, max: usize) -> ApiError {
-    ApiError::new(
-        ErrorKind::FileTooLarge,
-        format!(
-            "The file is too large. Maximum size is {} MB.",
-            max / (1024 * 1024)
-        ),
-    )
-    .detail("field", field)
-    .detail("max_bytes", max)
+pub fn file_too_large(field: &str, max: usize) -> GenerationError {
+    GenerationError::FileTooLarge {
+        field: field.to_owned(),
+        max_bytes: max,
+    }
 }
 
 pub fn decode_with_limits(
@@ -267,8 +262,8 @@ mod tests {
     fn a_gif_is_refused_and_named() {
         let err =
             accept_input("image", Bytes::from_static(b"GIF89a\x01\x00"), &LIMITS).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidRequest);
-        assert_eq!(err.details["detected"], "gif");
+        assert!(matches!(err, GenerationError::Invalid { .. }), "{err:?}");
+        assert_eq!(err.details()["detected"], "gif");
     }
 
     #[test]
@@ -276,8 +271,8 @@ mod tests {
         let bytes = png(64, 64);
         let cut = bytes.slice(0..bytes.len() / 2);
         let err = accept_input("image", cut, &LIMITS).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidRequest);
-        assert!(err.message.contains("corrupted"), "{}", err.message);
+        assert!(matches!(err, GenerationError::Invalid { .. }), "{err:?}");
+        assert!(err.to_string().contains("corrupted"), "{}", err.to_string());
     }
 
     #[test]
@@ -289,8 +284,8 @@ mod tests {
         let crc = crc32fast::hash(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = accept_input("image", Bytes::from(bytes), &LIMITS).unwrap_err();
-        assert_eq!(err.details["width"], 100_000);
-        assert!(err.message.contains("too large"));
+        assert_eq!(err.details()["width"], 100_000);
+        assert!(err.to_string().contains("too large"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use subtle::ConstantTimeEq as _;
 
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::jobs::webhooks::sign;
 
 /// Older or newer messages are refused, so a captured delivery cannot be replayed later.
@@ -20,12 +20,12 @@ pub struct SignedMessage<'a> {
     pub body: &'a str,
 }
 
-fn refused(message: &str) -> ApiError {
-    ApiError::new(ErrorKind::Unauthorized, message.to_owned())
+fn refused(message: &'static str) -> GenerationError {
+    GenerationError::SignatureRefused { message }
 }
 
 /// Checks the message's signature against `secret` and its age against `now_secs`.
-pub fn verify(secret: &str, message: &SignedMessage<'_>, now_secs: i64) -> Result<(), ApiError> {
+pub fn verify(secret: &str, message: &SignedMessage<'_>, now_secs: i64) -> Result<(), GenerationError> {
     let timestamp: i64 = message
         .timestamp
         .trim()
@@ -37,7 +37,7 @@ pub fn verify(secret: &str, message: &SignedMessage<'_>, now_secs: i64) -> Resul
         ));
     }
     let expected = sign(secret, message.id, timestamp, message.body)
-        .ok_or_else(|| ApiError::internal("batches.google_webhook_secret is not base64"))?;
+        .ok_or_else(|| GenerationError::internal("batches.google_webhook_secret is not base64"))?;
     let matches = message
         .signatures
         .split_whitespace()

@@ -21,7 +21,7 @@ pub use outcomes::ItemOutcome;
 
 use crate::caller::Caller;
 use crate::clock::{Clock, rfc3339};
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::generation::Generator;
 use crate::generation::work::Plan;
 use crate::generation::work::{StoredWork, WORK_VERSION, Work, WorkEnv};
@@ -55,8 +55,8 @@ pub struct Submission {
     pub items: Vec<Work>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("The batch")
+fn not_found() -> GenerationError {
+    GenerationError::not_found("The batch")
 }
 
 /// Where a batch's items are kept until it has ended.
@@ -100,7 +100,7 @@ impl Batches {
     }
 
     /// Checks that every image an item names is one of the caller's.
-    async fn check_images(&self, caller: &Caller, items: &[Work]) -> Result<(), ApiError> {
+    async fn check_images(&self, caller: &Caller, items: &[Work]) -> Result<(), GenerationError> {
         for (index, work) in items.iter().enumerate() {
             for r in work.images() {
                 let id = r.key.strip_prefix(STORED_IMAGE_PREFIX).unwrap_or_default();
@@ -109,7 +109,7 @@ impl Batches {
                 if !known {
                     return Err(item_error(
                         index,
-                        ApiError::invalid(&r.field, "No image of this key has that id.")
+                        GenerationError::invalid(&r.field, "No image of this key has that id.")
                             .detail("image_id", id),
                     ));
                 }
@@ -121,7 +121,7 @@ impl Batches {
     /// Checks that the key may use each item's model, and prices the items' worst cases at
     /// the batch rate: the amount the batch holds against the key's budget until it ends.
     /// `None` when the key's spending is not tracked.
-    async fn hold(&self, caller: &Caller, items: &[Work]) -> Result<Option<Reserved>, ApiError> {
+    async fn hold(&self, caller: &Caller, items: &[Work]) -> Result<Option<Reserved>, GenerationError> {
         let Some(spending) = self.generator.spending() else {
             return Ok(None);
         };
@@ -134,7 +134,7 @@ impl Batches {
                 Plan::Generate { options, .. }
                 | Plan::Edit { options, .. }
                 | Plan::Compose { options, .. } => options,
-                _ => return Err(ApiError::internal("a batch item is not a generation")),
+                _ => return Err(GenerationError::internal("a batch item is not a generation")),
             };
             let model = &options.model;
             let requested = model
@@ -158,16 +158,16 @@ impl Batches {
 
     /// Stores the batch (items first, then the row, with its reservation) and wakes a
     /// worker; the 202's body.
-    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Value, ApiError> {
+    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Value, GenerationError> {
         let count = submission.items.len();
         if count == 0 {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "items",
                 "A batch needs at least one item.",
             ));
         }
         if count > self.config.max_items {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "items",
                 format!("A batch holds at most {} items.", self.config.max_items),
             )
@@ -185,7 +185,7 @@ impl Batches {
                 work,
             })
             .collect();
-        let body = serde_json::to_vec(&units).map_err(ApiError::internal)?;
+        let body = serde_json::to_vec(&units).map_err(GenerationError::failed("encoding the batch items"))?;
         self.blobs.put(&items_key(&id), Bytes::from(body)).await?;
         let now = self.clock.now_ms();
         let record = BatchRecord {
@@ -221,21 +221,16 @@ impl Batches {
             let micro = record.reserved.as_ref().map_or(0, |r| r.micro);
             return Err(match self.generator.spending() {
                 Some(spending) => spending.refusal(&caller.key_id, micro).await,
-                None => ApiError::internal("a budget refused without spending tracked"),
+                None => GenerationError::internal("a budget refused without spending tracked"),
             });
         }
         if inserted == Inserted::OverCap {
             let pending = self.store.pending_items(&caller.key_id).await?;
-            return Err(ApiError::new(
-                ErrorKind::RateLimited,
-                format!(
-                    "This key may have at most {cap} batch items pending; {pending} are, and this batch has {count}. Retry when a batch ends."
-                ),
-            )
-            .detail("limit", "max_pending_batch_items")
-            .detail("max_pending_items", cap)
-            .detail("pending_items", pending)
-            .retry_after(60));
+            return Err(GenerationError::TooManyPending {
+                max_pending_items: cap,
+                pending_items: pending,
+                count,
+            });
         }
         self.wake.notify_one();
         tracing::info!(batch_id = %id, items = count, "batch accepted");
@@ -262,7 +257,7 @@ impl Batches {
         })
     }
 
-    async fn record(&self, id: &str, owner: &str) -> Result<BatchRecord, ApiError> {
+    async fn record(&self, id: &str, owner: &str) -> Result<BatchRecord, GenerationError> {
         if !ids::is_valid("batch", id) {
             return Err(not_found());
         }
@@ -276,7 +271,7 @@ impl Batches {
         owner: &str,
         offset: usize,
         limit: usize,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, GenerationError> {
         let b = self.record(id, owner).await?;
         let all = outcomes::items(&b);
         let page: Vec<&ItemOutcome> = all.iter().skip(offset).take(limit).collect();
@@ -289,29 +284,29 @@ impl Batches {
     }
 
     /// `GET /batches/{id}/results`: one JSON line per item, once the batch has ended.
-    pub async fn results(&self, id: &str, owner: &str) -> Result<String, ApiError> {
+    pub async fn results(&self, id: &str, owner: &str) -> Result<String, GenerationError> {
         let b = self.record(id, owner).await?;
         if b.finished_at_ms.is_none() {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("The batch has not ended yet; it is {}.", b.state),
-            )
+            return Err(GenerationError::conflict(format!(
+                "The batch has not ended yet; it is {}.",
+                b.state
+            ))
             .detail("state", b.state));
         }
         let mut out = String::new();
         for item in outcomes::items(&b) {
-            out.push_str(&serde_json::to_string(&item).map_err(ApiError::internal)?);
+            out.push_str(&serde_json::to_string(&item).map_err(GenerationError::failed("encoding an item outcome"))?);
             out.push('\n');
         }
         Ok(out)
     }
 
-    pub async fn list(&self, owner: &str, before_ms: i64, limit: i64) -> Result<Value, ApiError> {
+    pub async fn list(&self, owner: &str, before_ms: i64, limit: i64) -> Result<Value, GenerationError> {
         let batches = self.store.list(owner, before_ms, limit).await?;
         Ok(json!({ "batches": batches.iter().map(Self::summary).collect::<Vec<_>>() }))
     }
 
-    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Value, ApiError> {
+    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Value, GenerationError> {
         let b = self.record(id, owner).await?;
         let now = self.clock.now_ms();
         let mut cancelled = b.clone();
@@ -330,17 +325,16 @@ impl Batches {
                 let b = self.record(id, owner).await?;
                 Ok(Self::summary(&b))
             }
-            CancelBatch::Too(state) => Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("The batch has already ended; it is {state}."),
-            )
+            CancelBatch::Too(state) => Err(GenerationError::conflict(format!(
+                "The batch has already ended; it is {state}."
+            ))
             .detail("state", state)),
             CancelBatch::NotFound => Err(not_found()),
         }
     }
 
     /// Google said the batch `upstream_name` ended: collect it now instead of at the next poll.
-    pub async fn upstream_ended(&self, upstream_name: &str) -> Result<bool, ApiError> {
+    pub async fn upstream_ended(&self, upstream_name: &str) -> Result<bool, GenerationError> {
         let known = self
             .store
             .due_now(upstream_name, self.clock.now_ms())
@@ -408,8 +402,9 @@ fn idle_poll_ms(config: &BatchesConfig) -> u64 {
 }
 
 /// An item's error, naming the item.
-pub fn item_error(index: usize, mut e: ApiError) -> ApiError {
-    e.message = format!("Item {index}: {}", e.message);
-    e.details.insert("item".into(), json!(index));
-    e
+pub fn item_error(index: usize, e: GenerationError) -> GenerationError {
+    GenerationError::Item {
+        index,
+        error: Box::new(e),
+    }
 }

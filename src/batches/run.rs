@@ -8,7 +8,8 @@ use bytes::Bytes;
 use super::outcomes::ItemOutcome;
 use super::{Batches, STORED_IMAGE_PREFIX, items_key, outcomes_key};
 use crate::caller::{Caller, RequestContext};
-use crate::error::ApiError;
+use crate::error::stored_body;
+use crate::generation::GenerationError;
 use crate::generation::work::{ImageRef, Plan, StoredWork, WORK_VERSION, Work};
 use crate::generation::{Usage, requests};
 use crate::imaging::{self, InputImage};
@@ -21,7 +22,7 @@ impl Batches {
     /// Claims one due batch and takes one step with it, renewing its lease while the step
     /// runs (collecting thousands of images can outlast one lease). `false` when none was
     /// due.
-    pub async fn run_once(&self) -> Result<bool, ApiError> {
+    pub async fn run_once(&self) -> Result<bool, GenerationError> {
         let lease = self.config.lease().as_millis() as i64;
         let claimed_at = self.clock.now_ms();
         let Some(b) = self.store.claim(claimed_at, lease).await? else {
@@ -48,7 +49,7 @@ impl Batches {
         Ok(true)
     }
 
-    async fn step(&self, b: &BatchRecord) -> Result<(), ApiError> {
+    async fn step(&self, b: &BatchRecord) -> Result<(), GenerationError> {
         match (b.state.as_str(), b.upstream_name.as_deref()) {
             ("queued", _) if b.cancel_requested => {
                 let items = (0..b.item_count as usize)
@@ -58,56 +59,56 @@ impl Batches {
             }
             ("queued", _) => self.submit_upstream(b).await,
             ("running", Some(name)) => self.poll(b, name).await,
-            (state, _) => Err(ApiError::internal(format!(
+            (state, _) => Err(GenerationError::internal(format!(
                 "batch {} claimed in state {state} without an upstream name",
                 b.id
             ))),
         }
     }
 
-    async fn load_items(&self, b: &BatchRecord) -> Result<Vec<Work>, ApiError> {
+    async fn load_items(&self, b: &BatchRecord) -> Result<Vec<Work>, GenerationError> {
         let key = items_key(&b.id);
         let body = self
             .blobs
             .get(&key)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("batch items {key} are missing")))?;
+            .ok_or_else(|| GenerationError::internal(format!("batch items {key} are missing")))?;
         let units: Vec<StoredWork> = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::internal(format!("batch items {key}: {e}")))?;
+            .map_err(|e| GenerationError::internal(format!("reading batch items {key}")).caused_by(e))?;
         units
             .into_iter()
             .map(|u| {
                 (u.version == WORK_VERSION)
                     .then_some(u.work)
                     .ok_or_else(|| {
-                        ApiError::internal(format!("batch items {key} have another version"))
+                        GenerationError::internal(format!("batch items {key} have another version"))
                     })
             })
             .collect()
     }
 
     /// A stored image named by an item, checked as an upload would be.
-    async fn stored_image(&self, owner: &str, r: &ImageRef) -> Result<InputImage, ApiError> {
+    async fn stored_image(&self, owner: &str, r: &ImageRef) -> Result<InputImage, GenerationError> {
         let id = r.key.strip_prefix(STORED_IMAGE_PREFIX).unwrap_or_default();
         let bytes = self.images.get(id, owner).await?.ok_or_else(|| {
-            ApiError::invalid(&r.field, "The image is gone.").detail("image_id", id)
+            GenerationError::invalid(&r.field, "The image is gone.").detail("image_id", id)
         })?;
         let (field, limits) = (r.field.clone(), self.env.intake);
         tokio::task::spawn_blocking(move || imaging::accept_input(&field, bytes, &limits))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(GenerationError::failed("checking a stored image"))?
     }
 
     /// The upstream request of one item: the same prompt building as `/generate-image`,
     /// `/edit-image` and `/compose-images`.
-    async fn request_for(&self, owner: &str, work: &Work) -> Result<ProviderRequest, ApiError> {
+    async fn request_for(&self, owner: &str, work: &Work) -> Result<ProviderRequest, GenerationError> {
         let mut request = self.request_of(owner, work).await?;
         // Batches have their own price and no service tier (docs/batches.md).
         request.routing.service_tier = None;
         Ok(request)
     }
 
-    async fn request_of(&self, owner: &str, work: &Work) -> Result<ProviderRequest, ApiError> {
+    async fn request_of(&self, owner: &str, work: &Work) -> Result<ProviderRequest, GenerationError> {
         Ok(match work.plan(&self.env)? {
             Plan::Generate {
                 prompt, options, ..
@@ -136,11 +137,11 @@ impl Batches {
                 }
                 requests::compose(prompt, inputs, style, options)?
             }
-            _ => return Err(ApiError::internal("a batch item is not a generation")),
+            _ => return Err(GenerationError::internal("a batch item is not a generation")),
         })
     }
 
-    async fn submit_upstream(&self, b: &BatchRecord) -> Result<(), ApiError> {
+    async fn submit_upstream(&self, b: &BatchRecord) -> Result<(), GenerationError> {
         let display_name = upstream_display_name(b);
         // An earlier attempt may have died after the upstream accepted the batch and before
         // its name was recorded: the batch is found by its display name, not paid twice.
@@ -164,7 +165,7 @@ impl Batches {
                     let outcomes = (0..works.len())
                         .map(|i| ItemOutcome::new(i, "failed"))
                         .collect();
-                    return self.end(b, "failed", outcomes, Some(&e), 0).await;
+                    return self.end(b, "failed", outcomes, Some(e), 0).await;
                 }
             }
         }
@@ -172,11 +173,10 @@ impl Batches {
         let name = match self.provider.create(&model, &display_name, items).await {
             Ok(name) => name,
             Err(e @ (ProviderError::Rejected { .. } | ProviderError::BadResponse { .. })) => {
-                let e = ApiError::from(e);
                 let outcomes = (0..works.len())
                     .map(|i| ItemOutcome::new(i, "failed"))
                     .collect();
-                return self.end(b, "failed", outcomes, Some(&e), 0).await;
+                return self.end(b, "failed", outcomes, Some(e.into()), 0).await;
             }
             Err(e) => return Err(e.into()),
         };
@@ -184,7 +184,7 @@ impl Batches {
         self.record_running(b, &name).await
     }
 
-    async fn record_running(&self, b: &BatchRecord, name: &str) -> Result<(), ApiError> {
+    async fn record_running(&self, b: &BatchRecord, name: &str) -> Result<(), GenerationError> {
         let now = self.clock.now_ms();
         let next = now + self.config.poll_after(0).as_millis() as i64;
         self.store
@@ -193,7 +193,7 @@ impl Batches {
         Ok(())
     }
 
-    async fn poll(&self, b: &BatchRecord, name: &str) -> Result<(), ApiError> {
+    async fn poll(&self, b: &BatchRecord, name: &str) -> Result<(), GenerationError> {
         if let Some(saved) = self.blobs.get(&outcomes_key(&b.id)).await? {
             // Collected by a worker that stopped before recording them.
             let (state, outcomes, spent) = read_saved(&saved)?;
@@ -237,18 +237,16 @@ impl Batches {
             _ => "failed",
         };
         let (outcomes, spent) = self.collect(b, state, results).await?;
-        let saved = serde_json::to_vec(&(state, &outcomes, spent)).map_err(ApiError::internal)?;
+        let saved = serde_json::to_vec(&(state, &outcomes, spent)).map_err(GenerationError::failed("encoding the collected outcomes"))?;
         self.blobs
             .put(&outcomes_key(&b.id), Bytes::from(saved))
             .await?;
-        let error = upstream.error.map(|message| {
-            ApiError::new(
-                crate::error::ErrorKind::UpstreamError,
-                "The upstream batch failed.",
-            )
-            .detail("upstream_message", message)
+        let error = upstream.error.map(|message| GenerationError::BadResult {
+            message: "The upstream batch failed.",
+            upstream_message: Some(message),
+            source: None,
         });
-        self.end(b, state, outcomes, error.as_ref(), spent).await
+        self.end(b, state, outcomes, error, spent).await
     }
 
     /// Keeps each result's images for the caller and prices it at the batch rate; the
@@ -259,7 +257,7 @@ impl Batches {
         b: &BatchRecord,
         state: &str,
         results: Vec<ItemResult>,
-    ) -> Result<(Vec<ItemOutcome>, i64), ApiError> {
+    ) -> Result<(Vec<ItemOutcome>, i64), GenerationError> {
         let mut spent = 0i64;
         let works = self.load_items(b).await?;
         let model = self.env.models.resolve(&b.model)?;
@@ -283,11 +281,12 @@ impl Batches {
                 };
                 let mut outcome = ItemOutcome::new(index, status);
                 if status == "failed" {
-                    let e = ApiError::new(
-                        crate::error::ErrorKind::UpstreamError,
-                        "The upstream batch returned no result for this item.",
-                    );
-                    outcome.error = Some(e.body(&b.id));
+                    let e = GenerationError::BadResult {
+                        message: "The upstream batch returned no result for this item.",
+                        upstream_message: None,
+                        source: None,
+                    };
+                    outcome.error = Some(stored_body(e, &b.id));
                 }
                 outcomes.push(outcome);
                 continue;
@@ -348,7 +347,7 @@ impl Batches {
                         _ => "failed",
                     };
                     ItemOutcome {
-                        error: Some(ApiError::from(e).body(&b.id)),
+                        error: Some(stored_body(e.into(), &b.id)),
                         ..ItemOutcome::new(index, status)
                     }
                 }
@@ -365,12 +364,12 @@ impl Batches {
         b: &BatchRecord,
         state: &str,
         outcomes: Vec<ItemOutcome>,
-        error: Option<&ApiError>,
+        error: Option<GenerationError>,
         spent_micro: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), GenerationError> {
         let now = self.clock.now_ms();
-        let items = serde_json::to_string(&outcomes).map_err(ApiError::internal)?;
-        let error = error.map(|e| e.body(&b.id).to_string());
+        let items = serde_json::to_string(&outcomes).map_err(GenerationError::failed("encoding the outcomes"))?;
+        let error = error.map(|e| stored_body(e, &b.id).to_string());
         let mut ended = b.clone();
         ended.state = state.to_owned();
         ended.items = Some(items.clone());
@@ -417,10 +416,10 @@ fn micro(usd: f64) -> i64 {
 
 /// Outcomes saved between collecting and recording them. Saved by an earlier version
 /// without their cost: those batches reserved nothing, so 0 settles nothing.
-fn read_saved(saved: &[u8]) -> Result<(String, Vec<ItemOutcome>, i64), ApiError> {
+fn read_saved(saved: &[u8]) -> Result<(String, Vec<ItemOutcome>, i64), GenerationError> {
     serde_json::from_slice(saved).or_else(|_| {
         let (state, outcomes): (String, Vec<ItemOutcome>) =
-            serde_json::from_slice(saved).map_err(ApiError::internal)?;
+            serde_json::from_slice(saved).map_err(GenerationError::failed("reading the saved outcomes"))?;
         Ok((state, outcomes, 0))
     })
 }

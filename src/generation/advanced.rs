@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use image::DynamicImage;
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::PostProcess;
 use crate::generation::canvas::{self, Directions, ExtensionRatio, GrownCanvas, Mask, Placement};
 use crate::generation::params::{Options, Prompt, Strength};
@@ -17,9 +17,9 @@ use crate::generation::styles::{self, Style};
 use crate::imaging::{self, ImageFormat, InputImage};
 use crate::provider::{OutputImage, Part, ProviderRequest, Task};
 
-fn decode_original(bytes: &[u8]) -> Result<DynamicImage, ApiError> {
+fn decode_original(bytes: &[u8]) -> Result<DynamicImage, GenerationError> {
     imaging::decode(bytes)
-        .map_err(|e| ApiError::invalid("image", "The image could not be decoded.").caused_by(e))
+        .map_err(|e| GenerationError::invalid("image", "The image could not be decoded.").caused_by(e))
 }
 
 /// The work done on each model image once it is back (mask compositing, canvas
@@ -32,15 +32,13 @@ pub fn post_process(composite: Composite) -> PostProcess {
         images
             .into_iter()
             .map(|out| {
-                let model = imaging::decode(&out.bytes).map_err(|e| {
-                    ApiError::new(
-                        crate::error::ErrorKind::UpstreamError,
-                        "The model returned an image that could not be decoded.",
-                    )
-                    .caused_by(e)
+                let model = imaging::decode(&out.bytes).map_err(|e| GenerationError::BadResult {
+                    message: "The model returned an image that could not be decoded.",
+                    upstream_message: None,
+                    source: Some(e.into()),
                 })?;
                 let bytes = imaging::encode(&composite(&model), ImageFormat::Png)
-                    .map_err(ApiError::internal)?;
+                    .map_err(GenerationError::failed("encoding a composited image"))?;
                 Ok(OutputImage {
                     format: ImageFormat::Png,
                     bytes,
@@ -65,14 +63,14 @@ pub struct Inpaint {
 pub fn inpaint(
     job: Inpaint,
     options: Options,
-) -> Result<(ProviderRequest, Option<Composite>), ApiError> {
+) -> Result<(ProviderRequest, Option<Composite>), GenerationError> {
     let mut parts = vec![Part::image(job.image.format, job.image.bytes.clone())];
     let (region, post) = match &job.mask {
         Some(mask_image) => {
             let sent = Mask::from_png(&mask_image.bytes, job.image.width, job.image.height)?;
             let shown = decode_original(&job.image.bytes)?;
             let overlay = imaging::encode(&canvas::mask_overlay(&shown, &sent), ImageFormat::Png)
-                .map_err(ApiError::internal)?;
+                .map_err(GenerationError::failed("encoding the mask overlay"))?;
             parts.push(Part::image(ImageFormat::Png, overlay));
             let original = decode_original(&job.original)?;
             let full = Mask::from_png(&mask_image.bytes, original.width(), original.height())?;
@@ -102,7 +100,7 @@ pub struct Outpaint {
 
 /// Grows the uploaded image's canvas, sends a downscaled copy of it, and composites the
 /// model's fill back around the untouched original. CPU-bound.
-pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Composite), ApiError> {
+pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Composite), GenerationError> {
     let original = decode_original(&job.original)?;
     let (gw, gh) = canvas::grown_size(
         original.width(),
@@ -111,7 +109,7 @@ pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Com
         &job.ratio,
     );
     if u64::from(gw) * u64::from(gh) > job.max_pixels {
-        return Err(ApiError::invalid(
+        return Err(GenerationError::invalid(
             "extension_ratio",
             "The extended canvas would be too large to process.",
         )
@@ -137,7 +135,7 @@ pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Com
         width: scaled(grown.original.width).max(1),
         height: scaled(grown.original.height).max(1),
     };
-    let bytes = imaging::encode(&sent_image, ImageFormat::Png).map_err(ApiError::internal)?;
+    let bytes = imaging::encode(&sent_image, ImageFormat::Png).map_err(GenerationError::failed("encoding the outpaint canvas"))?;
     let text = styles::outpaint_prompt(job.prompt.as_str(), job.directions);
     let parts = vec![Part::image(ImageFormat::Png, bytes), Part::text(text)];
     let post: Composite =

@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageBuffer, ImageReader, Pixel, Rgba, RgbaImage, imageops};
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::imaging::{self, ImageFormat};
 
 /// The flat colour of new outpaint canvas: mid-grey, opaque. Flat and neutral so the
@@ -49,7 +49,7 @@ impl Directions {
     };
 
     /// Any of `top`, `bottom`, `left`, `right`, case-insensitive; none at all means all four.
-    pub fn parse(values: Option<&[String]>) -> Result<Self, ApiError> {
+    pub fn parse(values: Option<&[String]>) -> Result<Self, GenerationError> {
         let mut out = Self::default();
         for value in values.unwrap_or_default() {
             match value.trim().to_ascii_lowercase().as_str() {
@@ -59,7 +59,7 @@ impl Directions {
                 "left" => out.left = true,
                 "right" => out.right = true,
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(GenerationError::invalid(
                         "direction",
                         format!("Unknown direction '{value}'. Use top, bottom, left and/or right."),
                     )
@@ -92,7 +92,7 @@ impl ExtensionRatio {
     pub const MAX: f64 = 2.0;
     pub const DEFAULT: f64 = 0.5;
 
-    pub fn parse(value: Option<f64>) -> Result<Self, ApiError> {
+    pub fn parse(value: Option<f64>) -> Result<Self, GenerationError> {
         let v = value.unwrap_or(Self::DEFAULT);
         if v.is_finite() && (Self::MIN..=Self::MAX).contains(&v) {
             return Ok(Self(v));
@@ -102,7 +102,7 @@ impl ExtensionRatio {
         } else {
             serde_json::Value::Null
         };
-        Err(ApiError::invalid(
+        Err(GenerationError::invalid(
             "extension_ratio",
             format!(
                 "The extension_ratio must be between {} and {}.",
@@ -216,9 +216,9 @@ impl Mask {
     /// image of `width` × `height`. A pixel is to change when its luma is at least
     /// [`MASK_THRESHOLD`] and, where the mask has alpha, it is not fully transparent.
     /// A mask of another size is scaled to the image, nearest-neighbour.
-    pub fn from_png(bytes: &[u8], width: u32, height: u32) -> Result<Mask, ApiError> {
+    pub fn from_png(bytes: &[u8], width: u32, height: u32) -> Result<Mask, GenerationError> {
         let unreadable = |cause: String| {
-            ApiError::invalid(
+            GenerationError::invalid(
                 "mask",
                 "The mask could not be decoded. Send a PNG: white where the image should change, black elsewhere.",
             )
@@ -234,7 +234,7 @@ impl Mask {
             .into_dimensions()
             .map_err(|e| unreadable(e.to_string()))?;
         if mw == 0 || mh == 0 || u64::from(mw) * u64::from(mh) > MAX_MASK_PIXELS {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "mask",
                 "The mask's dimensions are too large to process.",
             )
@@ -250,7 +250,7 @@ impl Mask {
             p[0] >= MASK_THRESHOLD && p[1] > 0
         });
         if mask.changed_pixels() == 0 {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "mask",
                 "The mask marks nothing to change. Paint the area to edit white (black keeps the image).",
             )

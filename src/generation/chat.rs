@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::caller::{Caller, RequestContext};
 use crate::clock::{Clock, rfc3339};
 use crate::config::SessionsConfig;
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::generation::chat_context;
 use crate::generation::chat_order::ChatOrder;
 use crate::generation::params::{Prompt, RawOptions};
@@ -93,8 +93,8 @@ pub struct ChatService {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("The chat session")
+fn not_found() -> GenerationError {
+    GenerationError::not_found("The chat session")
 }
 
 impl ChatService {
@@ -131,7 +131,7 @@ impl ChatService {
         caller: &Caller,
         model: Option<String>,
         system_prompt: Option<String>,
-    ) -> Result<SessionCreated, ApiError> {
+    ) -> Result<SessionCreated, GenerationError> {
         let model = model.unwrap_or_else(|| self.default_model.clone());
         self.models.resolve(&model)?;
         let system_prompt = match system_prompt {
@@ -168,7 +168,7 @@ impl ChatService {
         })
     }
 
-    async fn session(&self, caller: &Caller, id: &str) -> Result<SessionRecord, ApiError> {
+    async fn session(&self, caller: &Caller, id: &str) -> Result<SessionRecord, GenerationError> {
         if !ids::is_valid("chat", id) {
             return Err(not_found());
         }
@@ -194,7 +194,7 @@ impl ChatService {
         caller: &Caller,
         id: &str,
         new_bytes: i64,
-    ) -> Result<SessionRecord, ApiError> {
+    ) -> Result<SessionRecord, GenerationError> {
         let session = self.session(caller, id).await?;
         let pending = self.order.pending(id).await?;
         self.room(session, pending, new_bytes)
@@ -205,11 +205,10 @@ impl ChatService {
         session: SessionRecord,
         pending: i64,
         new_bytes: i64,
-    ) -> Result<SessionRecord, ApiError> {
+    ) -> Result<SessionRecord, GenerationError> {
         let messages = session.turn_count / 2 + pending;
         if messages >= i64::from(self.config.max_turns) {
-            return Err(ApiError::new(
-                ErrorKind::SessionFull,
+            return Err(GenerationError::session_full(
                 "This chat session is full; start a new one.",
             )
             .detail("reason", "max_turns")
@@ -219,8 +218,7 @@ impl ChatService {
         // The image budget bounds what one turn sends upstream, not the session: the
         // message's own image alone must fit; older images leave the context instead.
         if new_bytes > self.config.max_image_bytes as i64 {
-            return Err(ApiError::new(
-                ErrorKind::SessionFull,
+            return Err(GenerationError::session_full(
                 "This image is larger than a chat turn can carry upstream.",
             )
             .detail("reason", "max_image_bytes")
@@ -236,7 +234,7 @@ impl ChatService {
         ctx: &RequestContext,
         id: &str,
         msg: ChatMessage,
-    ) -> Result<ChatReply, ApiError> {
+    ) -> Result<ChatReply, GenerationError> {
         self.order
             .in_turn(&ctx.request_id, self.send_now(ctx, id, msg))
             .await
@@ -247,7 +245,7 @@ impl ChatService {
         ctx: &RequestContext,
         id: &str,
         msg: ChatMessage,
-    ) -> Result<ChatReply, ApiError> {
+    ) -> Result<ChatReply, GenerationError> {
         let lock = self.lock_for(id);
         let _turn = lock.lock().await;
         let new_bytes = msg.image.as_ref().map_or(0, |i| i.bytes.len() as i64);
@@ -281,18 +279,8 @@ impl ChatService {
             ..msg.options
         }
         .parse(&self.models, &self.default_model)?;
-        let request = ProviderRequest {
-            model: options.model,
-            task: Task::Chat,
-            system_instruction: session.system_prompt.clone(),
-            contents,
-            modalities: options.modalities,
-            temperature: options.temperature,
-            aspect_ratio: options.aspect_ratio,
-            image_size: options.image_size,
-            seed: options.seed,
-            routing: options.routing,
-        };
+        let request = ProviderRequest::new(options, Task::Chat, contents)
+            .with_system_instruction(session.system_prompt.clone());
         // A refused turn ends here, with the history untouched.
         let outcome = self.generator.run(ctx, request).await?;
 
@@ -358,8 +346,7 @@ impl ChatService {
             )
             .await?
         {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
+            return Err(GenerationError::conflict(
                 "The chat session changed while this message was processed; send it again.",
             ));
         }
@@ -370,7 +357,7 @@ impl ChatService {
         })
     }
 
-    pub async fn history(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
+    pub async fn history(&self, caller: &Caller, id: &str) -> Result<SessionView, GenerationError> {
         let session = self.session(caller, id).await?;
         let turns = self.sessions.turns(id).await?;
         let pending_messages = self.order.pending(id).await?;
@@ -386,7 +373,7 @@ impl ChatService {
         })
     }
 
-    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<(), GenerationError> {
         if ids::is_valid("chat", id) && self.sessions.delete(id, &caller.key_id).await? {
             Ok(())
         } else {
@@ -394,21 +381,21 @@ impl ChatService {
         }
     }
 
-    pub async fn sweep_expired(&self) -> Result<u64, ApiError> {
+    pub async fn sweep_expired(&self) -> Result<u64, GenerationError> {
         Ok(self.sessions.delete_expired(self.clock.now_ms()).await?)
     }
 }
 
 /// A stored turn as it is sent upstream again: signatures restored, images in context as
 /// their bytes, older ones as a text naming them.
-fn replay(turn: &StoredTurn, in_context: &HashMap<String, Bytes>) -> Result<Turn, ApiError> {
+fn replay(turn: &StoredTurn, in_context: &HashMap<String, Bytes>) -> Result<Turn, GenerationError> {
     let mut parts = Vec::with_capacity(turn.parts.len());
     for p in &turn.parts {
         let signature = match &p.signature {
             Some(s) => {
-                Some(Bytes::from(STANDARD.decode(s).map_err(|e| {
-                    ApiError::internal(format!("stored signature: {e}"))
-                })?))
+                Some(Bytes::from(STANDARD
+                    .decode(s)
+                    .map_err(GenerationError::failed("reading a stored signature"))?))
             }
             None => None,
         };
@@ -416,7 +403,7 @@ fn replay(turn: &StoredTurn, in_context: &HashMap<String, Bytes>) -> Result<Turn
             (Some(image_id), _) => match in_context.get(image_id) {
                 Some(bytes) => {
                     let format = ImageFormat::sniff(bytes)
-                        .ok_or_else(|| ApiError::internal("history image has an unknown format"))?;
+                        .ok_or_else(|| GenerationError::internal("history image has an unknown format"))?;
                     PartData::Image {
                         format,
                         bytes: bytes.clone(),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::config::SessionsConfig;
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::store::ImageStore;
 use crate::store::sessions::StoredTurn;
 
@@ -23,7 +23,7 @@ pub async fn images_in_context(
     config: &SessionsConfig,
     history: &[StoredTurn],
     new_image_bytes: u64,
-) -> Result<HashMap<String, Bytes>, ApiError> {
+) -> Result<HashMap<String, Bytes>, GenerationError> {
     let mut kept = HashMap::new();
     let mut used = new_image_bytes;
     let newest_first = history
@@ -38,7 +38,7 @@ pub async fn images_in_context(
         let bytes = images
             .get_unchecked(image_id)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("history image {image_id} is missing")))?;
+            .ok_or_else(|| GenerationError::internal(format!("history image {image_id} is missing")))?;
         used += bytes.len() as u64;
         if used > config.max_image_bytes {
             // Older images would not fit either way: context stays a contiguous recent run.

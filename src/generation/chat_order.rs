@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::caller::RequestContext;
 use crate::clock::Clock;
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::store::requests::{RequestRecord, RequestStore};
 use crate::store::session_order::SYNC;
 
@@ -43,7 +43,7 @@ impl ChatOrder {
 
     /// Takes the next place of `session_id` for the synchronous message `ctx` is running,
     /// held for [`HOLD`]; [`ChatOrder::in_turn`] renews it and gives it up.
-    pub async fn take_place(&self, ctx: &RequestContext, session_id: &str) -> Result<(), ApiError> {
+    pub async fn take_place(&self, ctx: &RequestContext, session_id: &str) -> Result<(), GenerationError> {
         let now = self.clock.now_ms();
         let record = RequestRecord {
             id: ctx.request_id.clone(),
@@ -68,7 +68,7 @@ impl ChatOrder {
     }
 
     /// Unfinished messages of a session (for the acceptance bound and the history view).
-    pub async fn pending(&self, session_id: &str) -> Result<i64, ApiError> {
+    pub async fn pending(&self, session_id: &str) -> Result<i64, GenerationError> {
         Ok(self
             .requests
             .pending_messages(session_id, self.clock.now_ms())
@@ -81,8 +81,8 @@ impl ChatOrder {
     pub async fn in_turn<T>(
         &self,
         id: &str,
-        turn: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<T, ApiError> {
+        turn: impl Future<Output = Result<T, GenerationError>>,
+    ) -> Result<T, GenerationError> {
         let run = async {
             self.wait_for_turn(id).await?;
             turn.await
@@ -99,7 +99,7 @@ impl ChatOrder {
         outcome
     }
 
-    async fn wait_for_turn(&self, id: &str) -> Result<(), ApiError> {
+    async fn wait_for_turn(&self, id: &str) -> Result<(), GenerationError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let earlier = self
@@ -110,15 +110,17 @@ impl ChatOrder {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::new(
-                    ErrorKind::Conflict,
-                    "Earlier messages of this chat session are still being answered; \
-                     send this one again once they have finished.",
-                )
-                .detail("reason", "earlier_messages_pending")
-                .detail("pending_messages", earlier)
-                .detail("waited_seconds", self.wait.as_secs_f64())
-                .retry_after(POLL.as_secs().max(1)));
+                let pending = GenerationError::Conflict {
+                    message: "Earlier messages of this chat session are still being answered; \
+                              send this one again once they have finished."
+                        .into(),
+                    details: Default::default(),
+                    retry_after_secs: Some(POLL.as_secs().max(1)),
+                };
+                return Err(pending
+                    .detail("reason", "earlier_messages_pending")
+                    .detail("pending_messages", earlier)
+                    .detail("waited_seconds", self.wait.as_secs_f64()));
             }
             tokio::time::sleep(POLL).await;
         }

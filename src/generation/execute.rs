@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::caller::RequestContext;
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::advanced::{self, Inpaint, Outpaint};
 use crate::generation::canvas;
 use crate::generation::chat::{ChatMessage, ChatReply, ChatService};
@@ -53,10 +53,10 @@ impl Inputs {
         self.pixels.as_ref().map_or(0, PixelPermit::bytes)
     }
 
-    pub fn take(&mut self, r: &ImageRef) -> Result<Prepared, ApiError> {
+    pub fn take(&mut self, r: &ImageRef) -> Result<Prepared, GenerationError> {
         self.images
             .remove(&r.key)
-            .ok_or_else(|| ApiError::internal(format!("input {} was not prepared", r.key)))
+            .ok_or_else(|| GenerationError::internal(format!("input {} was not prepared", r.key)))
     }
 }
 
@@ -69,13 +69,13 @@ pub async fn prepare(
     mut bytes: HashMap<String, Bytes>,
     limits: IntakeLimits,
     pixels: &PixelBudget,
-) -> Result<Inputs, ApiError> {
+) -> Result<Inputs, GenerationError> {
     let mut wanted = Vec::new();
     let mut dims = HashMap::new();
     for r in work.images() {
         let data = bytes
             .remove(&r.key)
-            .ok_or_else(|| ApiError::internal(format!("input {} is missing", r.key)))?;
+            .ok_or_else(|| GenerationError::internal(format!("input {} is missing", r.key)))?;
         // Header only; bytes that are no image are refused by intake below.
         if let Some(d) = imaging::dimensions(&data) {
             dims.insert(r.key.clone(), d);
@@ -107,16 +107,16 @@ pub async fn prepare(
                 },
             );
         }
-        Ok::<_, ApiError>(inputs)
+        Ok::<_, GenerationError>(inputs)
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(GenerationError::failed("preparing the inputs"))??;
     inputs.pixels = Some(permit);
     Ok(inputs)
 }
 
-fn too_large_to_build(field: &str, width: u32, height: u32) -> ApiError {
-    ApiError::invalid(
+fn too_large_to_build(field: &str, width: u32, height: u32) -> GenerationError {
+    GenerationError::invalid(
         field,
         "The image the gateway would build from this is too large to process.",
     )
@@ -128,7 +128,7 @@ fn too_large_to_build(field: &str, width: u32, height: u32) -> ApiError {
 /// Refuses work whose built images (composites at the original's size, outpaint
 /// canvases) would pass [`imaging::MAX_OUTPUT_PIXELS`], before anything is allocated;
 /// returns the pixels those built images take.
-fn check_outputs(plan: &Plan, dims: &HashMap<String, (u32, u32)>) -> Result<u64, ApiError> {
+fn check_outputs(plan: &Plan, dims: &HashMap<String, (u32, u32)>) -> Result<u64, GenerationError> {
     let pixels = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
     let composite = |image: &ImageRef| match dims.get(&image.key) {
         Some(&(w, h)) if pixels((w, h)) > imaging::MAX_OUTPUT_PIXELS => {
@@ -169,11 +169,11 @@ fn check_outputs(plan: &Plan, dims: &HashMap<String, (u32, u32)>) -> Result<u64,
 
 /// OpenAI masks mark the area to edit as fully transparent; imagegate's masks mark it
 /// white. Converts one into the other.
-fn openai_mask(accepted: &InputImage) -> Result<InputImage, ApiError> {
+fn openai_mask(accepted: &InputImage) -> Result<InputImage, GenerationError> {
     let image = imaging::decode(&accepted.bytes)
-        .map_err(|e| ApiError::invalid("mask", "The mask could not be decoded.").caused_by(e))?;
+        .map_err(|e| GenerationError::invalid("mask", "The mask could not be decoded.").caused_by(e))?;
     if !image.color().has_alpha() {
-        return Err(ApiError::invalid(
+        return Err(GenerationError::invalid(
             "mask",
             "The mask must be a PNG with transparency: transparent where the image should change.",
         ));
@@ -186,7 +186,7 @@ fn openai_mask(accepted: &InputImage) -> Result<InputImage, ApiError> {
         &image::DynamicImage::ImageLuma8(converted),
         ImageFormat::Png,
     )
-    .map_err(ApiError::internal)?;
+    .map_err(GenerationError::failed("encoding the converted mask"))?;
     Ok(InputImage {
         format: ImageFormat::Png,
         bytes,
@@ -255,7 +255,7 @@ pub struct MessageResponse {
 
 impl Done {
     /// The contract's response body, as `GET /requests/{id}` reports an async result.
-    pub fn into_json(self) -> Result<Value, ApiError> {
+    pub fn into_json(self) -> Result<Value, GenerationError> {
         let value = match self {
             Done::Generation(outcome) => serde_json::to_value(outcome.response),
             Done::Chat(reply) => serde_json::to_value(MessageResponse {
@@ -269,7 +269,7 @@ impl Done {
             }
             Done::Native(answer) => return answer.into_result(),
         };
-        value.map_err(ApiError::internal)
+        value.map_err(GenerationError::failed("encoding the result"))
     }
 }
 
@@ -288,11 +288,11 @@ pub struct Executor {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce() -> Result<T, GenerationError> + Send + 'static,
+) -> Result<T, GenerationError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(GenerationError::failed("a blocking task"))?
 }
 
 impl Executor {
@@ -337,7 +337,7 @@ impl Executor {
         plan: Plan,
         mut inputs: Inputs,
         progress: Progress<'_>,
-    ) -> Result<Done, ApiError> {
+    ) -> Result<Done, GenerationError> {
         let generation = |outcome| Ok(Done::Generation(outcome));
         // Only composites and canvases keep decoded pixels through the upstream call;
         // everything else let go of its decode when intake re-encoded it.
@@ -501,7 +501,7 @@ impl Executor {
             } => {
                 if stream {
                     // Its answer is relayed as it arrives: the handler runs it.
-                    return Err(ApiError::internal("a native stream is not run as work"));
+                    return Err(GenerationError::internal("a native stream is not run as work"));
                 }
                 let body = native::body(request, &images, &mut inputs)?;
                 Ok(Done::Native(
@@ -518,14 +518,14 @@ impl Executor {
         ctx: &RequestContext,
         check: Option<QualityCheck>,
         prompt: Prompt,
-        build: impl Fn(Prompt) -> Result<ProviderRequest, ApiError>,
-    ) -> Result<Outcome, ApiError> {
+        build: impl Fn(Prompt) -> Result<ProviderRequest, GenerationError>,
+    ) -> Result<Outcome, GenerationError> {
         let first = build(prompt.clone())?;
         let Some(check) = check else {
             return self.generator.run(ctx, first).await;
         };
         if !first.modalities.image {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "include_quality",
                 "Quality is measured on an image; include \"Image\" in response_modalities.",
             ));
@@ -548,7 +548,7 @@ impl Executor {
         images: Vec<Prepared>,
         mask: Option<InputImage>,
         held: u64,
-    ) -> Result<Done, ApiError> {
+    ) -> Result<Done, GenerationError> {
         let OpenAiPlan {
             prompt,
             n,
@@ -561,7 +561,7 @@ impl Executor {
                 let Prepared { original, image } = images
                     .into_iter()
                     .next()
-                    .ok_or_else(|| ApiError::internal("no image to edit"))?;
+                    .ok_or_else(|| GenerationError::internal("no image to edit"))?;
                 let original_px = pixels_of(&original);
                 let job = Inpaint {
                     prompt,
@@ -588,7 +588,7 @@ impl Executor {
                     .into_iter()
                     .next()
                     .map(|p| p.image)
-                    .ok_or_else(|| ApiError::internal("no image to edit"))?;
+                    .ok_or_else(|| GenerationError::internal("no image to edit"))?;
                 copies(requests::edit(prompt, image, None, false, options), n)
             }
             _ => {
@@ -607,7 +607,7 @@ impl Executor {
         &self,
         ctx: &RequestContext,
         runs: Vec<(ProviderRequest, Option<PostProcess>)>,
-    ) -> Result<Vec<Outcome>, ApiError> {
+    ) -> Result<Vec<Outcome>, GenerationError> {
         let max = self.max_concurrent(&ctx.caller);
         let mut borrowed = Vec::new();
         while borrowed.len() + 1 < runs.len() {
@@ -621,14 +621,14 @@ impl Executor {
         for (request, post) in runs {
             let (generator, ctx, lanes) = (self.generator.clone(), ctx.clone(), lanes.clone());
             calls.push(crate::tasks::spawn(async move {
-                let _lane = lanes.acquire_owned().await.map_err(ApiError::internal)?;
+                let _lane = lanes.acquire_owned().await.map_err(GenerationError::failed("the lanes of a multi-image call"))?;
                 generator.run_with(&ctx, request, post).await
             }));
         }
         let mut outcomes = Vec::with_capacity(calls.len());
         let mut first_error = None;
         for call in calls {
-            match call.await.map_err(ApiError::internal).and_then(|r| r) {
+            match call.await.map_err(GenerationError::failed("a call of a multi-image request")).and_then(|r| r) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -675,7 +675,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::error::ErrorKind;
 
     fn output(side: u32) -> Vec<OutputImage> {
         let image = image::DynamicImage::new_rgb8(side, side);
@@ -686,7 +685,7 @@ mod tests {
         }]
     }
 
-    async fn post(budget: &PixelBudget, held: u64) -> Result<Vec<OutputImage>, ApiError> {
+    async fn post(budget: &PixelBudget, held: u64) -> Result<Vec<OutputImage>, GenerationError> {
         let identity: advanced::Composite = Arc::new(|model| model.clone());
         // A 64×64 output onto a 64×64 original: (1 + 2) × 4096 px × 8 B = 96 KiB.
         let step = budgeted_post_process(identity, budget.clone(), 64 * 64, held);
@@ -702,7 +701,7 @@ mod tests {
         // Others hold all but 64 KiB: the step waits for its 96 KiB, then is refused.
         let others = budget.take(MIB - 64 * 1024).await.unwrap();
         let refused = post(&budget, 0).await.expect_err("no room for the step");
-        assert_eq!(refused.kind, ErrorKind::Busy);
+        assert!(matches!(refused, GenerationError::Busy { .. }));
         drop(others);
         // With room it runs, and gives its share back when it is done.
         assert_eq!(post(&budget, 0).await.unwrap().len(), 1);

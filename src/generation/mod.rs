@@ -6,6 +6,7 @@ pub mod canvas;
 pub mod chat;
 pub mod chat_context;
 pub mod chat_order;
+mod error;
 pub mod execute;
 pub mod native;
 pub mod native_offline;
@@ -20,13 +21,14 @@ pub mod story;
 pub mod styles;
 pub mod work;
 
+pub use error::{Cause, GenerationError};
+
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Serialize;
 
 use crate::caller::RequestContext;
-use crate::error::ApiError;
 use crate::ids;
 use crate::models::{Prices, Substitution, TierPolicy};
 use crate::provider::{
@@ -50,7 +52,7 @@ pub trait UsageSink: Send + Sync + 'static {
 /// Work on the provider's images before they are stored and returned (mask
 /// compositing, outpaint canvas restoration). Runs on a blocking thread.
 pub type PostProcess =
-    Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, ApiError> + Send>;
+    Box<dyn FnOnce(Vec<OutputImage>) -> Result<Vec<OutputImage>, GenerationError> + Send>;
 
 /// The generation response (docs/api.md#the-generation-response).
 #[derive(Debug, Clone, Serialize)]
@@ -151,7 +153,7 @@ impl Generator {
         ctx: &RequestContext,
         served: &ServedAs,
         size: Option<&str>,
-    ) -> Result<Option<spend::Reservation>, ApiError> {
+    ) -> Result<Option<spend::Reservation>, GenerationError> {
         match &self.spending {
             Some(spending) => spending.reserve(ctx, served, size).await,
             None => Ok(None),
@@ -180,7 +182,7 @@ impl Generator {
         &self,
         ctx: &RequestContext,
         request: ProviderRequest,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<Outcome, GenerationError> {
         self.run_with(ctx, request, None).await
     }
 
@@ -190,7 +192,7 @@ impl Generator {
         ctx: &RequestContext,
         mut request: ProviderRequest,
         post: Option<PostProcess>,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<Outcome, GenerationError> {
         request.routing.service_tier = self
             .tiers
             .apply(&ctx.caller.tier, request.routing.service_tier)?;
@@ -198,7 +200,7 @@ impl Generator {
         let ctx = ctx.clone();
         crate::tasks::spawn(async move { this.run_to_end(ctx, request, post).await })
             .await
-            .map_err(ApiError::internal)?
+            .map_err(GenerationError::failed("the generation task"))?
     }
 
     /// Stores a result's images for the caller and records its priced usage; returns the
@@ -207,7 +209,7 @@ impl Generator {
         &self,
         ctx: &RequestContext,
         generated: &Generated,
-    ) -> Result<(Vec<String>, Usage), ApiError> {
+    ) -> Result<(Vec<String>, Usage), GenerationError> {
         // Priced as the model and tier that served, whatever was asked for.
         let prices = generated.served.prices();
         let image_ids: Vec<String> = generated
@@ -271,7 +273,7 @@ impl Generator {
         ctx: RequestContext,
         request: ProviderRequest,
         post: Option<PostProcess>,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<Outcome, GenerationError> {
         let modalities = request.modalities;
         let prices = ServedAs::of(&request).prices();
         let model = request.model.entry.upstream_id.clone();
@@ -305,7 +307,7 @@ impl Generator {
             let images = std::mem::take(&mut generated.images);
             generated.images = tokio::task::spawn_blocking(move || post(images))
                 .await
-                .map_err(ApiError::internal)??;
+                .map_err(GenerationError::failed("post-processing the images"))??;
         }
         let (image_ids, usage) = self.keep(&ctx, &generated).await?;
         // Moved, not copied: each is as large as the image (docs/benchmarks.md).

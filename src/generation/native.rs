@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::caller::RequestContext;
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::generation::execute::Inputs;
 use crate::generation::work::NativeImage;
 use crate::generation::{Generator, Usage, native_offline};
@@ -41,7 +41,7 @@ pub struct Answer {
 impl Answer {
     /// The answer as an async request's result: Google's response object, or the
     /// failure its error envelope describes.
-    pub fn into_result(self) -> Result<Value, ApiError> {
+    pub fn into_result(self) -> Result<Value, GenerationError> {
         let body: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
         if self.status == 200 {
             return Ok(body);
@@ -50,15 +50,11 @@ impl Answer {
             .as_str()
             .unwrap_or("The upstream refused the request.")
             .to_owned();
-        let kind = match self.status {
-            400 => ErrorKind::InvalidRequest,
-            429 => ErrorKind::RateLimited,
-            503 => ErrorKind::UpstreamUnavailable,
-            _ => ErrorKind::UpstreamError,
-        };
-        Err(ApiError::new(kind, message)
-            .detail("upstream_status", self.status)
-            .detail("upstream_error", body["error"].clone()))
+        Err(GenerationError::UpstreamRefused {
+            status: self.status,
+            message,
+            error: body["error"].clone(),
+        })
     }
 }
 
@@ -68,7 +64,7 @@ pub fn body(
     mut request: Value,
     images: &[NativeImage],
     inputs: &mut Inputs,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, GenerationError> {
     for native in images {
         let prepared = inputs.take(&native.image)?;
         let image = &prepared.image;
@@ -76,7 +72,7 @@ pub fn body(
             && image.bytes.len() == prepared.original.len();
         let blob = inline_blob_mut(&mut request, native.content, native.part)
             .and_then(Value::as_object_mut)
-            .ok_or_else(|| ApiError::internal("an inline image's part is gone"))?;
+            .ok_or_else(|| GenerationError::internal("an inline image's part is gone"))?;
         if unchanged {
             blob.insert("data".into(), STANDARD.encode(&prepared.original).into());
         } else {
@@ -91,7 +87,7 @@ pub fn body(
     }
     serde_json::to_vec(&request)
         .map(Bytes::from)
-        .map_err(ApiError::internal)
+        .map_err(GenerationError::failed("encoding the relayed body"))
 }
 
 /// The inline blob of `contents[content].parts[part]`, under either spelling.
@@ -115,11 +111,11 @@ pub async fn generate(
     ctx: &RequestContext,
     served: ServedAs,
     body: Bytes,
-) -> Result<Answer, ApiError> {
+) -> Result<Answer, GenerationError> {
     let mut served = served;
     let Some(gemini) = relay.gemini else {
         let answer = native_offline::generate(relay, ctx, served.model.clone(), &body).await?;
-        let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+        let body = serde_json::to_vec(&answer).map_err(GenerationError::failed("encoding the offline answer"))?;
         return Ok(Answer {
             served,
             status: 200,
@@ -206,15 +202,15 @@ pub async fn generate(
 }
 
 /// `body` asking for `tier` (Google's spelling replacing either of the caller's).
-pub fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, ApiError> {
-    let mut json: Value = serde_json::from_slice(body).map_err(ApiError::internal)?;
+pub fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, GenerationError> {
+    let mut json: Value = serde_json::from_slice(body).map_err(GenerationError::failed("reading the stored native body"))?;
     if let Some(object) = json.as_object_mut() {
         object.remove("service_tier");
         object.insert("serviceTier".into(), tier.as_str().into());
     }
     serde_json::to_vec(&json)
         .map(Bytes::from)
-        .map_err(ApiError::internal)
+        .map_err(GenerationError::failed("encoding the native body"))
 }
 
 /// Keeps a relayed answer's images and usage for the caller, and returns what the call

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::caller::RequestContext;
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::native::Relay;
 use crate::generation::params::{RawOptions, RawRouting};
 use crate::imaging::ImageFormat;
@@ -23,15 +23,15 @@ fn field<'a>(value: &'a Value, camel: &str, snake: &str) -> &'a Value {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::invalid("body", message)
+fn invalid(message: impl Into<String>) -> GenerationError {
+    GenerationError::invalid("body", message)
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+fn parse_body(body: &[u8]) -> Result<Value, GenerationError> {
     serde_json::from_slice(body).map_err(|e| invalid(format!("Invalid JSON payload received. {e}")))
 }
 
-fn turns(request: &Value) -> Result<Vec<Turn>, ApiError> {
+fn turns(request: &Value) -> Result<Vec<Turn>, GenerationError> {
     let contents = request["contents"]
         .as_array()
         .filter(|c| !c.is_empty())
@@ -79,7 +79,7 @@ fn turns(request: &Value) -> Result<Vec<Turn>, ApiError> {
                         thought_signature,
                     })
                 })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+                .collect::<Result<Vec<_>, GenerationError>>()?;
             Ok(Turn { role, parts })
         })
         .collect()
@@ -89,7 +89,7 @@ fn request(
     relay: &Relay<'_>,
     model: ResolvedModel,
     body: &[u8],
-) -> Result<ProviderRequest, ApiError> {
+) -> Result<ProviderRequest, GenerationError> {
     let req = parse_body(body)?;
     let config = field(&req, "generationConfig", "generation_config");
     let image_config = field(config, "imageConfig", "image_config");
@@ -138,18 +138,7 @@ fn request(
                 .join("\n")
         })
         .filter(|s| !s.is_empty());
-    Ok(ProviderRequest {
-        model: options.model,
-        task: Task::Chat,
-        system_instruction: system,
-        contents: turns(&req)?,
-        modalities: options.modalities,
-        temperature: options.temperature,
-        aspect_ratio: options.aspect_ratio,
-        image_size: options.image_size,
-        seed: options.seed,
-        routing: options.routing,
-    })
+    Ok(ProviderRequest::new(options, Task::Chat, turns(&req)?).with_system_instruction(system))
 }
 
 fn answer_parts(text: Option<&str>, images: &[(String, &'static str)]) -> Vec<Value> {
@@ -181,7 +170,7 @@ async fn run(
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
-) -> Result<(Option<String>, Vec<(String, &'static str)>, String, String), ApiError> {
+) -> Result<(Option<String>, Vec<(String, &'static str)>, String, String), GenerationError> {
     let outcome = relay
         .generator
         .run(ctx, request(relay, model, body)?)
@@ -196,7 +185,7 @@ pub async fn generate(
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
-) -> Result<Value, ApiError> {
+) -> Result<Value, GenerationError> {
     let (text, images, finish, id) = run(relay, ctx, model, body).await?;
     Ok(envelope(
         answer_parts(text.as_deref(), &images),
@@ -211,7 +200,7 @@ pub async fn stream(
     ctx: &RequestContext,
     model: ResolvedModel,
     body: &[u8],
-) -> Result<String, ApiError> {
+) -> Result<String, GenerationError> {
     let (text, images, finish, id) = run(relay, ctx, model, body).await?;
     let mut events = Vec::new();
     if let Some(text) = text.as_deref() {
@@ -226,7 +215,7 @@ pub async fn stream(
 
 /// Offline token count: words of text plus 258 per input image (the per-tile figure of
 /// docs/upstream.md#response) — an estimate, since no tokenizer runs offline.
-pub fn count_tokens(body: &[u8]) -> Result<Value, ApiError> {
+pub fn count_tokens(body: &[u8]) -> Result<Value, GenerationError> {
     let req = parse_body(body)?;
     let inner = field(&req, "generateContentRequest", "generate_content_request");
     let source = if inner.is_object() { inner } else { &req };

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::params::{Options, Prompt, RawOptions, RawRouting, nearest_shape};
 use crate::generation::work::WorkEnv;
 
@@ -57,14 +57,14 @@ pub fn count(fields: &OpenAiFields) -> u32 {
 }
 
 /// One image (with an optional mask) or two to three images without a mask.
-pub fn check_edit_files(images: usize, masks: usize) -> Result<(), ApiError> {
+pub fn check_edit_files(images: usize, masks: usize) -> Result<(), GenerationError> {
     if images == 0 {
         return Err(
-            ApiError::invalid("image", "The image is required.").detail("reason", "missing")
+            GenerationError::invalid("image", "The image is required.").detail("reason", "missing")
         );
     }
     if images > 3 || masks > 1 || (images > 1 && masks > 0) {
-        return Err(ApiError::invalid(
+        return Err(GenerationError::invalid(
             "image",
             "Send one image (with an optional mask) or two to three images without a mask.",
         )
@@ -73,7 +73,7 @@ pub fn check_edit_files(images: usize, masks: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError> {
+pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, GenerationError> {
     let OpenAiFields {
         prompt,
         model,
@@ -90,7 +90,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
         Some("natural") => Some("Render it natural: true-to-life, not hyper-real."),
         Some(other) => {
             return Err(
-                ApiError::invalid("style", format!("Unknown style '{other}'."))
+                GenerationError::invalid("style", format!("Unknown style '{other}'."))
                     .detail("allowed", vec!["vivid", "natural"]),
             );
         }
@@ -107,7 +107,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
     let n = n.unwrap_or(1);
     if !(1..=MAX_N).contains(&n) {
         return Err(
-            ApiError::invalid("n", format!("n must be between 1 and {MAX_N}."))
+            GenerationError::invalid("n", format!("n must be between 1 and {MAX_N}."))
                 .detail("min", 1)
                 .detail("max", MAX_N),
         );
@@ -116,7 +116,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
         None | Some("b64_json") => Format::B64,
         Some("url") => Format::Url,
         Some(other) => {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 "response_format",
                 format!("Unknown response_format '{other}'."),
             )
@@ -135,7 +135,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
         quality,
         None | Some("auto" | "standard" | "hd" | "low" | "medium" | "high")
     ) {
-        return Err(ApiError::invalid("quality", "Unknown quality.").detail(
+        return Err(GenerationError::invalid("quality", "Unknown quality.").detail(
             "allowed",
             vec!["auto", "standard", "hd", "low", "medium", "high"],
         ));
@@ -151,7 +151,7 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, ApiError>
                 .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
                 .filter(|(w, h)| *w > 0 && *h > 0 && *w <= 16_384 && *h <= 16_384)
                 .ok_or_else(|| {
-                    ApiError::invalid(
+                    GenerationError::invalid(
                         "size",
                         "size must be 'auto' or WIDTHxHEIGHT, e.g. 1024x1024.",
                     )

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::models::{ModelTable, ResolvedModel, ServiceTier};
 use crate::provider::Routing;
 
@@ -11,20 +11,20 @@ use crate::provider::Routing;
 pub struct Prompt(String);
 
 impl Prompt {
-    pub fn parse(field: &str, value: Option<String>, max_chars: usize) -> Result<Self, ApiError> {
+    pub fn parse(field: &str, value: Option<String>, max_chars: usize) -> Result<Self, GenerationError> {
         let value = value.ok_or_else(|| {
-            ApiError::invalid(field, format!("The {field} is required."))
+            GenerationError::invalid(field, format!("The {field} is required."))
                 .detail("reason", "missing")
         })?;
         if value.trim().is_empty() {
             return Err(
-                ApiError::invalid(field, format!("The {field} must not be empty."))
+                GenerationError::invalid(field, format!("The {field} must not be empty."))
                     .detail("reason", "empty"),
             );
         }
         let length = value.chars().count();
         if length > max_chars {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 field,
                 format!("The {field} is too long. Maximum length is {max_chars} characters."),
             )
@@ -38,11 +38,11 @@ impl Prompt {
     }
 }
 
-fn in_range(field: &str, value: f64, min: f64, max: f64) -> Result<f64, ApiError> {
+fn in_range(field: &str, value: f64, min: f64, max: f64) -> Result<f64, GenerationError> {
     if value.is_finite() && (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::invalid(
+        Err(GenerationError::invalid(
             field,
             format!("The {field} must be between {min} and {max}."),
         )
@@ -63,7 +63,7 @@ fn in_range(field: &str, value: f64, min: f64, max: f64) -> Result<f64, ApiError
 pub struct Temperature(f64);
 
 impl Temperature {
-    pub fn parse(value: f64) -> Result<Self, ApiError> {
+    pub fn parse(value: f64) -> Result<Self, GenerationError> {
         in_range("temperature", value, 0.0, 2.0).map(Self)
     }
     pub fn get(self) -> f64 {
@@ -76,7 +76,7 @@ impl Temperature {
 pub struct Strength(f64);
 
 impl Strength {
-    pub fn parse(field: &str, value: f64, min: f64) -> Result<Self, ApiError> {
+    pub fn parse(field: &str, value: f64, min: f64) -> Result<Self, GenerationError> {
         in_range(field, value, min, 1.0).map(Self)
     }
     pub fn get(self) -> f64 {
@@ -100,7 +100,7 @@ impl Default for Modalities {
 }
 
 impl Modalities {
-    pub fn parse(values: &[String]) -> Result<Self, ApiError> {
+    pub fn parse(values: &[String]) -> Result<Self, GenerationError> {
         let field = "response_modalities";
         let mut out = Self {
             text: false,
@@ -111,7 +111,7 @@ impl Modalities {
                 "text" => out.text = true,
                 "image" => out.image = true,
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(GenerationError::invalid(
                         field,
                         format!("Unknown response modality '{v}'. Use \"Text\" and/or \"Image\"."),
                     )
@@ -121,7 +121,7 @@ impl Modalities {
         }
         if !out.text && !out.image {
             return Err(
-                ApiError::invalid(field, "At least one response modality is required.")
+                GenerationError::invalid(field, "At least one response modality is required.")
                     .detail("allowed", vec!["Text", "Image"]),
             );
         }
@@ -130,11 +130,11 @@ impl Modalities {
 
     /// As [`Modalities::parse`], for endpoints that answer with images (`images[0]` in
     /// the guide's samples): a text-only answer would be an empty 200, so it is refused.
-    pub fn parse_for_images(values: &[String]) -> Result<Self, ApiError> {
+    pub fn parse_for_images(values: &[String]) -> Result<Self, GenerationError> {
         let field = "response_modalities";
         let out = Self::parse(values)?;
         if !out.image {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 field,
                 "This endpoint generates images: response_modalities must include \"Image\" \
                  (for example [\"Text\", \"Image\"] or [\"Image\"]).",
@@ -150,12 +150,12 @@ impl Modalities {
 pub struct AspectRatio(String);
 
 impl AspectRatio {
-    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, GenerationError> {
         let v = value.trim();
         if model.entry.aspect_ratios.iter().any(|r| r == v) {
             Ok(Self(v.to_owned()))
         } else {
-            Err(ApiError::invalid(
+            Err(GenerationError::invalid(
                 "aspect_ratio",
                 format!(
                     "Aspect ratio '{value}' is not supported by {}.",
@@ -182,13 +182,13 @@ impl AspectRatio {
 pub struct ImageSize(String);
 
 impl ImageSize {
-    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, GenerationError> {
         // Google insists on an uppercase K ("1k" is rejected upstream); we normalise.
         let v = value.trim().to_ascii_uppercase();
         if model.entry.image_sizes.contains(&v) {
             Ok(Self(v))
         } else {
-            Err(ApiError::invalid(
+            Err(GenerationError::invalid(
                 "image_size",
                 format!(
                     "Image size '{value}' is not supported by {}.",
@@ -209,7 +209,7 @@ impl ImageSize {
 pub struct ThinkingLevel(&'static str);
 
 impl ThinkingLevel {
-    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, ApiError> {
+    pub fn parse(value: &str, model: &ResolvedModel) -> Result<Self, GenerationError> {
         let v = value.trim().to_ascii_lowercase();
         let allowed = &model.entry.thinking_levels;
         match crate::models::tiers::THINKING_LEVELS
@@ -217,12 +217,12 @@ impl ThinkingLevel {
             .find(|l| **l == v && allowed.iter().any(|a| a == *l))
         {
             Some(level) => Ok(Self(level)),
-            None if allowed.is_empty() => Err(ApiError::invalid(
+            None if allowed.is_empty() => Err(GenerationError::invalid(
                 "thinking_level",
                 format!("{} takes no thinking level.", model.entry.name),
             )
             .detail("allowed", allowed.clone())),
-            None => Err(ApiError::invalid(
+            None => Err(GenerationError::invalid(
                 "thinking_level",
                 format!(
                     "Thinking level '{}' is not supported by {}.",
@@ -275,7 +275,7 @@ impl RawRouting {
     /// Form field names, for multipart endpoints' allow-lists.
     pub const FIELDS: [&'static str; 3] = ["service_tier", "thinking_level", "fallback"];
 
-    pub fn parse(&self, model: &ResolvedModel) -> Result<Routing, ApiError> {
+    pub fn parse(&self, model: &ResolvedModel) -> Result<Routing, GenerationError> {
         Ok(Routing {
             service_tier: self
                 .service_tier
@@ -304,7 +304,7 @@ pub struct Options {
 }
 
 impl RawOptions {
-    pub fn parse(self, models: &ModelTable, default_model: &str) -> Result<Options, ApiError> {
+    pub fn parse(self, models: &ModelTable, default_model: &str) -> Result<Options, GenerationError> {
         let modalities = match &self.response_modalities {
             Some(v) => Modalities::parse_for_images(v)?,
             None => Modalities::default(),
@@ -317,7 +317,7 @@ impl RawOptions {
         self,
         models: &ModelTable,
         default_model: &str,
-    ) -> Result<Options, ApiError> {
+    ) -> Result<Options, GenerationError> {
         let modalities = match &self.response_modalities {
             Some(v) => Modalities::parse(v)?,
             None => Modalities::default(),
@@ -330,13 +330,13 @@ impl RawOptions {
         models: &ModelTable,
         default_model: &str,
         modalities: Modalities,
-    ) -> Result<Options, ApiError> {
+    ) -> Result<Options, GenerationError> {
         let model = models.resolve(self.model.as_deref().unwrap_or(default_model))?;
         let seed = self
             .seed
             .map(|s| {
                 i32::try_from(s).map_err(|_| {
-                    ApiError::invalid("seed", "The seed must fit in a signed 32-bit integer.")
+                    GenerationError::invalid("seed", "The seed must fit in a signed 32-bit integer.")
                         .detail("min", i32::MIN)
                         .detail("max", i32::MAX)
                 })
@@ -370,12 +370,12 @@ mod tests {
     fn prompt_over_2000_characters_is_rejected_with_details() {
         let err = Prompt::parse("prompt", Some("a".repeat(2150)), 2000).unwrap_err();
         assert_eq!(
-            err.message,
+            err.to_string(),
             "The prompt is too long. Maximum length is 2000 characters."
         );
-        assert_eq!(err.details["field"], "prompt");
-        assert_eq!(err.details["max_length"], 2000);
-        assert_eq!(err.details["current_length"], 2150);
+        assert_eq!(err.details()["field"], "prompt");
+        assert_eq!(err.details()["max_length"], 2000);
+        assert_eq!(err.details()["current_length"], 2150);
     }
 
     #[test]
@@ -425,7 +425,7 @@ mod tests {
         assert!(ThinkingLevel::parse("medium", &flash).is_err());
         let pro = models.resolve("gemini-3-pro-image").unwrap();
         let err = ThinkingLevel::parse("high", &pro).unwrap_err();
-        assert_eq!(err.details["field"], "thinking_level");
+        assert_eq!(err.details()["field"], "thinking_level");
         assert!(ImageSize::parse("512", &banana).is_err(), "2.1 has no 512");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 
 /// The budget is counted in KiB, so a u32 of permits covers any machine.
 const UNIT: u64 = 1024;
@@ -47,13 +47,13 @@ impl PixelBudget {
 
     /// Waits for `bytes` of decoded-pixel memory. A request larger than the whole budget
     /// takes all of it (and so runs alone) rather than never running.
-    pub async fn take(&self, bytes: u64) -> Result<PixelPermit, ApiError> {
+    pub async fn take(&self, bytes: u64) -> Result<PixelPermit, GenerationError> {
         self.take_beside(bytes, 0).await
     }
 
     /// As [`PixelBudget::take`], for work that already holds `held` bytes of the budget:
     /// it is never asked for more than the rest, so it cannot wait on itself.
-    pub async fn take_beside(&self, bytes: u64, held: u64) -> Result<PixelPermit, ApiError> {
+    pub async fn take_beside(&self, bytes: u64, held: u64) -> Result<PixelPermit, GenerationError> {
         let held_units = u32::try_from(held.div_ceil(UNIT)).unwrap_or(u32::MAX);
         let units = u32::try_from(bytes.div_ceil(UNIT))
             .unwrap_or(u32::MAX)
@@ -64,12 +64,10 @@ impl PixelBudget {
         let acquire = Arc::clone(&self.permits).acquire_many_owned(units);
         match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(permit)) => Ok(PixelPermit { held: Some(permit) }),
-            Ok(Err(closed)) => Err(ApiError::internal(closed)),
-            Err(_) => Err(ApiError::new(
-                ErrorKind::Busy,
-                "The server is busy with other large images; retry shortly.",
-            )
-            .retry_after(self.wait.as_secs().clamp(1, 30))),
+            Ok(Err(closed)) => Err(GenerationError::internal("the pixel budget").caused_by(closed)),
+            Err(_) => Err(GenerationError::Busy {
+                retry_after_secs: self.wait.as_secs().clamp(1, 30),
+            }),
         }
     }
 
@@ -88,7 +86,7 @@ mod tests {
         let budget = PixelBudget::new(10 * UNIT, Duration::from_millis(50));
         let first = budget.take(8 * UNIT).await.unwrap();
         let refused = budget.take(8 * UNIT).await.err().unwrap();
-        assert_eq!(refused.kind, ErrorKind::Busy);
+        assert!(matches!(refused, GenerationError::Busy { .. }));
         assert!(refused.retry_after.is_some());
         drop(first);
         assert!(

@@ -1,7 +1,7 @@
 //! How request fields that Gemini has no parameter for become instructions to the model.
 //! The tables here are documented in `docs/prompting.md`; keep the two in step.
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 
 /// The `edit_strength` bands (0.1–1.0). Gemini has no numeric strength, so each band is
 /// a sentence telling the model how far it may move from the input image.
@@ -58,7 +58,7 @@ pub const COMPOSITION_STYLES: &[(&str, &str)] = &[
 
 pub const DEFAULT_COMPOSITION_STYLE: &str = "blend";
 
-pub fn parse_composition_style(value: Option<&str>) -> Result<&'static str, ApiError> {
+pub fn parse_composition_style(value: Option<&str>) -> Result<&'static str, GenerationError> {
     let v = value.map(|v| v.trim().to_ascii_lowercase());
     let v = v.as_deref().unwrap_or(DEFAULT_COMPOSITION_STYLE);
     COMPOSITION_STYLES
@@ -66,7 +66,7 @@ pub fn parse_composition_style(value: Option<&str>) -> Result<&'static str, ApiE
         .find(|(name, _)| *name == v)
         .map(|(name, _)| *name)
         .ok_or_else(|| {
-            ApiError::invalid(
+            GenerationError::invalid(
                 "composition_style",
                 format!("Unknown composition style '{v}'."),
             )
@@ -121,6 +121,6 @@ mod tests {
             "side_by_side"
         );
         let err = parse_composition_style(Some("mosaic")).unwrap_err();
-        assert!(err.details["allowed"].as_array().unwrap().len() >= 5);
+        assert!(err.details()["allowed"].as_array().unwrap().len() >= 5);
     }
 }

@@ -22,7 +22,7 @@ use std::future::Future;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::generation::params::Prompt;
 use crate::generation::{Outcome, Usage};
 use crate::quality::{self, QualityMetrics};
@@ -54,13 +54,13 @@ impl QualityCheck {
     pub fn parse(
         include_quality: Option<bool>,
         min_quality_score: Option<f64>,
-    ) -> Result<Option<Self>, ApiError> {
+    ) -> Result<Option<Self>, GenerationError> {
         let min_score = min_quality_score
             .map(|v| {
                 if v.is_finite() && (0.0..=MAX_MIN_SCORE).contains(&v) {
                     Ok(v)
                 } else {
-                    Err(ApiError::invalid(
+                    Err(GenerationError::invalid(
                         "min_quality_score",
                         format!("The min_quality_score must be between 0 and {MAX_MIN_SCORE}."),
                     )
@@ -106,11 +106,11 @@ pub async fn generate_with_quality_check<T, F, Fut>(
     check: QualityCheck,
     prompt: &Prompt,
     mut generate: F,
-) -> Result<Checked<T>, ApiError>
+) -> Result<Checked<T>, GenerationError>
 where
     T: Attempt,
     F: FnMut(Prompt) -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<T, GenerationError>>,
 {
     let max_attempts = if check.min_score.is_some() {
         MAX_ATTEMPTS
@@ -140,7 +140,7 @@ where
                     break;
                 }
             }
-            Err(error) if matches!(error.kind, ErrorKind::ServerError | ErrorKind::RateLimited) => {
+            Err(error) if error.ends_attempts() => {
                 last_error = Some(error);
                 break;
             }
@@ -156,7 +156,7 @@ where
             discarded,
         }),
         (None, Some(error)) => Err(error),
-        (None, None) => Err(ApiError::internal("no quality attempt ran")),
+        (None, None) => Err(GenerationError::internal("no quality attempt ran")),
     }
 }
 
@@ -189,22 +189,17 @@ fn add_usage(a: Usage, b: Usage) -> Usage {
 }
 
 /// Measures `images[0]` off the async threads.
-async fn measure<T: Attempt>(result: T) -> Result<(T, QualityMetrics, f64), ApiError> {
-    let image = result.first_image().ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::NoImageGenerated,
-            "The model returned no image to measure.",
-        )
-    })?;
+async fn measure<T: Attempt>(result: T) -> Result<(T, QualityMetrics, f64), GenerationError> {
+    let image = result
+        .first_image()
+        .ok_or(GenerationError::NoImageToMeasure)?;
     let metrics = tokio::task::spawn_blocking(move || quality::assess(&image))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::new(
-                ErrorKind::UpstreamError,
-                "The model's image could not be measured for quality.",
-            )
-            .caused_by(e)
+        .map_err(GenerationError::failed("measuring an image"))?
+        .map_err(|e| GenerationError::BadResult {
+            message: "The model's image could not be measured for quality.",
+            upstream_message: None,
+            source: Some(e.into()),
         })?;
     let score = quality::score(&metrics);
     Ok((result, metrics, score))
@@ -217,6 +212,7 @@ mod tests {
     use image::{ImageFormat, Rgb, RgbImage};
 
     use super::*;
+    use crate::provider::ProviderError;
 
     struct Fake(Option<Bytes>);
 
@@ -244,13 +240,48 @@ mod tests {
         }))
     }
 
-    type Script = Vec<Result<Option<Bytes>, ErrorKind>>;
+    type Script = Vec<Result<Option<Bytes>, Fails>>;
+
+    /// How a scripted attempt fails.
+    #[derive(Debug, Clone, Copy)]
+    enum Fails {
+        Blocked,
+        Unavailable,
+        NoImage,
+        RateLimited,
+    }
+
+    impl Fails {
+        fn error(self) -> GenerationError {
+            let usage = Default::default();
+            GenerationError::Provider(match self {
+                Self::Blocked => ProviderError::Blocked {
+                    reason: "SAFETY".into(),
+                    prompt_blocked: false,
+                    message: None,
+                    usage,
+                },
+                Self::Unavailable => ProviderError::Unavailable {
+                    status: Some(503),
+                    cause: "scripted".into(),
+                },
+                Self::NoImage => ProviderError::NoImage {
+                    finish_reason: "STOP".into(),
+                    text: None,
+                    usage,
+                },
+                Self::RateLimited => ProviderError::RateLimited {
+                    retry_after_secs: 1,
+                },
+            })
+        }
+    }
 
     /// Runs the loop on scripted attempts; returns its answer and the prompts it sent.
     async fn run(
         min_score: Option<f64>,
         script: Script,
-    ) -> (Result<Checked<Fake>, ApiError>, Vec<String>) {
+    ) -> (Result<Checked<Fake>, GenerationError>, Vec<String>) {
         let prompts = Arc::new(Mutex::new(Vec::new()));
         let mut script = script.into_iter();
         let seen = Arc::clone(&prompts);
@@ -260,8 +291,7 @@ mod tests {
             seen.lock().unwrap().push(p.as_str().to_owned());
             let next = script.next().expect("no more attempts scripted");
             async move {
-                next.map(Fake)
-                    .map_err(|kind| ApiError::new(kind, "scripted"))
+                next.map(Fake).map_err(Fails::error)
             }
         })
         .await;
@@ -292,8 +322,8 @@ mod tests {
         );
         for bad in [-0.1, 20.5, f64::NAN] {
             let error = QualityCheck::parse(Some(true), Some(bad)).unwrap_err();
-            assert_eq!(error.details["field"], "min_quality_score");
-            assert_eq!(error.details["max"], 20.0);
+            assert_eq!(error.details()["field"], "min_quality_score");
+            assert_eq!(error.details()["max"], 20.0);
         }
     }
 
@@ -341,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_image_already_paid_for_is_returned_rather_than_a_later_failure() {
-        let script = vec![Ok(Some(flat())), Err(ErrorKind::ContentBlocked), Ok(None)];
+        let script = vec![Ok(Some(flat())), Err(Fails::Blocked), Ok(None)];
 
         let (answer, prompts) = run(Some(0.5), script).await;
 
@@ -358,23 +388,28 @@ mod tests {
     #[tokio::test]
     async fn when_every_attempt_fails_the_last_error_is_returned() {
         let script = vec![
-            Err(ErrorKind::ContentBlocked),
-            Err(ErrorKind::UpstreamUnavailable),
-            Err(ErrorKind::NoImageGenerated),
+            Err(Fails::Blocked),
+            Err(Fails::Unavailable),
+            Err(Fails::NoImage),
         ];
 
         let (answer, _) = run(Some(0.5), script).await;
 
-        assert_eq!(answer.err().unwrap().kind, ErrorKind::NoImageGenerated);
+        let error = answer.err().unwrap();
+        assert!(
+            matches!(error, GenerationError::Provider(ProviderError::NoImage { .. })),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_rate_limit_ends_the_attempts_at_once() {
-        let (answer, prompts) = run(Some(0.5), vec![Err(ErrorKind::RateLimited)]).await;
-        assert_eq!(answer.err().unwrap().kind, ErrorKind::RateLimited);
+        let (answer, prompts) = run(Some(0.5), vec![Err(Fails::RateLimited)]).await;
+        let error = answer.err().unwrap();
+        assert!(error.ends_attempts(), "{error:?}");
         assert_eq!(prompts.len(), 1);
 
-        let script = vec![Ok(Some(flat())), Err(ErrorKind::RateLimited)];
+        let script = vec![Ok(Some(flat())), Err(Fails::RateLimited)];
         let (answer, prompts) = run(Some(0.5), script).await;
         assert_eq!(prompts.len(), 2);
         assert_eq!(answer.unwrap().attempts, 2, "the paid image is kept");

@@ -1,6 +1,6 @@
 //! Builders from validated request values to the one `ProviderRequest` shape.
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::params::{Options, Prompt, Strength};
 use crate::generation::prompts;
 use crate::imaging::InputImage;
@@ -8,21 +8,11 @@ use crate::provider::{Part, ProviderRequest, Role, Task, Turn};
 
 /// A one-turn request from the user: `parts`, with the shared options.
 pub fn request(options: Options, task: Task, parts: Vec<Part>) -> ProviderRequest {
-    ProviderRequest {
-        model: options.model,
-        task,
-        system_instruction: None,
-        contents: vec![Turn {
-            role: Role::User,
-            parts,
-        }],
-        modalities: options.modalities,
-        temperature: options.temperature,
-        aspect_ratio: options.aspect_ratio,
-        image_size: options.image_size,
-        seed: options.seed,
-        routing: options.routing,
-    }
+    let turn = Turn {
+        role: Role::User,
+        parts,
+    };
+    ProviderRequest::new(options, task, vec![turn])
 }
 
 fn image_parts(images: Vec<InputImage>) -> impl Iterator<Item = Part> {
@@ -58,11 +48,11 @@ pub const COMPOSE_MIN_IMAGES: usize = 2;
 pub const COMPOSE_MAX_IMAGES: usize = 3;
 
 /// Checked before any image is decoded.
-pub fn check_compose_count(count: usize) -> Result<(), ApiError> {
+pub fn check_compose_count(count: usize) -> Result<(), GenerationError> {
     if (COMPOSE_MIN_IMAGES..=COMPOSE_MAX_IMAGES).contains(&count) {
         Ok(())
     } else {
-        Err(ApiError::invalid(
+        Err(GenerationError::invalid(
             "images",
             format!("Composition takes {COMPOSE_MIN_IMAGES} to {COMPOSE_MAX_IMAGES} images; {count} were sent."),
         )
@@ -77,7 +67,7 @@ pub fn compose(
     images: Vec<InputImage>,
     style: &'static str,
     options: Options,
-) -> Result<ProviderRequest, ApiError> {
+) -> Result<ProviderRequest, GenerationError> {
     check_compose_count(images.len())?;
     let text = prompts::compose_prompt(prompt.as_str(), style, images.len());
     let parts = image_parts(images).chain([Part::text(text)]).collect();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::GOOGLE_KEY_ID;
 use crate::caller::RequestContext;
 use crate::clock::Clock;
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 use crate::models::{ModelEntry, Prices};
 use crate::provider::ServedAs;
 use crate::store::keys::{KeyRecord, KeyStore, Spend, SpendPeriod};
@@ -59,7 +59,7 @@ impl Spending {
         ctx: &RequestContext,
         served: &ServedAs,
         size: Option<&str>,
-    ) -> Result<Option<Reservation>, ApiError> {
+    ) -> Result<Option<Reservation>, GenerationError> {
         let key_id = &ctx.caller.key_id;
         if key_id == GOOGLE_KEY_ID {
             return Ok(None);
@@ -114,7 +114,7 @@ impl Spending {
 
     /// The key whose row holds `key`'s budget: `key` itself, or — once rotated — its
     /// newest successor, which took over what was spent (`KeyStore::hand_over`).
-    async fn holder(&self, key: KeyRecord) -> Result<KeyRecord, ApiError> {
+    async fn holder(&self, key: KeyRecord) -> Result<KeyRecord, GenerationError> {
         let mut holder = key;
         for _ in 0..MAX_ROTATIONS {
             let Some(next) = holder.rotated_to.as_deref() else {
@@ -128,7 +128,7 @@ impl Spending {
         Ok(holder)
     }
 
-    async fn holder_id(&self, key_id: &str) -> Result<String, ApiError> {
+    async fn holder_id(&self, key_id: &str) -> Result<String, GenerationError> {
         Ok(match self.keys.get(key_id).await? {
             Some(key) => self.holder(key).await?.key_id,
             None => key_id.to_owned(),
@@ -160,7 +160,7 @@ impl Spending {
     pub async fn held_ahead(
         &self,
         key_id: &str,
-    ) -> Result<Option<(crate::auth::settings::KeySettings, SpendPeriod)>, ApiError> {
+    ) -> Result<Option<(crate::auth::settings::KeySettings, SpendPeriod)>, GenerationError> {
         if key_id == GOOGLE_KEY_ID {
             return Ok(None);
         }
@@ -171,7 +171,7 @@ impl Spending {
     }
 
     /// The refusal of `micro` reserved ahead ([`Self::held_ahead`]) that did not fit.
-    pub async fn refusal(&self, key_id: &str, micro: i64) -> ApiError {
+    pub async fn refusal(&self, key_id: &str, micro: i64) -> GenerationError {
         let (period, now) = self.period();
         match self.keys.spend(key_id, &period).await {
             Ok(spend) => exceeded(spend.unwrap_or_default(), micro, now),
@@ -188,7 +188,7 @@ impl Spending {
     }
 
     /// The key's limits, spend and resets, for `GET /keys/me`.
-    pub async fn report(&self, key_id: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn report(&self, key_id: &str) -> Result<serde_json::Value, GenerationError> {
         let (period, now) = self.period();
         let holder = self.holder_id(key_id).await?;
         let spend = self.keys.spend(&holder, &period).await?.unwrap_or_default();
@@ -275,7 +275,7 @@ fn report(spend: &Spend, now: time::OffsetDateTime) -> serde_json::Value {
 
 /// The refusal of a call whose worst case does not fit: the limit that is short, what
 /// was spent (reservations of calls in flight included) and when it resets.
-fn exceeded(spend: Spend, micro: i64, now: time::OffsetDateTime) -> ApiError {
+fn exceeded(spend: Spend, micro: i64, now: time::OffsetDateTime) -> GenerationError {
     let daily_short = spend
         .limits
         .daily_micro
@@ -295,28 +295,20 @@ fn exceeded(spend: Spend, micro: i64, now: time::OffsetDateTime) -> ApiError {
             next_month(now),
         )
     };
-    ApiError::new(
-        ErrorKind::BudgetExceeded,
-        format!(
-            "This API key's {period} budget of ${:.2} cannot cover this call (worst case ${:.6}).",
-            usd(limit),
-            usd(micro)
-        ),
-    )
-    .detail("period", period)
-    .detail("limit_usd", usd(limit))
-    .detail("spent_usd", usd(spent))
-    .detail("reserved_usd", usd(micro))
-    .detail("resets_at", rfc3339(resets))
+    GenerationError::BudgetExceeded {
+        period,
+        limit_usd: usd(limit),
+        spent_usd: usd(spent),
+        reserved_usd: usd(micro),
+        resets_at: rfc3339(resets),
+    }
 }
 
-pub fn forbidden_model(model: &str, allowed: &Option<Vec<String>>) -> ApiError {
-    ApiError::new(
-        ErrorKind::Forbidden,
-        format!("This API key may not use the model {model:?}."),
-    )
-    .detail("model", model)
-    .detail("allowed_models", allowed.clone().unwrap_or_default())
+pub fn forbidden_model(model: &str, allowed: &Option<Vec<String>>) -> GenerationError {
+    GenerationError::ModelForbidden {
+        model: model.to_owned(),
+        allowed: allowed.clone().unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

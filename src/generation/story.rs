@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::caller::RequestContext;
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::params::{Modalities, Options, Prompt};
 use crate::generation::{GenerationResponse, Generator, Outcome, Usage};
 use crate::imaging::ImageFormat;
@@ -60,12 +60,12 @@ pub struct StoryRequest {
     pub options: Options,
 }
 
-pub fn parse_steps(value: Option<i64>) -> Result<usize, ApiError> {
+pub fn parse_steps(value: Option<i64>) -> Result<usize, GenerationError> {
     let n = value.unwrap_or(DEFAULT_STEPS);
     if (MIN_STEPS..=MAX_STEPS).contains(&n) {
         Ok(n as usize)
     } else {
-        Err(ApiError::invalid(
+        Err(GenerationError::invalid(
             "num_images",
             format!("num_images must be between {MIN_STEPS} and {MAX_STEPS}."),
         )
@@ -75,7 +75,7 @@ pub fn parse_steps(value: Option<i64>) -> Result<usize, ApiError> {
     }
 }
 
-pub fn parse_content_type(value: Option<&str>) -> Result<&'static str, ApiError> {
+pub fn parse_content_type(value: Option<&str>) -> Result<&'static str, GenerationError> {
     let v = value
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_else(|| "story".into());
@@ -84,7 +84,7 @@ pub fn parse_content_type(value: Option<&str>) -> Result<&'static str, ApiError>
         .map(|(name, _)| *name)
         .find(|name| *name == v)
         .ok_or_else(|| {
-            ApiError::invalid("content_type", format!("Unknown content type '{v}'.")).detail(
+            GenerationError::invalid("content_type", format!("Unknown content type '{v}'.")).detail(
                 "allowed",
                 CONTENT_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             )
@@ -92,9 +92,9 @@ pub fn parse_content_type(value: Option<&str>) -> Result<&'static str, ApiError>
 }
 
 /// The optional style line: at most 500 characters; blank means none.
-pub fn parse_style(value: Option<String>) -> Result<Option<String>, ApiError> {
+pub fn parse_style(value: Option<String>) -> Result<Option<String>, GenerationError> {
     match value {
-        Some(s) if s.chars().count() > 500 => Err(ApiError::invalid(
+        Some(s) if s.chars().count() > 500 => Err(GenerationError::invalid(
             "style",
             "The style is too long. Maximum length is 500 characters.",
         )
@@ -181,7 +181,7 @@ pub async fn generate(
     ctx: &RequestContext,
     req: StoryRequest,
     progress: Progress<'_>,
-) -> Result<StoryOutcome, ApiError> {
+) -> Result<StoryOutcome, GenerationError> {
     let mut contents: Vec<Turn> = Vec::new();
     let mut steps = Vec::with_capacity(req.steps);
     let mut all: Option<GenerationResponse> = None;
@@ -192,35 +192,32 @@ pub async fn generate(
             parts: vec![Part::text(step_prompt(&req, step))],
         });
         trim_context(&mut contents);
-        let request = ProviderRequest {
-            model: req.options.model.clone(),
-            task: if step == 1 {
-                Task::Generate
-            } else {
-                Task::Chat
-            },
-            system_instruction: None,
-            contents: contents.clone(),
+        let options = Options {
             // Captions need text and steps need images, whatever else was asked.
             modalities: Modalities {
                 text: true,
                 image: true,
             },
-            temperature: req.options.temperature,
-            aspect_ratio: req.options.aspect_ratio.clone(),
-            image_size: req.options.image_size.clone(),
-            seed: req.options.seed,
-            routing: req.options.routing.clone(),
+            ..req.options.clone()
         };
+        let task = if step == 1 {
+            Task::Generate
+        } else {
+            Task::Chat
+        };
+        let request = ProviderRequest::new(options, task, contents.clone());
         let Outcome {
             response,
             substituted: sub,
             generated,
-        } = generator.run(ctx, request).await.map_err(|e| {
-            e.detail("step", step)
-                .detail("completed_steps", step - 1)
-                .detail("num_images", req.steps)
-        })?;
+        } = generator
+            .run(ctx, request)
+            .await
+            .map_err(|e| GenerationError::StoryStep {
+                step,
+                steps: req.steps,
+                error: Box::new(e),
+            })?;
         substituted = substituted.or(sub);
         contents.push(generated.model_turn.clone());
         let done = StoryStep {
@@ -256,7 +253,7 @@ pub async fn generate(
             }
         });
     }
-    let mut generation = all.ok_or_else(|| ApiError::internal("a story has at least one step"))?;
+    let mut generation = all.ok_or_else(|| GenerationError::internal("a story has at least one step"))?;
     generation.text = Some(
         steps
             .iter()
@@ -296,6 +293,6 @@ mod tests {
     fn content_types_are_a_documented_list() {
         assert_eq!(parse_content_type(Some("Recipe")).unwrap(), "recipe");
         let err = parse_content_type(Some("poem")).unwrap_err();
-        assert!(err.details["allowed"].as_array().unwrap().len() >= 4);
+        assert!(err.details()["allowed"].as_array().unwrap().len() >= 4);
     }
 }

@@ -3,7 +3,7 @@
 //! of the picture it may touch. The tables are documented in `docs/prompting-advanced.md`;
 //! keep the two in step.
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::canvas::{Directions, MASK_OVERLAY_DESCRIPTION, NEUTRAL_FILL};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -103,10 +103,10 @@ fn preset_names() -> Vec<&'static str> {
 
 impl Style {
     /// A preset name, or else free text of 1–500 characters.
-    pub fn parse(value: Option<String>) -> Result<Style, ApiError> {
+    pub fn parse(value: Option<String>) -> Result<Style, GenerationError> {
         let field = "style";
         let value = value.ok_or_else(|| {
-            ApiError::invalid(
+            GenerationError::invalid(
                 field,
                 "The style is required: a preset name or a description.",
             )
@@ -119,13 +119,13 @@ impl Style {
         }
         let text = value.trim();
         if text.is_empty() {
-            return Err(ApiError::invalid(field, "The style must not be empty.")
+            return Err(GenerationError::invalid(field, "The style must not be empty.")
                 .detail("reason", "empty")
                 .detail("presets", preset_names()));
         }
         let length = text.chars().count();
         if length > MAX_FREE_TEXT_CHARS {
-            return Err(ApiError::invalid(
+            return Err(GenerationError::invalid(
                 field,
                 format!(
                     "The style is too long. Maximum length is {MAX_FREE_TEXT_CHARS} characters."

@@ -1,7 +1,6 @@
 use super::*;
-use crate::error::ErrorKind;
 
-fn parse(value: &str) -> Result<Style, ApiError> {
+fn parse(value: &str) -> Result<Style, GenerationError> {
     Style::parse(Some(value.to_owned()))
 }
 
@@ -65,11 +64,11 @@ fn anything_else_is_free_text_trimmed() {
 #[test]
 fn a_missing_style_is_rejected_listing_the_presets() {
     let err = Style::parse(None).unwrap_err();
-    assert_eq!(err.kind, ErrorKind::InvalidRequest);
-    assert_eq!(err.details["field"], "style");
-    assert_eq!(err.details["reason"], "missing");
+    assert!(matches!(err, GenerationError::Invalid { .. }), "{err:?}");
+    assert_eq!(err.details()["field"], "style");
+    assert_eq!(err.details()["reason"], "missing");
     assert_eq!(
-        err.details["presets"].as_array().unwrap().len(),
+        err.details()["presets"].as_array().unwrap().len(),
         STYLE_PRESETS.len()
     );
 }
@@ -77,16 +76,16 @@ fn a_missing_style_is_rejected_listing_the_presets() {
 #[test]
 fn a_blank_style_is_rejected_as_empty() {
     let err = parse(" \t ").unwrap_err();
-    assert_eq!(err.details["field"], "style");
-    assert_eq!(err.details["reason"], "empty");
+    assert_eq!(err.details()["field"], "style");
+    assert_eq!(err.details()["reason"], "empty");
 }
 
 #[test]
 fn free_text_over_500_characters_is_rejected_with_its_length() {
     assert!(parse(&"a".repeat(500)).is_ok());
     let err = parse(&"é".repeat(501)).unwrap_err();
-    assert_eq!(err.details["max_length"], 500);
-    assert_eq!(err.details["current_length"], 501);
+    assert_eq!(err.details()["max_length"], 500);
+    assert_eq!(err.details()["current_length"], 501);
 }
 
 #[test]

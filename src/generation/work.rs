@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::canvas::{Directions, ExtensionRatio};
 use crate::generation::openai::{self, OpenAiFields, OpenAiPlan};
 use crate::generation::params::{Options, Prompt, RawOptions, RawRouting, Strength};
@@ -159,11 +159,11 @@ pub struct WorkEnv {
 }
 
 impl WorkEnv {
-    fn options(&self, raw: &RawOptions) -> Result<Options, ApiError> {
+    fn options(&self, raw: &RawOptions) -> Result<Options, GenerationError> {
         raw.clone().parse(&self.models, &self.default_model)
     }
 
-    fn prompt(&self, field: &str, value: &Option<String>) -> Result<Prompt, ApiError> {
+    fn prompt(&self, field: &str, value: &Option<String>) -> Result<Prompt, GenerationError> {
         Prompt::parse(field, value.clone(), self.max_prompt_chars)
     }
 }
@@ -233,12 +233,12 @@ pub enum Plan {
 }
 
 /// Exactly one file under `field`, required.
-fn one(mut refs: Vec<ImageRef>, field: &str, many: &str) -> Result<ImageRef, ApiError> {
+fn one(mut refs: Vec<ImageRef>, field: &str, many: &str) -> Result<ImageRef, GenerationError> {
     if refs.len() > 1 {
-        return Err(ApiError::invalid(field, many).detail("count", refs.len()));
+        return Err(GenerationError::invalid(field, many).detail("count", refs.len()));
     }
     refs.pop().ok_or_else(|| {
-        ApiError::invalid(field, format!("The {field} is required.")).detail("reason", "missing")
+        GenerationError::invalid(field, format!("The {field} is required.")).detail("reason", "missing")
     })
 }
 
@@ -246,25 +246,24 @@ fn at_most_one(
     mut refs: Vec<ImageRef>,
     field: &str,
     many: &str,
-) -> Result<Option<ImageRef>, ApiError> {
+) -> Result<Option<ImageRef>, GenerationError> {
     if refs.len() > 1 {
-        return Err(ApiError::invalid(field, many).detail("count", refs.len()));
+        return Err(GenerationError::invalid(field, many).detail("count", refs.len()));
     }
     Ok(refs.pop())
 }
 
-fn quality(ask: QualityAsk) -> Result<Option<QualityCheck>, ApiError> {
+fn quality(ask: QualityAsk) -> Result<Option<QualityCheck>, GenerationError> {
     QualityCheck::parse(ask.include_quality, ask.min_quality_score)
 }
 
 /// Google's answer for a model it does not serve.
-pub fn native_model_not_found(model: &str, version: &str) -> ApiError {
-    ApiError::new(
-        crate::error::ErrorKind::NotFound,
-        format!(
+pub fn native_model_not_found(model: &str, version: &str) -> GenerationError {
+    GenerationError::NotFound {
+        message: format!(
             "models/{model} is not found for API version {version}, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
         ),
-    )
+    }
 }
 
 impl Work {
@@ -376,7 +375,7 @@ impl Work {
 
     /// Checks every field (in the order the contract's errors have always come) and
     /// returns the typed plan. Decodes nothing: images are checked when they are prepared.
-    pub fn plan(&self, env: &WorkEnv) -> Result<Plan, ApiError> {
+    pub fn plan(&self, env: &WorkEnv) -> Result<Plan, GenerationError> {
         Ok(match self.clone() {
             Work::Generate {
                 prompt,
@@ -443,7 +442,7 @@ impl Work {
             } => {
                 let message = env.prompt("message", &message)?;
                 if options.model.is_some() {
-                    return Err(ApiError::invalid(
+                    return Err(GenerationError::invalid(
                         "model",
                         "A session's model is fixed when it is created.",
                     ));
@@ -482,7 +481,7 @@ impl Work {
                     .as_ref()
                     .is_some_and(|r| r.chars().count() > env.max_prompt_chars)
                 {
-                    return Err(ApiError::invalid(
+                    return Err(GenerationError::invalid(
                         "region_description",
                         "The region description is too long.",
                     )

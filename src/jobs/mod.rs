@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use crate::caller::{Caller, RequestContext};
 use crate::clock::{Clock, rfc3339};
 use crate::config::JobsConfig;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::stored_body;
+use crate::generation::GenerationError;
 use crate::generation::execute::{self, Executor};
 use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work};
 use crate::ids;
@@ -42,7 +43,7 @@ pub trait LegacyWork: Send + Sync + 'static {
         path: &str,
         content_type: &str,
         body: Bytes,
-    ) -> Result<(Work, HashMap<String, Bytes>), ApiError>;
+    ) -> Result<(Work, HashMap<String, Bytes>), GenerationError>;
 }
 
 pub struct Jobs {
@@ -72,8 +73,8 @@ pub trait AsyncOutcomes: Send + Sync + 'static {
     fn finished(&self, owner: &str, succeeded: bool, seconds: f64);
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("The request")
+fn not_found() -> GenerationError {
+    GenerationError::not_found("The request")
 }
 
 impl Jobs {
@@ -133,8 +134,8 @@ impl Jobs {
         mut work: Work,
         mut uploads: HashMap<String, Bytes>,
         webhook_url: Option<String>,
-    ) -> Result<(), ApiError> {
-        let key = Self::body_key(id).ok_or_else(|| ApiError::internal("malformed request id"))?;
+    ) -> Result<(), GenerationError> {
+        let key = Self::body_key(id).ok_or_else(|| GenerationError::internal("malformed request id"))?;
         let mut stored = Vec::new();
         let mut n = 0;
         work.rekey(|old| {
@@ -145,7 +146,7 @@ impl Jobs {
         });
         for (input, bytes) in stored {
             let bytes =
-                bytes.ok_or_else(|| ApiError::internal(format!("upload for {input} missing")))?;
+                bytes.ok_or_else(|| GenerationError::internal(format!("upload for {input} missing")))?;
             self.blobs.put(&input, bytes).await?;
         }
         // A chat message takes its place in its session's order as it is stored.
@@ -157,7 +158,7 @@ impl Jobs {
             version: WORK_VERSION,
             work,
         };
-        let body = serde_json::to_vec(&unit).map_err(ApiError::internal)?;
+        let body = serde_json::to_vec(&unit).map_err(GenerationError::failed("encoding the unit of work"))?;
         self.blobs.put(&key, Bytes::from(body)).await?;
         let record = RequestRecord {
             id: id.to_owned(),
@@ -199,7 +200,7 @@ impl Jobs {
         })
     }
 
-    pub async fn status(&self, id: &str, owner: &str) -> Result<Value, ApiError> {
+    pub async fn status(&self, id: &str, owner: &str) -> Result<Value, GenerationError> {
         if !ids::is_valid("req", id) {
             return Err(not_found());
         }
@@ -207,7 +208,7 @@ impl Jobs {
         Ok(Self::status_body(&record))
     }
 
-    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Value, ApiError> {
+    pub async fn cancel(&self, id: &str, owner: &str) -> Result<Value, GenerationError> {
         if !ids::is_valid("req", id) {
             return Err(not_found());
         }
@@ -225,23 +226,22 @@ impl Jobs {
                 self.remove_body(id).await;
                 Ok(Self::status_body(&canceled))
             }
-            Cancel::Too(status) => Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("Only queued requests can be canceled; this one is {status}."),
-            )
+            Cancel::Too(status) => Err(GenerationError::conflict(format!(
+                "Only queued requests can be canceled; this one is {status}."
+            ))
             .detail("status", status)),
             Cancel::NotFound => Err(not_found()),
         }
     }
 
-    pub async fn webhook_secret(&self, owner: &str) -> Result<String, ApiError> {
+    pub async fn webhook_secret(&self, owner: &str) -> Result<String, GenerationError> {
         Ok(self
             .store
             .webhook_secret(owner, &webhooks::new_secret, self.clock.now_ms())
             .await?)
     }
 
-    pub async fn queue_depth(&self) -> Result<i64, ApiError> {
+    pub async fn queue_depth(&self) -> Result<i64, GenerationError> {
         Ok(self.store.queue_depth().await?)
     }
 
@@ -295,13 +295,13 @@ impl Jobs {
     }
 
     /// Claims and runs one request. `false` when there was none.
-    pub async fn run_once(&self) -> Result<bool, ApiError> {
+    pub async fn run_once(&self) -> Result<bool, GenerationError> {
         self.run_next(&Tasks::new()).await
     }
 
     /// As [`Jobs::run_once`], for a worker of the app's `tasks`: it claims nothing once
     /// the app is stopping, and hands its request back at the drain deadline.
-    pub async fn run_next(&self, tasks: &Tasks) -> Result<bool, ApiError> {
+    pub async fn run_next(&self, tasks: &Tasks) -> Result<bool, GenerationError> {
         if tasks.stop.is_cancelled() {
             return Ok(false);
         }
@@ -311,12 +311,12 @@ impl Jobs {
             return Ok(false);
         };
         let outcome = if job.attempts > i64::from(self.config.max_attempts) {
-            Err(ApiError::new(
-                ErrorKind::ServerError,
-                "The request could not be completed: the workers running it stopped repeatedly.",
-            )
-            .detail("attempts", job.attempts - 1)
-            .body(&job.id))
+            Err(stored_body(
+                GenerationError::Abandoned {
+                    attempts: job.attempts - 1,
+                },
+                &job.id,
+            ))
         } else {
             let caller = self.caller_of(&job).await;
             let Some(slot) = self.executor.try_slot(&caller).await else {
@@ -387,21 +387,21 @@ impl Jobs {
     }
 
     /// The stored unit of work and its uploads.
-    async fn load(&self, job: &RequestRecord) -> Result<(Work, HashMap<String, Bytes>), ApiError> {
+    async fn load(&self, job: &RequestRecord) -> Result<(Work, HashMap<String, Bytes>), GenerationError> {
         let key =
-            Self::body_key(&job.id).ok_or_else(|| ApiError::internal("malformed request id"))?;
+            Self::body_key(&job.id).ok_or_else(|| GenerationError::internal("malformed request id"))?;
         let body = self
             .blobs
             .get(&key)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("request body {key} is missing")))?;
+            .ok_or_else(|| GenerationError::internal(format!("request body {key} is missing")))?;
         if job.content_type != WORK_CONTENT_TYPE {
             return self.legacy.decode(&job.path, &job.content_type, body).await;
         }
         let unit: StoredWork = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::internal(format!("stored work {key}: {e}")))?;
+            .map_err(|e| GenerationError::internal(format!("reading stored work {key}")).caused_by(e))?;
         if unit.version != WORK_VERSION {
-            return Err(ApiError::internal(format!(
+            return Err(GenerationError::internal(format!(
                 "stored work {key} has version {}, this build runs {WORK_VERSION}",
                 unit.version
             )));
@@ -410,7 +410,7 @@ impl Jobs {
         for r in unit.work.images() {
             let bytes =
                 self.blobs.get(&r.key).await?.ok_or_else(|| {
-                    ApiError::internal(format!("request input {} is missing", r.key))
+                    GenerationError::internal(format!("request input {} is missing", r.key))
                 })?;
             uploads.insert(r.key.clone(), bytes);
         }
@@ -473,11 +473,11 @@ impl Jobs {
         lease
             .hold(job, held_until_ms, tasks, run)
             .await
-            .map(|outcome| outcome.map_err(|e| e.body(&job.id)))
+            .map(|outcome| outcome.map_err(|e| stored_body(e, &job.id)))
     }
 
     /// Sends one due webhook. `false` when none was due.
-    pub async fn deliver_once(&self) -> Result<bool, ApiError> {
+    pub async fn deliver_once(&self) -> Result<bool, GenerationError> {
         let wh = &self.config.webhooks;
         let Some(d) = self
             .store
@@ -513,7 +513,7 @@ impl Jobs {
         Ok(true)
     }
 
-    pub async fn pending_deliveries(&self) -> Result<i64, ApiError> {
+    pub async fn pending_deliveries(&self) -> Result<i64, GenerationError> {
         Ok(self.store.pending_deliveries().await?)
     }
 

@@ -12,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 
 /// Instance metadata and credential endpoints of the common clouds.
 const METADATA_V4: [Ipv4Addr; 5] = [
@@ -148,13 +148,13 @@ pub struct Target {
 #[derive(Debug)]
 pub enum Unusable {
     /// The URL or what it resolves to is refused: no retry changes that.
-    Refused(ApiError),
+    Refused(GenerationError),
     /// The name did not resolve (in time): DNS failures pass, so it is retried.
-    Unresolved(ApiError),
+    Unresolved(GenerationError),
 }
 
 impl Unusable {
-    pub fn into_error(self) -> ApiError {
+    pub fn into_error(self) -> GenerationError {
         match self {
             Self::Refused(e) | Self::Unresolved(e) => e,
         }
@@ -166,7 +166,7 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks a webhook URL and resolves it. `allow_private` is the operator's opt-in for
 /// internal receivers (and for tests on loopback); metadata addresses stay refused.
-pub async fn check(url: &str, allow_private: bool) -> Result<Target, ApiError> {
+pub async fn check(url: &str, allow_private: bool) -> Result<Target, GenerationError> {
     resolve(url, allow_private)
         .await
         .map_err(Unusable::into_error)
@@ -175,7 +175,7 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Target, ApiError> {
 /// As [`check`], telling a refusal from a name that did not resolve.
 pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable> {
     let invalid =
-        |message: &str| Unusable::Refused(ApiError::invalid("webhook_url", message.to_owned()));
+        |message: &str| Unusable::Refused(GenerationError::invalid("webhook_url", message.to_owned()));
     let parsed =
         reqwest::Url::parse(url).map_err(|_| invalid("The webhook URL is not a valid URL."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -194,7 +194,7 @@ pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable>
         .trim_end_matches(']')
         .to_owned();
     let unresolved =
-        |message: &str| Unusable::Unresolved(ApiError::invalid("webhook_url", message.to_owned()));
+        |message: &str| Unusable::Unresolved(GenerationError::invalid("webhook_url", message.to_owned()));
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::time::timeout(
@@ -213,7 +213,7 @@ pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable>
     match worst {
         Some(Refused::Metadata) => {
             return Err(Unusable::Refused(
-                ApiError::invalid(
+                GenerationError::invalid(
                     "webhook_url",
                     "Webhook targets on cloud metadata addresses are never allowed.",
                 )
@@ -222,7 +222,7 @@ pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable>
         }
         Some(Refused::Internal) if !allow_private => {
             return Err(Unusable::Refused(
-                ApiError::invalid(
+                GenerationError::invalid(
                     "webhook_url",
                     "Webhook targets on loopback, private, link-local or reserved addresses are not allowed.",
                 )

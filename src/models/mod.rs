@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::error::{ApiError, ErrorKind};
+use crate::generation::GenerationError;
 pub use registry::{ModelLister, RegistryConfig, UpstreamModel};
 pub use tiers::{ServiceTier, TierMultipliers, TierPolicy};
 
@@ -384,7 +384,7 @@ impl ModelTable {
     fn check(&self) -> Result<(), String> {
         for entry in self.entries.values() {
             self.resolve(&entry.name)
-                .map_err(|e| format!("model table: {}: {}", entry.name, e.message))?;
+                .map_err(|e| format!("model table: {}: {}", entry.name, e))?;
             for next in &entry.fallback {
                 if !self.entries.contains_key(next) {
                     return Err(format!(
@@ -424,9 +424,9 @@ impl ModelTable {
     }
 
     /// Maps a requested name to the model that will serve it.
-    pub fn resolve(&self, requested: &str) -> Result<ResolvedModel, ApiError> {
+    pub fn resolve(&self, requested: &str) -> Result<ResolvedModel, GenerationError> {
         let unknown = || {
-            ApiError::invalid(
+            GenerationError::invalid(
                 "model",
                 format!("Unknown model '{requested}'. Known models are listed in details."),
             )
@@ -448,14 +448,13 @@ impl ModelTable {
                 });
             };
             let Some(successor) = &entry.lifecycle.successor else {
-                return Err(ApiError::new(
-                    ErrorKind::InvalidRequest,
+                return Err(GenerationError::invalid(
+                    "model",
                     format!(
                         "The model '{}' is retired and has no successor.",
                         entry.name
                     ),
                 )
-                .detail("field", "model")
                 .detail("known_models", self.names()));
             };
             if substituted.is_none() {
@@ -469,10 +468,10 @@ impl ModelTable {
                 ));
             }
             entry = self.entries.get(successor).ok_or_else(|| {
-                ApiError::internal(format!("the successor {successor:?} is not a known model"))
+                GenerationError::internal(format!("the successor {successor:?} is not a known model"))
             })?;
         }
-        Err(ApiError::internal("model successors form a cycle"))
+        Err(GenerationError::internal("model successors form a cycle"))
     }
 }
 

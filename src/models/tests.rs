@@ -39,8 +39,8 @@ fn nothing_recognises_an_image_model_by_its_name() {
 #[test]
 fn unknown_models_list_the_known_ones() {
     let err = ModelTable::embedded().resolve("dall-e-3").unwrap_err();
-    assert_eq!(err.details["field"], "model");
-    let known = err.details["known_models"].as_array().unwrap();
+    assert_eq!(err.details()["field"], "model");
+    let known = err.details()["known_models"].as_array().unwrap();
     assert!(known.iter().any(|m| m == "gemini-3-pro-image"));
 }
 

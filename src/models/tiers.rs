@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::generation::GenerationError;
 
 /// The `thinking_level` values a model may take (Google's `thinkingLevel`, lower case).
 pub const THINKING_LEVELS: [&str; 3] = ["minimal", "medium", "high"];
@@ -31,14 +31,14 @@ impl ServiceTier {
         }
     }
 
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, GenerationError> {
         let v = value.trim().to_ascii_lowercase();
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == v)
             .ok_or_else(|| {
                 let shown: String = value.chars().take(40).collect();
-                ApiError::invalid(
+                GenerationError::invalid(
                     "service_tier",
                     format!("Unknown service tier '{shown}'. Use flex, standard or priority."),
                 )
@@ -121,7 +121,7 @@ impl TierPolicy {
         &self,
         key_tier: &str,
         requested: Option<ServiceTier>,
-    ) -> Result<Option<ServiceTier>, ApiError> {
+    ) -> Result<Option<ServiceTier>, GenerationError> {
         let Some(rule) = self.0.get(key_tier) else {
             return Ok(requested);
         };
@@ -130,7 +130,7 @@ impl TierPolicy {
         }
         let asked = requested.unwrap_or(ServiceTier::Standard);
         match &rule.allowed {
-            Some(allowed) if !allowed.contains(&asked) => Err(ApiError::invalid(
+            Some(allowed) if !allowed.contains(&asked) => Err(GenerationError::invalid(
                 "service_tier",
                 format!(
                     "Keys of this tier may not use the '{}' service tier.",

@@ -11,8 +11,9 @@ pub mod routing;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{ApiError, ErrorKind};
-use crate::generation::params::{AspectRatio, ImageSize, Modalities, Temperature, ThinkingLevel};
+use crate::generation::params::{
+    AspectRatio, ImageSize, Modalities, Options, Temperature, ThinkingLevel,
+};
 use crate::imaging::ImageFormat;
 use crate::models::{Prices, ResolvedModel, ServiceTier};
 
@@ -138,6 +139,28 @@ impl ServedAs {
 }
 
 impl ProviderRequest {
+    /// The one constructor: `contents` (the last turn the user's new one) under the
+    /// caller's validated options.
+    pub fn new(options: Options, task: Task, contents: Vec<Turn>) -> Self {
+        Self {
+            model: options.model,
+            task,
+            system_instruction: None,
+            contents,
+            modalities: options.modalities,
+            temperature: options.temperature,
+            aspect_ratio: options.aspect_ratio,
+            image_size: options.image_size,
+            seed: options.seed,
+            routing: options.routing,
+        }
+    }
+
+    pub fn with_system_instruction(mut self, instruction: Option<String>) -> Self {
+        self.system_instruction = instruction;
+        self
+    }
+
     /// Images of the newest user turn, in order.
     pub fn input_images(&self) -> impl Iterator<Item = (ImageFormat, &Bytes)> {
         self.contents
@@ -267,77 +290,6 @@ impl ProviderError {
         match self {
             Self::Blocked { usage, .. } | Self::NoImage { usage, .. } => Some(*usage),
             _ => None,
-        }
-    }
-}
-
-impl From<ProviderError> for ApiError {
-    fn from(err: ProviderError) -> Self {
-        match err {
-            ProviderError::Blocked {
-                reason,
-                prompt_blocked,
-                message,
-                ..
-            } => {
-                let what = if prompt_blocked {
-                    "The prompt was blocked by the model's safety policy."
-                } else {
-                    "The model refused to generate this content."
-                };
-                let mut e = ApiError::new(ErrorKind::ContentBlocked, what)
-                    .detail("reason", reason)
-                    .detail("prompt_blocked", prompt_blocked);
-                if let Some(m) = message {
-                    e = e.detail("upstream_message", m);
-                }
-                e
-            }
-            ProviderError::NoImage {
-                finish_reason,
-                text,
-                ..
-            } => ApiError::new(
-                ErrorKind::NoImageGenerated,
-                "The model answered without an image.",
-            )
-            .detail("finish_reason", finish_reason)
-            .detail("text", text.map_or(serde_json::Value::Null, Into::into)),
-            ProviderError::Rejected { message } => ApiError::new(
-                ErrorKind::InvalidRequest,
-                "The model rejected the request as invalid.",
-            )
-            .detail("upstream_message", message),
-            ProviderError::ModelNotFound { cause } => ApiError::new(
-                ErrorKind::UpstreamError,
-                "The upstream model is not available (retired or unknown upstream).",
-            )
-            .detail("upstream_status", 404)
-            .caused_by(cause),
-            ProviderError::RateLimited { retry_after_secs } => ApiError::new(
-                ErrorKind::RateLimited,
-                "The upstream model's quota is exhausted. Retry later.",
-            )
-            .detail("limit", "upstream_quota")
-            .retry_after(retry_after_secs),
-            ProviderError::Unavailable { status, cause } => ApiError::new(
-                ErrorKind::UpstreamUnavailable,
-                "The upstream model is unavailable or overloaded. Retry later.",
-            )
-            .detail("upstream_status", status)
-            .caused_by(cause),
-            ProviderError::Timeout { deadline_secs } => ApiError::new(
-                ErrorKind::UpstreamTimeout,
-                "The upstream model did not answer within the deadline.",
-            )
-            .detail("deadline_seconds", deadline_secs),
-            ProviderError::BadResponse {
-                status,
-                message,
-                cause,
-            } => ApiError::new(ErrorKind::UpstreamError, message)
-                .detail("upstream_status", status)
-                .caused_by(cause),
         }
     }
 }

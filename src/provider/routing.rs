@@ -137,13 +137,12 @@ fn retarget(
     {
         routing.thinking_level = None;
     }
-    Some(ProviderRequest {
-        model,
-        image_size,
-        aspect_ratio,
-        routing,
-        ..request.clone()
-    })
+    let mut substitute = request.clone();
+    substitute.model = model;
+    substitute.image_size = image_size;
+    substitute.aspect_ratio = aspect_ratio;
+    substitute.routing = routing;
+    Some(substitute)
 }
 
 fn nearest_size(size: &str, model: &ResolvedModel) -> Option<ImageSize> {

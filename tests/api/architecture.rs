@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+const HTTP_ERRORS: &str = "errors are mapped to HTTP statuses once, in src/error.rs";
+
 /// `(directory or file under src/, what it must not name, why)`.
 const RULES: &[(&str, &str, &str)] = &[
     ("generation", "axum", "the domain knows no HTTP framework"),
@@ -40,6 +42,21 @@ const RULES: &[(&str, &str, &str)] = &[
     ("models", "axum", "the model table knows no HTTP framework"),
     ("limits", "axum", "limits know no HTTP framework"),
     ("auth", "axum", "keys know no HTTP framework"),
+    // Each layer fails in its own terms; the HTTP status is decided once, in src/error.rs.
+    ("generation", "ApiError", HTTP_ERRORS),
+    ("generation", "ErrorKind", HTTP_ERRORS),
+    ("provider", "ApiError", HTTP_ERRORS),
+    ("provider", "ErrorKind", HTTP_ERRORS),
+    ("store", "ApiError", HTTP_ERRORS),
+    ("store", "ErrorKind", HTTP_ERRORS),
+    ("jobs", "ApiError", HTTP_ERRORS),
+    ("jobs", "ErrorKind", HTTP_ERRORS),
+    ("batches", "ApiError", HTTP_ERRORS),
+    ("batches", "ErrorKind", HTTP_ERRORS),
+    ("models", "ApiError", HTTP_ERRORS),
+    ("models", "ErrorKind", HTTP_ERRORS),
+    ("imaging.rs", "ApiError", HTTP_ERRORS),
+    ("imaging.rs", "ErrorKind", HTTP_ERRORS),
     (
         "api",
         "sqlx",
@@ -122,4 +139,13 @@ fn the_layering_check_finds_a_planted_import_and_ignores_comments() {
     let found = violations(dir.path(), "axum");
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("planted.rs:2"), "{found:?}");
+
+    std::fs::write(
+        dir.path().join("errors.rs"),
+        "//! not an ApiError\nfn f() -> Result<(), crate::error::ApiError> {}\nstruct MyApiError;\n",
+    )
+    .unwrap();
+    let found = violations(&dir.path().join("errors.rs"), "ApiError");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("errors.rs:2"), "{found:?}");
 }

@@ -20,6 +20,7 @@ use crate::api::routes::generate::{self, GenerateImageBody, compose_work, edit_w
 use crate::api::routes::story::StoryBody;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::generation::GenerationError;
 use crate::generation::work::Work;
 use crate::jobs::LegacyWork;
 
@@ -33,6 +34,20 @@ pub struct LegacyBodies {
 #[async_trait::async_trait]
 impl LegacyWork for LegacyBodies {
     async fn decode(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(Work, HashMap<String, Bytes>), GenerationError> {
+        // Refused in the HTTP layer's own terms, which the stored error body keeps.
+        self.read(path, content_type, body)
+            .await
+            .map_err(|e| GenerationError::LegacyBody(Box::new(e)))
+    }
+}
+
+impl LegacyBodies {
+    async fn read(
         &self,
         path: &str,
         content_type: &str,
