@@ -76,7 +76,7 @@ impl App {
             .map_err(anyhow::Error::msg)?;
         models
             .resolve(&config.default_model)
-            .map_err(|e| anyhow::anyhow!("default_model: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("default_model: {e}"))?;
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;

@@ -155,6 +155,13 @@ impl ApiError {
         self
     }
 
+    /// The error as item `index` of a batch: named in the message and the details.
+    pub fn for_item(mut self, index: usize) -> Self {
+        self.message = format!("Item {index}: {}", self.message);
+        self.details.insert("item".into(), json!(index));
+        self
+    }
+
     /// The error body of imagegate's own routes (docs/api.md#errors).
     pub fn body(&self, request_id: &str) -> Value {
         let mut body = json!({
@@ -507,12 +514,7 @@ impl From<GenerationError> for ApiError {
                 .detail("step", step)
                 .detail("completed_steps", step - 1)
                 .detail("num_images", steps),
-            G::Item { index, error } => {
-                let mut e = ApiError::from(*error);
-                e.message = format!("Item {index}: {}", e.message);
-                e.details.insert("item".into(), json!(index));
-                e
-            }
+            G::Item { index, error } => ApiError::from(*error).for_item(index),
             // Only the HTTP layer's body parsing makes these, and it refuses in its own terms.
             G::LegacyBody(refusal) => match refusal.downcast::<ApiError>() {
                 Ok(e) => *e,

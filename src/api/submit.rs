@@ -150,6 +150,7 @@ async fn run(
         executor
             .run(&ctx, plan, inputs, &execute::no_progress)
             .await
+            .map_err(ApiError::from)
     })
     .await
     .map_err(ApiError::internal)?

@@ -21,6 +21,7 @@ pub use outcomes::ItemOutcome;
 
 use crate::caller::Caller;
 use crate::clock::{Clock, rfc3339};
+use crate::error::error_chain;
 use crate::generation::GenerationError;
 use crate::generation::Generator;
 use crate::generation::work::Plan;
@@ -376,7 +377,7 @@ impl Batches {
                         () = tasks.abandon.cancelled() => break,
                     };
                     let worked = step.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, cause = ?e.cause, "batch worker");
+                        tracing::warn!(error = %error_chain(&e), "batch worker");
                         false
                     });
                     if worked {
@@ -402,7 +403,7 @@ fn idle_poll_ms(config: &BatchesConfig) -> u64 {
 }
 
 /// An item's error, naming the item.
-pub fn item_error(index: usize, e: GenerationError) -> GenerationError {
+fn item_error(index: usize, e: GenerationError) -> GenerationError {
     GenerationError::Item {
         index,
         error: Box::new(e),

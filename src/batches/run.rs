@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::outcomes::ItemOutcome;
 use super::{Batches, STORED_IMAGE_PREFIX, items_key, outcomes_key};
 use crate::caller::{Caller, RequestContext};
-use crate::error::stored_body;
+use crate::error::{error_chain, stored_body};
 use crate::generation::GenerationError;
 use crate::generation::work::{ImageRef, Plan, StoredWork, WORK_VERSION, Work};
 use crate::generation::{Usage, requests};
@@ -39,7 +39,7 @@ impl Batches {
         };
         if let Err(e) = stepped {
             // Tried again after the backoff (the step's error is usually the upstream's).
-            tracing::warn!(batch_id = %b.id, error = %e, cause = ?e.cause, "batch step failed");
+            tracing::warn!(batch_id = %b.id, error = %error_chain(&e), "batch step failed");
             let now = self.clock.now_ms();
             let next = now + self.config.poll_after(b.polls).as_millis() as i64;
             self.store

@@ -213,7 +213,7 @@ fn a_mask_that_is_not_an_image_is_rejected_without_leaking_the_cause() {
         let err = Mask::from_png(bytes, 4, 4).unwrap_err();
         assert_eq!(err.details()["field"], "mask");
         assert_eq!(err.details()["reason"], "undecodable");
-        assert!(err.cause.is_some());
+        assert!(std::error::Error::source(&err).is_some());
     }
 }
 

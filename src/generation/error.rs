@@ -59,7 +59,7 @@ pub enum GenerationError {
     /// The key has as many batch items pending as it may.
     #[error("{pending_items} batch items pending, at most {max_pending_items}")]
     TooManyPending {
-        max_pending_items: usize,
+        max_pending_items: u64,
         pending_items: i64,
         count: usize,
     },

@@ -355,7 +355,7 @@ mod tests {
                     "{url} allow_private={allow_private}"
                 );
                 if let Err(e) = checked {
-                    let body = e.body("req_x");
+                    let body = crate::error::stored_body(e, "req_x");
                     assert_eq!(body["details"]["reason"], "forbidden_address", "{url}");
                     let metadata = body["message"].as_str().unwrap().contains("metadata");
                     assert_eq!(metadata, *expected == Some(Refused::Metadata), "{url}");

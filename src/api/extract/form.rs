@@ -160,7 +160,7 @@ impl Form {
                 if buf.len() + chunk.len() > limit {
                     // Stop here: nothing past the limit is kept.
                     return Err(if is_file {
-                        imaging::file_too_large(&name, limit)
+                        imaging::file_too_large(&name, limit).into()
                     } else {
                         ApiError::new(
                             ErrorKind::FileTooLarge,

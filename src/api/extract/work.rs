@@ -81,7 +81,8 @@ impl Submission {
             )),
             (Some(url), true) => webhooks::check(url, state.jobs.config.webhooks.allow_private)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(ApiError::from),
             (None, _) => Ok(()),
         }
     }

@@ -95,6 +95,9 @@ fn spawn_with_progress(
     let (executor, ctx) = (Arc::clone(&state.executor), ctx.clone());
     crate::tasks::spawn(async move {
         let progress: Progress<'_> = &*progress;
-        executor.run(&ctx, plan, inputs, progress).await
+        executor
+            .run(&ctx, plan, inputs, progress)
+            .await
+            .map_err(ApiError::from)
     })
 }

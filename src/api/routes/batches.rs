@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::api::AppState;
 use crate::api::extract::json;
 use crate::api::routes::generate::GenerateImageBody;
-use crate::batches::{STORED_IMAGE_PREFIX, Submission, google_webhook, item_error};
+use crate::batches::{STORED_IMAGE_PREFIX, Submission, google_webhook};
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::work::{ImageRef, ImageRole, Work};
@@ -415,4 +415,9 @@ pub async fn google_event(
         Json(json!({"received": true, "known": known})),
     )
         .into_response())
+}
+
+/// An item's error, naming the item.
+fn item_error(index: usize, e: impl Into<ApiError>) -> ApiError {
+    e.into().for_item(index)
 }

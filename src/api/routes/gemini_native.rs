@@ -208,7 +208,7 @@ pub async fn get_model(
                 format!("The model '{name}' does not exist."),
             )
         } else {
-            native_model_not_found(name, api_version(&uri))
+            native_model_not_found(name, api_version(&uri)).into()
         }
     })?;
     if wants_openai_shape(&uri, google.as_ref()) {

@@ -40,7 +40,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .refresh_queue_depth(async move {
             jobs.queue_depth()
                 .await
-                .map_err(|e| format!("{e}: {}", e.cause.as_deref().unwrap_or("-")))
+                .map_err(|e| crate::error::error_chain(&e))
         })
         .await;
     let monitoring = &state.monitoring;
