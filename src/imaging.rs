@@ -122,12 +122,13 @@ pub fn accept_input(
         .map_err(corrupted)?;
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 || pixels > limits.max_pixels {
-        return Err(
-            GenerationError::invalid(field, "The image's dimensions are too large to process.")
-                .detail("width", width)
-                .detail("height", height)
-                .detail("max_pixels", limits.max_pixels),
-        );
+        return Err(GenerationError::invalid(
+            field,
+            "The image's dimensions are too large to process.",
+        )
+        .detail("width", width)
+        .detail("height", height)
+        .detail("max_pixels", limits.max_pixels));
     }
     let image = decode_with_limits(&bytes, format, limits.max_pixels).map_err(corrupted)?;
     let long_side = width.max(height);
@@ -149,7 +150,8 @@ pub fn accept_input(
         ImageFormat::Jpeg => ImageFormat::Jpeg,
         ImageFormat::Png | ImageFormat::Webp => ImageFormat::Png,
     };
-    let encoded = encode(&resized, out_format).map_err(GenerationError::failed("encoding a downscaled image"))?;
+    let encoded = encode(&resized, out_format)
+        .map_err(GenerationError::failed("encoding a downscaled image"))?;
     Ok(InputImage {
         format: out_format,
         bytes: encoded,

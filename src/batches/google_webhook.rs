@@ -25,7 +25,11 @@ fn refused(message: &'static str) -> GenerationError {
 }
 
 /// Checks the message's signature against `secret` and its age against `now_secs`.
-pub fn verify(secret: &str, message: &SignedMessage<'_>, now_secs: i64) -> Result<(), GenerationError> {
+pub fn verify(
+    secret: &str,
+    message: &SignedMessage<'_>,
+    now_secs: i64,
+) -> Result<(), GenerationError> {
     let timestamp: i64 = message
         .timestamp
         .trim()

@@ -122,7 +122,11 @@ impl Batches {
     /// Checks that the key may use each item's model, and prices the items' worst cases at
     /// the batch rate: the amount the batch holds against the key's budget until it ends.
     /// `None` when the key's spending is not tracked.
-    async fn hold(&self, caller: &Caller, items: &[Work]) -> Result<Option<Reserved>, GenerationError> {
+    async fn hold(
+        &self,
+        caller: &Caller,
+        items: &[Work],
+    ) -> Result<Option<Reserved>, GenerationError> {
         let Some(spending) = self.generator.spending() else {
             return Ok(None);
         };
@@ -135,7 +139,11 @@ impl Batches {
                 Plan::Generate { options, .. }
                 | Plan::Edit { options, .. }
                 | Plan::Compose { options, .. } => options,
-                _ => return Err(GenerationError::internal("a batch item is not a generation")),
+                _ => {
+                    return Err(GenerationError::internal(
+                        "a batch item is not a generation",
+                    ));
+                }
             };
             let model = &options.model;
             let requested = model
@@ -159,7 +167,11 @@ impl Batches {
 
     /// Stores the batch (items first, then the row, with its reservation) and wakes a
     /// worker; the 202's body.
-    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Value, GenerationError> {
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        submission: Submission,
+    ) -> Result<Value, GenerationError> {
         let count = submission.items.len();
         if count == 0 {
             return Err(GenerationError::invalid(
@@ -186,7 +198,8 @@ impl Batches {
                 work,
             })
             .collect();
-        let body = serde_json::to_vec(&units).map_err(GenerationError::failed("encoding the batch items"))?;
+        let body = serde_json::to_vec(&units)
+            .map_err(GenerationError::failed("encoding the batch items"))?;
         self.blobs.put(&items_key(&id), Bytes::from(body)).await?;
         let now = self.clock.now_ms();
         let record = BatchRecord {
@@ -296,13 +309,21 @@ impl Batches {
         }
         let mut out = String::new();
         for item in outcomes::items(&b) {
-            out.push_str(&serde_json::to_string(&item).map_err(GenerationError::failed("encoding an item outcome"))?);
+            out.push_str(
+                &serde_json::to_string(&item)
+                    .map_err(GenerationError::failed("encoding an item outcome"))?,
+            );
             out.push('\n');
         }
         Ok(out)
     }
 
-    pub async fn list(&self, owner: &str, before_ms: i64, limit: i64) -> Result<Value, GenerationError> {
+    pub async fn list(
+        &self,
+        owner: &str,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<Value, GenerationError> {
         let batches = self.store.list(owner, before_ms, limit).await?;
         Ok(json!({ "batches": batches.iter().map(Self::summary).collect::<Vec<_>>() }))
     }

@@ -68,13 +68,13 @@ impl Batches {
 
     async fn load_items(&self, b: &BatchRecord) -> Result<Vec<Work>, GenerationError> {
         let key = items_key(&b.id);
-        let body = self
-            .blobs
-            .get(&key)
-            .await?
-            .ok_or_else(|| GenerationError::internal(format!("batch items {key} are missing")))?;
-        let units: Vec<StoredWork> = serde_json::from_slice(&body)
-            .map_err(|e| GenerationError::internal(format!("reading batch items {key}")).caused_by(e))?;
+        let body =
+            self.blobs.get(&key).await?.ok_or_else(|| {
+                GenerationError::internal(format!("batch items {key} are missing"))
+            })?;
+        let units: Vec<StoredWork> = serde_json::from_slice(&body).map_err(|e| {
+            GenerationError::internal(format!("reading batch items {key}")).caused_by(e)
+        })?;
         units
             .into_iter()
             .map(|u| {
@@ -101,14 +101,22 @@ impl Batches {
 
     /// The upstream request of one item: the same prompt building as `/generate-image`,
     /// `/edit-image` and `/compose-images`.
-    async fn request_for(&self, owner: &str, work: &Work) -> Result<ProviderRequest, GenerationError> {
+    async fn request_for(
+        &self,
+        owner: &str,
+        work: &Work,
+    ) -> Result<ProviderRequest, GenerationError> {
         let mut request = self.request_of(owner, work).await?;
         // Batches have their own price and no service tier (docs/batches.md).
         request.routing.service_tier = None;
         Ok(request)
     }
 
-    async fn request_of(&self, owner: &str, work: &Work) -> Result<ProviderRequest, GenerationError> {
+    async fn request_of(
+        &self,
+        owner: &str,
+        work: &Work,
+    ) -> Result<ProviderRequest, GenerationError> {
         Ok(match work.plan(&self.env)? {
             Plan::Generate {
                 prompt, options, ..
@@ -137,7 +145,11 @@ impl Batches {
                 }
                 requests::compose(prompt, inputs, style, options)?
             }
-            _ => return Err(GenerationError::internal("a batch item is not a generation")),
+            _ => {
+                return Err(GenerationError::internal(
+                    "a batch item is not a generation",
+                ));
+            }
         })
     }
 
@@ -237,7 +249,8 @@ impl Batches {
             _ => "failed",
         };
         let (outcomes, spent) = self.collect(b, state, results).await?;
-        let saved = serde_json::to_vec(&(state, &outcomes, spent)).map_err(GenerationError::failed("encoding the collected outcomes"))?;
+        let saved = serde_json::to_vec(&(state, &outcomes, spent))
+            .map_err(GenerationError::failed("encoding the collected outcomes"))?;
         self.blobs
             .put(&outcomes_key(&b.id), Bytes::from(saved))
             .await?;
@@ -368,7 +381,8 @@ impl Batches {
         spent_micro: i64,
     ) -> Result<(), GenerationError> {
         let now = self.clock.now_ms();
-        let items = serde_json::to_string(&outcomes).map_err(GenerationError::failed("encoding the outcomes"))?;
+        let items = serde_json::to_string(&outcomes)
+            .map_err(GenerationError::failed("encoding the outcomes"))?;
         let error = error.map(|e| stored_body(e, &b.id).to_string());
         let mut ended = b.clone();
         ended.state = state.to_owned();
@@ -418,8 +432,8 @@ fn micro(usd: f64) -> i64 {
 /// without their cost: those batches reserved nothing, so 0 settles nothing.
 fn read_saved(saved: &[u8]) -> Result<(String, Vec<ItemOutcome>, i64), GenerationError> {
     serde_json::from_slice(saved).or_else(|_| {
-        let (state, outcomes): (String, Vec<ItemOutcome>) =
-            serde_json::from_slice(saved).map_err(GenerationError::failed("reading the saved outcomes"))?;
+        let (state, outcomes): (String, Vec<ItemOutcome>) = serde_json::from_slice(saved)
+            .map_err(GenerationError::failed("reading the saved outcomes"))?;
         Ok((state, outcomes, 0))
     })
 }

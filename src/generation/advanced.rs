@@ -18,8 +18,9 @@ use crate::imaging::{self, ImageFormat, InputImage};
 use crate::provider::{OutputImage, Part, ProviderRequest, Task};
 
 fn decode_original(bytes: &[u8]) -> Result<DynamicImage, GenerationError> {
-    imaging::decode(bytes)
-        .map_err(|e| GenerationError::invalid("image", "The image could not be decoded.").caused_by(e))
+    imaging::decode(bytes).map_err(|e| {
+        GenerationError::invalid("image", "The image could not be decoded.").caused_by(e)
+    })
 }
 
 /// The work done on each model image once it is back (mask compositing, canvas
@@ -32,11 +33,12 @@ pub fn post_process(composite: Composite) -> PostProcess {
         images
             .into_iter()
             .map(|out| {
-                let model = imaging::decode(&out.bytes).map_err(|e| GenerationError::BadResult {
-                    message: "The model returned an image that could not be decoded.",
-                    upstream_message: None,
-                    source: Some(e.into()),
-                })?;
+                let model =
+                    imaging::decode(&out.bytes).map_err(|e| GenerationError::BadResult {
+                        message: "The model returned an image that could not be decoded.",
+                        upstream_message: None,
+                        source: Some(e.into()),
+                    })?;
                 let bytes = imaging::encode(&composite(&model), ImageFormat::Png)
                     .map_err(GenerationError::failed("encoding a composited image"))?;
                 Ok(OutputImage {
@@ -100,7 +102,10 @@ pub struct Outpaint {
 
 /// Grows the uploaded image's canvas, sends a downscaled copy of it, and composites the
 /// model's fill back around the untouched original. CPU-bound.
-pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Composite), GenerationError> {
+pub fn outpaint(
+    job: Outpaint,
+    options: Options,
+) -> Result<(ProviderRequest, Composite), GenerationError> {
     let original = decode_original(&job.original)?;
     let (gw, gh) = canvas::grown_size(
         original.width(),
@@ -135,7 +140,8 @@ pub fn outpaint(job: Outpaint, options: Options) -> Result<(ProviderRequest, Com
         width: scaled(grown.original.width).max(1),
         height: scaled(grown.original.height).max(1),
     };
-    let bytes = imaging::encode(&sent_image, ImageFormat::Png).map_err(GenerationError::failed("encoding the outpaint canvas"))?;
+    let bytes = imaging::encode(&sent_image, ImageFormat::Png)
+        .map_err(GenerationError::failed("encoding the outpaint canvas"))?;
     let text = styles::outpaint_prompt(job.prompt.as_str(), job.directions);
     let parts = vec![Part::image(ImageFormat::Png, bytes), Part::text(text)];
     let post: Composite =

@@ -393,17 +393,18 @@ fn replay(turn: &StoredTurn, in_context: &HashMap<String, Bytes>) -> Result<Turn
     for p in &turn.parts {
         let signature = match &p.signature {
             Some(s) => {
-                Some(Bytes::from(STANDARD
-                    .decode(s)
-                    .map_err(GenerationError::failed("reading a stored signature"))?))
+                Some(Bytes::from(STANDARD.decode(s).map_err(
+                    GenerationError::failed("reading a stored signature"),
+                )?))
             }
             None => None,
         };
         let data = match (&p.image_id, &p.text) {
             (Some(image_id), _) => match in_context.get(image_id) {
                 Some(bytes) => {
-                    let format = ImageFormat::sniff(bytes)
-                        .ok_or_else(|| GenerationError::internal("history image has an unknown format"))?;
+                    let format = ImageFormat::sniff(bytes).ok_or_else(|| {
+                        GenerationError::internal("history image has an unknown format")
+                    })?;
                     PartData::Image {
                         format,
                         bytes: bytes.clone(),

@@ -35,10 +35,9 @@ pub async fn images_in_context(
         if kept.len() >= config.context_images as usize {
             break;
         }
-        let bytes = images
-            .get_unchecked(image_id)
-            .await?
-            .ok_or_else(|| GenerationError::internal(format!("history image {image_id} is missing")))?;
+        let bytes = images.get_unchecked(image_id).await?.ok_or_else(|| {
+            GenerationError::internal(format!("history image {image_id} is missing"))
+        })?;
         used += bytes.len() as u64;
         if used > config.max_image_bytes {
             // Older images would not fit either way: context stays a contiguous recent run.

@@ -43,7 +43,11 @@ impl ChatOrder {
 
     /// Takes the next place of `session_id` for the synchronous message `ctx` is running,
     /// held for [`HOLD`]; [`ChatOrder::in_turn`] renews it and gives it up.
-    pub async fn take_place(&self, ctx: &RequestContext, session_id: &str) -> Result<(), GenerationError> {
+    pub async fn take_place(
+        &self,
+        ctx: &RequestContext,
+        session_id: &str,
+    ) -> Result<(), GenerationError> {
         let now = self.clock.now_ms();
         let record = RequestRecord {
             id: ctx.request_id.clone(),

@@ -188,6 +188,7 @@ impl GenerationError {
             Self::Internal { .. } | Self::Abandoned { .. } | Self::TooManyPending { .. } => true,
             Self::Store(e) => !e.is_unavailable(),
             Self::Provider(e) => matches!(e, ProviderError::RateLimited { .. }),
+            Self::UpstreamRefused { status, .. } => *status == 429,
             Self::Item { error, .. } | Self::StoryStep { error, .. } => error.ends_attempts(),
             _ => false,
         }

@@ -170,8 +170,9 @@ fn check_outputs(plan: &Plan, dims: &HashMap<String, (u32, u32)>) -> Result<u64,
 /// OpenAI masks mark the area to edit as fully transparent; imagegate's masks mark it
 /// white. Converts one into the other.
 fn openai_mask(accepted: &InputImage) -> Result<InputImage, GenerationError> {
-    let image = imaging::decode(&accepted.bytes)
-        .map_err(|e| GenerationError::invalid("mask", "The mask could not be decoded.").caused_by(e))?;
+    let image = imaging::decode(&accepted.bytes).map_err(|e| {
+        GenerationError::invalid("mask", "The mask could not be decoded.").caused_by(e)
+    })?;
     if !image.color().has_alpha() {
         return Err(GenerationError::invalid(
             "mask",
@@ -501,7 +502,9 @@ impl Executor {
             } => {
                 if stream {
                     // Its answer is relayed as it arrives: the handler runs it.
-                    return Err(GenerationError::internal("a native stream is not run as work"));
+                    return Err(GenerationError::internal(
+                        "a native stream is not run as work",
+                    ));
                 }
                 let body = native::body(request, &images, &mut inputs)?;
                 Ok(Done::Native(
@@ -621,14 +624,21 @@ impl Executor {
         for (request, post) in runs {
             let (generator, ctx, lanes) = (self.generator.clone(), ctx.clone(), lanes.clone());
             calls.push(crate::tasks::spawn(async move {
-                let _lane = lanes.acquire_owned().await.map_err(GenerationError::failed("the lanes of a multi-image call"))?;
+                let _lane = lanes
+                    .acquire_owned()
+                    .await
+                    .map_err(GenerationError::failed("the lanes of a multi-image call"))?;
                 generator.run_with(&ctx, request, post).await
             }));
         }
         let mut outcomes = Vec::with_capacity(calls.len());
         let mut first_error = None;
         for call in calls {
-            match call.await.map_err(GenerationError::failed("a call of a multi-image request")).and_then(|r| r) {
+            match call
+                .await
+                .map_err(GenerationError::failed("a call of a multi-image request"))
+                .and_then(|r| r)
+            {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     first_error.get_or_insert(e);

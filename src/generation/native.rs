@@ -115,7 +115,8 @@ pub async fn generate(
     let mut served = served;
     let Some(gemini) = relay.gemini else {
         let answer = native_offline::generate(relay, ctx, served.model.clone(), &body).await?;
-        let body = serde_json::to_vec(&answer).map_err(GenerationError::failed("encoding the offline answer"))?;
+        let body = serde_json::to_vec(&answer)
+            .map_err(GenerationError::failed("encoding the offline answer"))?;
         return Ok(Answer {
             served,
             status: 200,
@@ -203,7 +204,8 @@ pub async fn generate(
 
 /// `body` asking for `tier` (Google's spelling replacing either of the caller's).
 pub fn with_service_tier(body: &Bytes, tier: ServiceTier) -> Result<Bytes, GenerationError> {
-    let mut json: Value = serde_json::from_slice(body).map_err(GenerationError::failed("reading the stored native body"))?;
+    let mut json: Value = serde_json::from_slice(body)
+        .map_err(GenerationError::failed("reading the stored native body"))?;
     if let Some(object) = json.as_object_mut() {
         object.remove("service_tier");
         object.insert("serviceTier".into(), tier.as_str().into());

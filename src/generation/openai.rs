@@ -135,10 +135,12 @@ pub fn plan(env: &WorkEnv, fields: OpenAiFields) -> Result<OpenAiPlan, Generatio
         quality,
         None | Some("auto" | "standard" | "hd" | "low" | "medium" | "high")
     ) {
-        return Err(GenerationError::invalid("quality", "Unknown quality.").detail(
-            "allowed",
-            vec!["auto", "standard", "hd", "low", "medium", "high"],
-        ));
+        return Err(
+            GenerationError::invalid("quality", "Unknown quality.").detail(
+                "allowed",
+                vec!["auto", "standard", "hd", "low", "medium", "high"],
+            ),
+        );
     }
     let pixels = match size.as_deref().map(str::trim) {
         None | Some("auto") => match quality {

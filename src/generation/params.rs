@@ -11,7 +11,11 @@ use crate::provider::Routing;
 pub struct Prompt(String);
 
 impl Prompt {
-    pub fn parse(field: &str, value: Option<String>, max_chars: usize) -> Result<Self, GenerationError> {
+    pub fn parse(
+        field: &str,
+        value: Option<String>,
+        max_chars: usize,
+    ) -> Result<Self, GenerationError> {
         let value = value.ok_or_else(|| {
             GenerationError::invalid(field, format!("The {field} is required."))
                 .detail("reason", "missing")
@@ -120,10 +124,11 @@ impl Modalities {
             }
         }
         if !out.text && !out.image {
-            return Err(
-                GenerationError::invalid(field, "At least one response modality is required.")
-                    .detail("allowed", vec!["Text", "Image"]),
-            );
+            return Err(GenerationError::invalid(
+                field,
+                "At least one response modality is required.",
+            )
+            .detail("allowed", vec!["Text", "Image"]));
         }
         Ok(out)
     }
@@ -304,7 +309,11 @@ pub struct Options {
 }
 
 impl RawOptions {
-    pub fn parse(self, models: &ModelTable, default_model: &str) -> Result<Options, GenerationError> {
+    pub fn parse(
+        self,
+        models: &ModelTable,
+        default_model: &str,
+    ) -> Result<Options, GenerationError> {
         let modalities = match &self.response_modalities {
             Some(v) => Modalities::parse_for_images(v)?,
             None => Modalities::default(),
@@ -336,9 +345,12 @@ impl RawOptions {
             .seed
             .map(|s| {
                 i32::try_from(s).map_err(|_| {
-                    GenerationError::invalid("seed", "The seed must fit in a signed 32-bit integer.")
-                        .detail("min", i32::MIN)
-                        .detail("max", i32::MAX)
+                    GenerationError::invalid(
+                        "seed",
+                        "The seed must fit in a signed 32-bit integer.",
+                    )
+                    .detail("min", i32::MIN)
+                    .detail("max", i32::MAX)
                 })
             })
             .transpose()?;

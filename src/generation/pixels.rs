@@ -88,7 +88,9 @@ mod tests {
         let refused = budget.take(8 * UNIT).await.err().unwrap();
         assert!(matches!(
             refused,
-            GenerationError::Busy { retry_after_secs: 1.. }
+            GenerationError::Busy {
+                retry_after_secs: 1..
+            }
         ));
         drop(first);
         assert!(

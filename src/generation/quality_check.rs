@@ -290,9 +290,7 @@ mod tests {
         let answer = generate_with_quality_check(check, &prompt, |p: Prompt| {
             seen.lock().unwrap().push(p.as_str().to_owned());
             let next = script.next().expect("no more attempts scripted");
-            async move {
-                next.map(Fake).map_err(Fails::error)
-            }
+            async move { next.map(Fake).map_err(Fails::error) }
         })
         .await;
         let prompts = prompts.lock().unwrap().clone();
@@ -397,7 +395,10 @@ mod tests {
 
         let error = answer.err().unwrap();
         assert!(
-            matches!(error, GenerationError::Provider(ProviderError::NoImage { .. })),
+            matches!(
+                error,
+                GenerationError::Provider(ProviderError::NoImage { .. })
+            ),
             "{error:?}"
         );
     }

@@ -253,7 +253,8 @@ pub async fn generate(
             }
         });
     }
-    let mut generation = all.ok_or_else(|| GenerationError::internal("a story has at least one step"))?;
+    let mut generation =
+        all.ok_or_else(|| GenerationError::internal("a story has at least one step"))?;
     generation.text = Some(
         steps
             .iter()

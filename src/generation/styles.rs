@@ -119,9 +119,11 @@ impl Style {
         }
         let text = value.trim();
         if text.is_empty() {
-            return Err(GenerationError::invalid(field, "The style must not be empty.")
-                .detail("reason", "empty")
-                .detail("presets", preset_names()));
+            return Err(
+                GenerationError::invalid(field, "The style must not be empty.")
+                    .detail("reason", "empty")
+                    .detail("presets", preset_names()),
+            );
         }
         let length = text.chars().count();
         if length > MAX_FREE_TEXT_CHARS {

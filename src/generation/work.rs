@@ -238,7 +238,8 @@ fn one(mut refs: Vec<ImageRef>, field: &str, many: &str) -> Result<ImageRef, Gen
         return Err(GenerationError::invalid(field, many).detail("count", refs.len()));
     }
     refs.pop().ok_or_else(|| {
-        GenerationError::invalid(field, format!("The {field} is required.")).detail("reason", "missing")
+        GenerationError::invalid(field, format!("The {field} is required."))
+            .detail("reason", "missing")
     })
 }
 

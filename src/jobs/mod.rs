@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::caller::{Caller, RequestContext};
 use crate::clock::{Clock, rfc3339};
 use crate::config::JobsConfig;
-use crate::error::stored_body;
+use crate::error::{error_chain, stored_body};
 use crate::generation::GenerationError;
 use crate::generation::execute::{self, Executor};
 use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work};
@@ -135,7 +135,8 @@ impl Jobs {
         mut uploads: HashMap<String, Bytes>,
         webhook_url: Option<String>,
     ) -> Result<(), GenerationError> {
-        let key = Self::body_key(id).ok_or_else(|| GenerationError::internal("malformed request id"))?;
+        let key =
+            Self::body_key(id).ok_or_else(|| GenerationError::internal("malformed request id"))?;
         let mut stored = Vec::new();
         let mut n = 0;
         work.rekey(|old| {
@@ -145,8 +146,8 @@ impl Jobs {
             new
         });
         for (input, bytes) in stored {
-            let bytes =
-                bytes.ok_or_else(|| GenerationError::internal(format!("upload for {input} missing")))?;
+            let bytes = bytes
+                .ok_or_else(|| GenerationError::internal(format!("upload for {input} missing")))?;
             self.blobs.put(&input, bytes).await?;
         }
         // A chat message takes its place in its session's order as it is stored.
@@ -158,7 +159,8 @@ impl Jobs {
             version: WORK_VERSION,
             work,
         };
-        let body = serde_json::to_vec(&unit).map_err(GenerationError::failed("encoding the unit of work"))?;
+        let body = serde_json::to_vec(&unit)
+            .map_err(GenerationError::failed("encoding the unit of work"))?;
         self.blobs.put(&key, Bytes::from(body)).await?;
         let record = RequestRecord {
             id: id.to_owned(),
@@ -387,19 +389,22 @@ impl Jobs {
     }
 
     /// The stored unit of work and its uploads.
-    async fn load(&self, job: &RequestRecord) -> Result<(Work, HashMap<String, Bytes>), GenerationError> {
-        let key =
-            Self::body_key(&job.id).ok_or_else(|| GenerationError::internal("malformed request id"))?;
-        let body = self
-            .blobs
-            .get(&key)
-            .await?
-            .ok_or_else(|| GenerationError::internal(format!("request body {key} is missing")))?;
+    async fn load(
+        &self,
+        job: &RequestRecord,
+    ) -> Result<(Work, HashMap<String, Bytes>), GenerationError> {
+        let key = Self::body_key(&job.id)
+            .ok_or_else(|| GenerationError::internal("malformed request id"))?;
+        let body =
+            self.blobs.get(&key).await?.ok_or_else(|| {
+                GenerationError::internal(format!("request body {key} is missing"))
+            })?;
         if job.content_type != WORK_CONTENT_TYPE {
             return self.legacy.decode(&job.path, &job.content_type, body).await;
         }
-        let unit: StoredWork = serde_json::from_slice(&body)
-            .map_err(|e| GenerationError::internal(format!("reading stored work {key}")).caused_by(e))?;
+        let unit: StoredWork = serde_json::from_slice(&body).map_err(|e| {
+            GenerationError::internal(format!("reading stored work {key}")).caused_by(e)
+        })?;
         if unit.version != WORK_VERSION {
             return Err(GenerationError::internal(format!(
                 "stored work {key} has version {}, this build runs {WORK_VERSION}",
@@ -408,10 +413,9 @@ impl Jobs {
         }
         let mut uploads = HashMap::new();
         for r in unit.work.images() {
-            let bytes =
-                self.blobs.get(&r.key).await?.ok_or_else(|| {
-                    GenerationError::internal(format!("request input {} is missing", r.key))
-                })?;
+            let bytes = self.blobs.get(&r.key).await?.ok_or_else(|| {
+                GenerationError::internal(format!("request input {} is missing", r.key))
+            })?;
             uploads.insert(r.key.clone(), bytes);
         }
         Ok((unit.work, uploads))
@@ -527,7 +531,7 @@ impl Jobs {
                 let tasks = tasks_for_worker;
                 while !tasks.stop.is_cancelled() {
                     let worked = jobs.run_next(&tasks).await.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "request worker");
+                        tracing::warn!(error = %error_chain(&e), "request worker");
                         false
                     });
                     if worked {
@@ -548,7 +552,7 @@ impl Jobs {
         tasks.spawn(async move {
             while !stop.is_cancelled() {
                 let worked = jobs.deliver_once().await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "webhook sender");
+                    tracing::warn!(error = %error_chain(&e), "webhook sender");
                     false
                 });
                 if worked {

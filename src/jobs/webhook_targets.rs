@@ -174,8 +174,9 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Target, GenerationE
 
 /// As [`check`], telling a refusal from a name that did not resolve.
 pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable> {
-    let invalid =
-        |message: &str| Unusable::Refused(GenerationError::invalid("webhook_url", message.to_owned()));
+    let invalid = |message: &str| {
+        Unusable::Refused(GenerationError::invalid("webhook_url", message.to_owned()))
+    };
     let parsed =
         reqwest::Url::parse(url).map_err(|_| invalid("The webhook URL is not a valid URL."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -193,8 +194,9 @@ pub async fn resolve(url: &str, allow_private: bool) -> Result<Target, Unusable>
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let unresolved =
-        |message: &str| Unusable::Unresolved(GenerationError::invalid("webhook_url", message.to_owned()));
+    let unresolved = |message: &str| {
+        Unusable::Unresolved(GenerationError::invalid("webhook_url", message.to_owned()))
+    };
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::time::timeout(

@@ -468,7 +468,9 @@ impl ModelTable {
                 ));
             }
             entry = self.entries.get(successor).ok_or_else(|| {
-                GenerationError::internal(format!("the successor {successor:?} is not a known model"))
+                GenerationError::internal(format!(
+                    "the successor {successor:?} is not a known model"
+                ))
             })?;
         }
         Err(GenerationError::internal("model successors form a cycle"))
