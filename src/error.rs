@@ -1,6 +1,10 @@
 //! The one error table: every failure a client can see is an [`ApiError`] whose
 //! [`ErrorKind`] fixes the HTTP status and the `error` string (docs/api.md#errors).
 //!
+//! Layers below the HTTP edge fail in their own terms (`StoreError`, `ProviderError`,
+//! `GenerationError`); the `From` impls at the end of this file are the one mapping of
+//! each onto the table, used by handlers (`?`) and by the async worker's stored bodies.
+//!
 //! Handlers return `Result<_, ApiError>`. `into_response` does not render the body
 //! itself: it parks the error in the response extensions, and the request-context
 //! middleware (`api::middleware::context`) renders it with the request id and logs 5xx causes
@@ -309,8 +313,8 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-/// A provider's failure as an API error: refusals and answers without an image are the
-/// client's to read (422); upstream quota, overload and deadlines keep their own codes.
+/// A provider's failure as an API error: refusals and answers without an image are 422s;
+/// upstream quota, overload and deadlines keep codes of their own.
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
         match err {
