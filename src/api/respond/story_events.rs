@@ -56,7 +56,7 @@ pub fn stream(state: &AppState, ctx: &RequestContext, plan: Plan, inputs: Inputs
         let done = work
             .await
             .map_err(ApiError::internal)
-            .and_then(|done| done?.into_json());
+            .and_then(|done| Ok(done?.into_json()?));
         let last = match done {
             Ok(mut done) => {
                 // The images went out in the `step` events; `done` names them by id.
