@@ -282,6 +282,32 @@ impl IntoResponse for ApiError {
 /// Seconds a key at its cap of pending batch items is asked to wait.
 const BATCH_CAP_RETRY_AFTER_SECS: u64 = 60;
 
+/// Key management's refusals (`auth::error`): a bad setting is a 400 naming the field, a
+/// missing key a 404 (with `revoked` when it was revoked meanwhile), a second rotation a 409.
+impl From<crate::auth::error::KeyError> for ApiError {
+    fn from(e: crate::auth::error::KeyError) -> Self {
+        use crate::auth::error::KeyError;
+        let message = e.to_string();
+        match e {
+            KeyError::Invalid { details, .. } => {
+                let mut error = ApiError::new(ErrorKind::InvalidRequest, message);
+                error.details = details;
+                error
+            }
+            KeyError::NotFound { revoked } => {
+                let error = ApiError::new(ErrorKind::NotFound, message);
+                if revoked {
+                    error.detail("revoked", true)
+                } else {
+                    error
+                }
+            }
+            KeyError::AlreadyReplaced => ApiError::new(ErrorKind::Conflict, message),
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Seconds a client is asked to wait when storage is unreachable: long enough for a
 /// database failover or restart, short enough that a blip costs little.
 const STORAGE_RETRY_AFTER_SECS: u64 = 5;

@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::auth::error::KeyError;
 use crate::auth::settings::KeySettingsInput;
 use crate::auth::{IssuedKey, KeyTemplate, issue_with};
 use crate::clock::rfc3339;
-use crate::error::ApiError;
 use crate::store::keys::{KeyRecord, KeyStore};
 
 /// Longest grace period a rotation may give the old key: a year is already lenient.
@@ -23,11 +23,11 @@ pub async fn create(
     input: KeySettingsInput,
     known: &Known<'_>,
     now_ms: i64,
-) -> Result<IssuedKey, ApiError> {
+) -> Result<IssuedKey, KeyError> {
     let tier = input.tier.clone().unwrap_or_else(|| "free".into());
     let change = input.validate(&Default::default(), known.tiers, known.model)?;
     if !known.tiers.contains(&tier.as_str()) {
-        return Err(ApiError::invalid("tier", format!("Unknown tier {tier:?}."))
+        return Err(KeyError::invalid("tier", format!("Unknown tier {tier:?}."))
             .detail("allowed", known.tiers.to_vec()));
     }
     let template = KeyTemplate {
@@ -43,11 +43,11 @@ pub async fn create(
     Ok(issue_with(store, template, now_ms).await?)
 }
 
-pub async fn get(store: &dyn KeyStore, key_id: &str) -> Result<KeyRecord, ApiError> {
+pub async fn get(store: &dyn KeyStore, key_id: &str) -> Result<KeyRecord, KeyError> {
     store
         .get(key_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("The key"))
+        .ok_or_else(|| KeyError::NotFound { revoked: false })
 }
 
 pub async fn update(
@@ -55,7 +55,7 @@ pub async fn update(
     key_id: &str,
     input: KeySettingsInput,
     known: &Known<'_>,
-) -> Result<KeyRecord, ApiError> {
+) -> Result<KeyRecord, KeyError> {
     let mut key = get(store, key_id).await?;
     let change = input.validate(&key.settings, known.tiers, known.model)?;
     if let Some(tier) = change.tier {
@@ -75,7 +75,7 @@ pub async fn update(
         key.expires_at_ms = expires;
     }
     if !store.save(&key).await? {
-        return Err(ApiError::not_found("The key").detail("revoked", true));
+        return Err(KeyError::NotFound { revoked: true });
     }
     Ok(key)
 }
@@ -87,19 +87,16 @@ pub async fn rotate(
     key_id: &str,
     grace_secs: u64,
     now_ms: i64,
-) -> Result<IssuedKey, ApiError> {
+) -> Result<IssuedKey, KeyError> {
     if grace_secs > MAX_GRACE_SECS {
-        return Err(ApiError::invalid(
+        return Err(KeyError::invalid(
             "grace_secs",
             format!("grace_secs must be at most {MAX_GRACE_SECS}."),
         ));
     }
     let old = get(store, key_id).await?;
     if old.revoked_at_ms.is_some() || old.rotated_to.is_some() {
-        return Err(ApiError::new(
-            crate::error::ErrorKind::Conflict,
-            "The key was already revoked or rotated.",
-        ));
+        return Err(KeyError::AlreadyReplaced);
     }
     let issued = issue_with(store, KeyTemplate::of(&old), now_ms).await?;
     let grace_until = now_ms + (grace_secs * 1000) as i64;
@@ -111,10 +108,7 @@ pub async fn rotate(
     {
         // Rotated or revoked by someone else meanwhile; the successor never worked.
         store.revoke(&issued.record.key_id, now_ms).await?;
-        return Err(ApiError::new(
-            crate::error::ErrorKind::Conflict,
-            "The key was already revoked or rotated.",
-        ));
+        return Err(KeyError::AlreadyReplaced);
     }
     Ok(issued)
 }

@@ -3,6 +3,7 @@
 //! `imagegate keys create` are looked up by digest; the server's own `GOOGLE_API_KEY` is
 //! also accepted, as a paid caller, so the guide's samples work as written.
 
+pub mod error;
 pub mod keys;
 pub mod manage;
 pub mod settings;

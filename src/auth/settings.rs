@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::auth::error::KeyError;
 
 /// The endpoint groups a key can be scoped to, one per family of routes.
 pub const SCOPES: &[&str] = &[
@@ -131,18 +131,18 @@ impl KeySettingsInput {
         current: &KeySettings,
         tiers: &[&str],
         known_model: impl Fn(&str) -> bool,
-    ) -> Result<KeyChange, ApiError> {
+    ) -> Result<KeyChange, KeyError> {
         let mut settings = current.clone();
         if let Some(tier) = &self.tier
             && !tiers.contains(&tier.as_str())
         {
-            return Err(ApiError::invalid("tier", format!("Unknown tier {tier:?}."))
+            return Err(KeyError::invalid("tier", format!("Unknown tier {tier:?}."))
                 .detail("allowed", tiers.to_vec()));
         }
         if let Some(name) = &self.name
             && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
         {
-            return Err(ApiError::invalid(
+            return Err(KeyError::invalid(
                 "name",
                 format!("The name must be at most {MAX_NAME} printable characters."),
             ));
@@ -150,7 +150,7 @@ impl KeySettingsInput {
         if let Some(scopes) = self.scopes {
             if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
                 return Err(
-                    ApiError::invalid("scopes", format!("Unknown scope {bad:?}."))
+                    KeyError::invalid("scopes", format!("Unknown scope {bad:?}."))
                         .detail("allowed", SCOPES.to_vec()),
                 );
             }
@@ -158,13 +158,13 @@ impl KeySettingsInput {
         }
         if let Some(models) = self.models {
             if models.len() > MAX_MODELS {
-                return Err(ApiError::invalid(
+                return Err(KeyError::invalid(
                     "models",
                     format!("At most {MAX_MODELS} models."),
                 ));
             }
             if let Some(bad) = models.iter().find(|m| !known_model(m)) {
-                return Err(ApiError::invalid(
+                return Err(KeyError::invalid(
                     "models",
                     format!("Unknown model {bad:?}."),
                 ));
@@ -203,9 +203,9 @@ fn dedup(mut values: Vec<String>) -> Vec<String> {
     values
 }
 
-fn positive(field: &str, n: u32) -> Result<u32, ApiError> {
+fn positive(field: &str, n: u32) -> Result<u32, KeyError> {
     if n == 0 || n > 1_000_000 {
-        return Err(ApiError::invalid(
+        return Err(KeyError::invalid(
             field,
             format!("{field} must be between 1 and 1000000."),
         ));
@@ -213,14 +213,14 @@ fn positive(field: &str, n: u32) -> Result<u32, ApiError> {
     Ok(n)
 }
 
-fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
+fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), KeyError> {
     let too_long = |s: &String| s.chars().count() > MAX_METADATA_TEXT;
     if metadata.len() > MAX_METADATA_ENTRIES
         || metadata
             .iter()
             .any(|(k, v)| k.is_empty() || too_long(k) || too_long(v))
     {
-        return Err(ApiError::invalid(
+        return Err(KeyError::invalid(
             "metadata",
             format!(
                 "Metadata holds at most {MAX_METADATA_ENTRIES} entries, with non-empty keys and keys and values of at most {MAX_METADATA_TEXT} characters."
@@ -231,14 +231,14 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// A budget in dollars to micro-dollars; `null` clears the limit.
-fn budget(field: &str, value: Option<Option<f64>>) -> Result<Option<Option<i64>>, ApiError> {
+fn budget(field: &str, value: Option<Option<f64>>) -> Result<Option<Option<i64>>, KeyError> {
     match value {
         None => Ok(None),
         Some(None) => Ok(Some(None)),
         Some(Some(usd)) if (0.0..=MAX_BUDGET_USD).contains(&usd) => {
             Ok(Some(Some((usd * 1e6).round() as i64)))
         }
-        Some(Some(_)) => Err(ApiError::invalid(
+        Some(Some(_)) => Err(KeyError::invalid(
             field,
             format!("{field} must be a number of dollars from 0 to {MAX_BUDGET_USD}."),
         )),
@@ -246,11 +246,11 @@ fn budget(field: &str, value: Option<Option<f64>>) -> Result<Option<Option<i64>>
 }
 
 /// An RFC 3339 instant in unix milliseconds.
-pub fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+pub fn parse_time(field: &str, text: &str) -> Result<i64, KeyError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|_| {
-            ApiError::invalid(
+            KeyError::invalid(
                 field,
                 format!("{field} must be an RFC 3339 time such as 2027-01-31T00:00:00Z."),
             )
@@ -278,7 +278,10 @@ mod tests {
             let e = input(json)
                 .validate(&KeySettings::default(), &["free"], |m| m == "known")
                 .unwrap_err();
-            assert_eq!(e.details["field"], field, "{json}");
+            let KeyError::Invalid { details, .. } = e else {
+                panic!("{json}: {e:?}")
+            };
+            assert_eq!(details["field"], field, "{json}");
         }
     }
 

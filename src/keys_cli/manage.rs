@@ -130,7 +130,7 @@ pub async fn create(
     };
     let issued = manage::create(storage.keys.as_ref(), input, &known, SystemClock.now_ms())
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!(
         "Created {} (tier {}). The key is shown once; only its hash is stored:",
         issued.record.key_id, issued.record.tier
@@ -143,7 +143,7 @@ pub async fn get(config: &Config, key_id: &str, out: &mut impl Write) -> anyhow:
     let storage = existing(config).await?;
     let key = manage::get(storage.keys.as_ref(), key_id)
         .await
-        .map_err(|e| anyhow::anyhow!("{} ({key_id})", e.message))?;
+        .map_err(|e| anyhow::anyhow!("{e} ({key_id})"))?;
     print(out, &manage::view(&key))
 }
 
@@ -163,7 +163,7 @@ pub async fn update(
     };
     let key = manage::update(storage.keys.as_ref(), key_id, input, &known)
         .await
-        .map_err(|e| anyhow::anyhow!("{} ({key_id})", e.message))?;
+        .map_err(|e| anyhow::anyhow!("{e} ({key_id})"))?;
     print(out, &manage::view(&key))
 }
 
@@ -181,7 +181,7 @@ pub async fn rotate(
         SystemClock.now_ms(),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{} ({key_id})", e.message))?;
+    .map_err(|e| anyhow::anyhow!("{e} ({key_id})"))?;
     eprintln!(
         "Rotated {key_id} to {}; the old key works for {grace_secs} more seconds. The new key is shown once:",
         issued.record.key_id

@@ -57,6 +57,8 @@ const RULES: &[(&str, &str, &str)] = &[
     ("models", "ErrorKind", HTTP_ERRORS),
     ("imaging.rs", "ApiError", HTTP_ERRORS),
     ("imaging.rs", "ErrorKind", HTTP_ERRORS),
+    ("auth", "ApiError", HTTP_ERRORS),
+    ("auth", "ErrorKind", HTTP_ERRORS),
     (
         "api",
         "sqlx",
