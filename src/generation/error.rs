@@ -160,8 +160,16 @@ impl GenerationError {
         move |e| Self::internal(context).caused_by(e)
     }
 
-    /// Adds `key` to the details of an error that has them (the others have none).
+    /// Adds `key` to the details of an error that has them. The others have none, and a
+    /// detail given to one would be lost: debug builds (the tests) refuse that outright.
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        debug_assert!(
+            matches!(
+                self,
+                Self::Invalid { .. } | Self::Conflict { .. } | Self::SessionFull { .. }
+            ),
+            "the detail {key:?} would be lost on {self:?}"
+        );
         if let Self::Invalid { details, .. }
         | Self::Conflict { details, .. }
         | Self::SessionFull { details, .. } = &mut self
@@ -171,8 +179,16 @@ impl GenerationError {
         self
     }
 
-    /// Keeps `cause` as the source of an error that takes one.
+    /// Keeps `cause` as the source of an error that takes one (debug builds refuse the
+    /// others, whose cause would be lost).
     pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        debug_assert!(
+            matches!(
+                self,
+                Self::Invalid { .. } | Self::BadResult { .. } | Self::Internal { .. }
+            ),
+            "a cause would be lost on {self:?}"
+        );
         if let Self::Invalid { source, .. }
         | Self::BadResult { source, .. }
         | Self::Internal { source, .. } = &mut self
