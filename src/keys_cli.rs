@@ -178,7 +178,7 @@ pub async fn create(
 }
 
 /// The key store of the configured database (`database_url`, or the data directory's).
-async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
+async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<KeyStore>> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -190,7 +190,7 @@ async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
 
 /// The key store of a database that must exist already: listing or revoking keys in a
 /// mistyped data directory is an error, not an empty list in a database made for it.
-async fn open_existing(config: &Config) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
+async fn open_existing(config: &Config) -> anyhow::Result<std::sync::Arc<KeyStore>> {
     Ok(Storage::open_existing(config).await?.keys)
 }
 

@@ -36,7 +36,7 @@ use routes::{
 pub struct AppState {
     pub generator: Generator,
     pub models: Arc<ModelTable>,
-    pub images: Arc<dyn ImageStore>,
+    pub images: Arc<ImageStore>,
     pub limits: LimitsConfig,
     pub default_model: String,
     pub clock: Arc<dyn Clock>,

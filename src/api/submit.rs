@@ -6,18 +6,31 @@
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::response::Response;
 
 use crate::api::AppState;
 use crate::api::extract::caller::Queueable;
 use crate::api::extract::reply::Reply;
-use crate::api::extract::work::{Submission, Submitted, Uploads};
+use crate::api::extract::work::{FormRoute, Submission, Submitted, Uploads, read_form};
 use crate::api::respond::{self, native_stream, story_events};
 use crate::caller::RequestContext;
 use crate::error::ApiError;
 use crate::generation::execute::{self, Done, Inputs};
 use crate::generation::native;
 use crate::generation::work::{Plan, Work};
+
+/// Reads a form route's body into its unit of work and answers it as [`handle`] does.
+pub async fn form(
+    state: &AppState,
+    caller: Queueable,
+    reply: Reply,
+    request: Request,
+    route: &FormRoute,
+) -> Result<Response, ApiError> {
+    let submitted = read_form(state, request, route.fields, route.files, route.build).await?;
+    handle(state, caller, reply, route.path, submitted).await
+}
 
 /// Accepts what a generation handler read and answers it: 202 when queued; else runs it
 /// and renders its result, as a stream when the work and the caller ask for one.

@@ -19,7 +19,7 @@ pub struct Known<'a> {
 }
 
 pub async fn create(
-    store: &dyn KeyStore,
+    store: &KeyStore,
     input: KeySettingsInput,
     known: &Known<'_>,
     now_ms: i64,
@@ -43,7 +43,7 @@ pub async fn create(
     Ok(issue_with(store, template, now_ms).await?)
 }
 
-pub async fn get(store: &dyn KeyStore, key_id: &str) -> Result<KeyRecord, KeyError> {
+pub async fn get(store: &KeyStore, key_id: &str) -> Result<KeyRecord, KeyError> {
     store
         .get(key_id)
         .await?
@@ -51,7 +51,7 @@ pub async fn get(store: &dyn KeyStore, key_id: &str) -> Result<KeyRecord, KeyErr
 }
 
 pub async fn update(
-    store: &dyn KeyStore,
+    store: &KeyStore,
     key_id: &str,
     input: KeySettingsInput,
     known: &Known<'_>,
@@ -83,7 +83,7 @@ pub async fn update(
 /// Issues a successor with the same settings; the old key keeps working for
 /// `grace_secs`, then answers 401 naming its successor.
 pub async fn rotate(
-    store: &dyn KeyStore,
+    store: &KeyStore,
     key_id: &str,
     grace_secs: u64,
     now_ms: i64,

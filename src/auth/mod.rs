@@ -22,12 +22,12 @@ pub const GOOGLE_KEY_ID: &str = "key_google";
 pub const GOOGLE_KEY_TIER: &str = "paid";
 
 pub struct Authenticator {
-    keys: Arc<dyn KeyStore>,
+    keys: Arc<KeyStore>,
     google_key: Option<KeyDigest>,
 }
 
 impl Authenticator {
-    pub fn new(keys: Arc<dyn KeyStore>, google_key: Option<&Secret>) -> Self {
+    pub fn new(keys: Arc<KeyStore>, google_key: Option<&Secret>) -> Self {
         Self {
             keys,
             google_key: google_key.map(|k| KeyDigest::of(k.expose())),
@@ -95,7 +95,7 @@ pub struct IssuedKey {
 
 /// Generates a key of `tier` and stores its digest; the secret itself is never stored.
 pub async fn issue_key(
-    store: &dyn KeyStore,
+    store: &KeyStore,
     tier: &str,
     name: Option<String>,
     now_ms: i64,
@@ -137,7 +137,7 @@ impl KeyTemplate {
 
 /// Generates a key from `template` and stores its digest.
 pub async fn issue_with(
-    store: &dyn KeyStore,
+    store: &KeyStore,
     template: KeyTemplate,
     now_ms: i64,
 ) -> Result<IssuedKey, StoreError> {

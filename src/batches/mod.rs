@@ -30,16 +30,16 @@ use crate::ids;
 use crate::provider::batch::BatchProvider;
 use crate::store::batches::{BatchRecord, BatchStore, CancelBatch, Inserted, Reserved};
 use crate::store::requests::NewDelivery;
-use crate::store::{BlobStore, ImageStore};
+use crate::store::{ImageStore, ObjectBlobs};
 use crate::tasks::Tasks;
 
 /// An item's image given by the id of an image the key already has (`image_id`).
 pub const STORED_IMAGE_PREFIX: &str = "img:";
 
 pub struct Batches {
-    store: Arc<dyn BatchStore>,
-    blobs: Arc<dyn BlobStore>,
-    images: Arc<dyn ImageStore>,
+    store: Arc<BatchStore>,
+    blobs: Arc<ObjectBlobs>,
+    images: Arc<ImageStore>,
     provider: Arc<dyn BatchProvider>,
     generator: Generator,
     env: WorkEnv,
@@ -74,9 +74,9 @@ fn outcomes_key(id: &str) -> String {
 impl Batches {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn BatchStore>,
-        blobs: Arc<dyn BlobStore>,
-        images: Arc<dyn ImageStore>,
+        store: Arc<BatchStore>,
+        blobs: Arc<ObjectBlobs>,
+        images: Arc<ImageStore>,
         provider: Arc<dyn BatchProvider>,
         generator: Generator,
         env: WorkEnv,

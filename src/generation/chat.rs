@@ -79,8 +79,8 @@ pub struct ChatReply {
 }
 
 pub struct ChatService {
-    pub sessions: Arc<dyn SessionStore>,
-    pub images: Arc<dyn ImageStore>,
+    pub sessions: Arc<SessionStore>,
+    pub images: Arc<ImageStore>,
     pub generator: Generator,
     pub models: Arc<ModelTable>,
     pub clock: Arc<dyn Clock>,
@@ -100,8 +100,8 @@ fn not_found() -> GenerationError {
 impl ChatService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        sessions: Arc<dyn SessionStore>,
-        images: Arc<dyn ImageStore>,
+        sessions: Arc<SessionStore>,
+        images: Arc<ImageStore>,
         generator: Generator,
         models: Arc<ModelTable>,
         clock: Arc<dyn Clock>,

@@ -19,7 +19,7 @@ use crate::store::sessions::StoredTurn;
 
 /// The bytes of the earlier images that go upstream as images, by image id.
 pub async fn images_in_context(
-    images: &dyn ImageStore,
+    images: &ImageStore,
     config: &SessionsConfig,
     history: &[StoredTurn],
     new_image_bytes: u64,

@@ -114,7 +114,7 @@ pub struct Outcome {
 #[derive(Clone)]
 pub struct Generator {
     provider: Arc<dyn ImageProvider>,
-    images: Arc<dyn ImageStore>,
+    images: Arc<ImageStore>,
     usage: Option<Arc<dyn UsageSink>>,
     /// Which service tiers each key tier may use.
     tiers: TierPolicy,
@@ -123,7 +123,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(provider: Arc<dyn ImageProvider>, images: Arc<dyn ImageStore>) -> Self {
+    pub fn new(provider: Arc<dyn ImageProvider>, images: Arc<ImageStore>) -> Self {
         Self {
             provider,
             images,

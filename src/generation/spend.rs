@@ -18,7 +18,7 @@ const MAX_ROTATIONS: usize = 8;
 
 #[derive(Clone)]
 pub struct Spending {
-    keys: Arc<dyn KeyStore>,
+    keys: Arc<KeyStore>,
     clock: Arc<dyn Clock>,
 }
 
@@ -35,7 +35,7 @@ fn usd(micro: i64) -> f64 {
 }
 
 impl Spending {
-    pub fn new(keys: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(keys: Arc<KeyStore>, clock: Arc<dyn Clock>) -> Self {
         Self { keys, clock }
     }
 

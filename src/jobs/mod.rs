@@ -28,7 +28,7 @@ use crate::generation::execute::{self, Executor};
 use crate::generation::work::{StoredWork, WORK_CONTENT_TYPE, WORK_VERSION, Work};
 use crate::ids;
 use crate::limits::ConcurrencyPermit;
-use crate::store::BlobStore;
+use crate::store::ObjectBlobs;
 use crate::store::keys::KeyStore;
 use crate::store::requests::{Cancel, NewDelivery, RequestRecord, RequestStore};
 use crate::tasks::Tasks;
@@ -52,7 +52,7 @@ pub struct Jobs {
     legacy: Arc<dyn LegacyWork>,
     /// Request bodies, in the blob store every instance shares: a request accepted by
     /// one instance can be run by another.
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<ObjectBlobs>,
     clock: Arc<dyn Clock>,
     pub config: JobsConfig,
     wake: tokio::sync::Notify,
@@ -61,7 +61,7 @@ pub struct Jobs {
     /// Told how each async request ended (`/stats` counts async work by its outcome).
     outcomes: Option<Arc<dyn AsyncOutcomes>>,
     /// Keys' stored settings (their own concurrency), read when their work runs.
-    keys: Option<Arc<dyn KeyStore>>,
+    keys: Option<Arc<KeyStore>>,
 }
 
 /// How long queued work whose key has no free slot stays out of the queue's reach.
@@ -80,7 +80,7 @@ fn not_found() -> GenerationError {
 impl Jobs {
     pub fn new(
         store: Arc<dyn RequestStore>,
-        blobs: Arc<dyn BlobStore>,
+        blobs: Arc<ObjectBlobs>,
         clock: Arc<dyn Clock>,
         config: JobsConfig,
         executor: Arc<Executor>,
@@ -105,7 +105,7 @@ impl Jobs {
         &self.executor
     }
 
-    pub fn with_keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+    pub fn with_keys(mut self, keys: Arc<KeyStore>) -> Self {
         self.keys = Some(keys);
         self
     }

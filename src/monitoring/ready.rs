@@ -22,14 +22,14 @@ use crate::config::ReadinessConfig;
 use crate::limits::redis::RedisLimits;
 use crate::monitoring::Metrics;
 use crate::provider::gemini::GeminiProvider;
-use crate::store::{BlobStore, DatabaseHealth};
+use crate::store::{Db, ObjectBlobs};
 
 /// A probe that has not answered by then counts as failed; load balancers time out too.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Readiness {
-    database: Arc<dyn DatabaseHealth>,
-    blobs: Arc<dyn BlobStore>,
+    database: Arc<Db>,
+    blobs: Arc<ObjectBlobs>,
     provider: &'static str,
     /// The Gemini client when that is the provider (the offline one has no upstream).
     upstream: Option<Arc<GeminiProvider>>,
@@ -76,8 +76,8 @@ impl Report {
 
 impl Readiness {
     pub fn new(
-        database: Arc<dyn DatabaseHealth>,
-        blobs: Arc<dyn BlobStore>,
+        database: Arc<Db>,
+        blobs: Arc<ObjectBlobs>,
         provider: &'static str,
         upstream: Option<Arc<GeminiProvider>>,
         limits: Option<Arc<RedisLimits>>,

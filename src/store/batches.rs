@@ -7,7 +7,6 @@
 //! that inserts it, and settles it (the real cost replaces the reservation) in the one that
 //! records its end, so neither is lost or counted twice by a crash or a takeover.
 
-use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -72,113 +71,15 @@ pub enum CancelBatch {
     NotFound,
 }
 
-#[async_trait]
-pub trait BatchStore: Send + Sync + 'static {
-    /// Inserts the batch and reserves `batch.reserved` against its owner's budget, in one
-    /// transaction, unless the owner's items pending would then exceed `max_pending` or the
-    /// reservation does not fit. Inserts for one owner are serialised, so two instances
-    /// submitting at the same instant cannot both pass the cap.
-    async fn insert(&self, batch: &BatchRecord, max_pending: i64) -> Result<Inserted, StoreError>;
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError>;
-    /// The owner's batches, newest first, created before `before_ms`.
-    async fn list(
-        &self,
-        owner: &str,
-        before_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<BatchRecord>, StoreError>;
-    async fn pending_items(&self, owner: &str) -> Result<i64, StoreError>;
-    /// Takes the open batch that has been due longest, unless another worker holds it,
-    /// and leases it until `now + lease_ms`; its attempt count goes up by one.
-    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<BatchRecord>, StoreError>;
-    /// Extends the lease of attempt `attempt` to `lease_until_ms` while its step runs;
-    /// `false` once another worker took the batch over (or it ended).
-    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError>;
-    /// Records the step's result and lets the lease go: `state`, the upstream name once
-    /// known, and when it is next due. `false` if fenced off.
-    async fn step(
-        &self,
-        id: &str,
-        attempt: i64,
-        state: &str,
-        upstream_name: Option<&str>,
-        next_poll_ms: i64,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Records the final state and per-item outcomes, queues the caller's webhook and
-    /// settles the batch's reservation to `spent_micro` (what its items really cost), in
-    /// one transaction. `false` if fenced off.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        id: &str,
-        attempt: i64,
-        state: &str,
-        items: &str,
-        error: Option<&str>,
-        now_ms: i64,
-        delivery: Option<&NewDelivery>,
-        spent_micro: i64,
-    ) -> Result<bool, StoreError>;
-    /// Cancels a batch not yet upstream at once (giving its reservation back), or asks
-    /// the worker to cancel it upstream.
-    async fn cancel(
-        &self,
-        id: &str,
-        owner: &str,
-        now_ms: i64,
-        delivery: Option<&NewDelivery>,
-    ) -> Result<CancelBatch, StoreError>;
-    /// Makes the open batch known upstream as `upstream_name` due now (the upstream said it
-    /// ended). `false` when no open batch has that name.
-    async fn due_now(&self, upstream_name: &str, now_ms: i64) -> Result<bool, StoreError>;
-}
-
-pub struct SqlBatchStore {
+pub struct BatchStore {
     db: Db,
 }
 
-impl SqlBatchStore {
+impl BatchStore {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
 
-const INSERT: &str =
-    "INSERT INTO batches (id, owner, tier, model, display_name, webhook_url, state, item_count,
-     next_poll_ms, created_at_ms, updated_at_ms, reserved_micro, reserved_day, reserved_month)
-     SELECT $1, $2, $3, $4, $5, $6, 'queued', $7, $8, $8, $8, $10, $11, $12
-     WHERE (SELECT COALESCE(SUM(item_count), 0) FROM batches
-            WHERE owner = $2 AND state IN ('queued', 'running')) + $7 <= $9";
-
-/// PostgreSQL's READ COMMITTED would let two transactions each count the other's batch
-/// out of the cap; this lock, held to the end of the insert's transaction, makes the second
-/// wait for the first and then count it. (SQLite runs one writer at a time already.)
-const LOCK_OWNER_PG: &str = "SELECT pg_advisory_xact_lock(
-     hashtextextended('imagegate.batches.' || current_schema() || '.' || $1, 0))";
-
-const RENEW: &str = "UPDATE batches SET lease_until_ms = $1
-     WHERE id = $2 AND attempts = $3 AND state IN ('queued', 'running')";
-
-const STEP: &str = "UPDATE batches SET state = $1, upstream_name = COALESCE($2, upstream_name),
-     next_poll_ms = $3, updated_at_ms = $4, lease_until_ms = NULL,
-     polls = CASE WHEN $1 = 'running' THEN polls + 1 ELSE polls END
-     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running')";
-
-const FINISH: &str = "UPDATE batches SET state = $1, items = $2, error = $3, finished_at_ms = $4,
-     updated_at_ms = $4, lease_until_ms = NULL
-     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running')
-     RETURNING owner, reserved_micro, reserved_day, reserved_month";
-
-/// The claim, with the dialect's locking clause after `LIMIT 1` ([`Db::skip_locked`]).
-const CLAIM: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
-     WHERE id = (SELECT id FROM batches
-                 WHERE state IN ('queued', 'running') AND next_poll_ms <= $2
-                   AND (lease_until_ms IS NULL OR lease_until_ms < $2)
-                 ORDER BY next_poll_ms LIMIT 1{})
-     RETURNING *";
-
-impl SqlBatchStore {
     fn reserved(row: &AnyRow) -> Result<Option<Reserved>, sqlx::Error> {
         let day: String = row.try_get("reserved_day")?;
         Ok((!day.is_empty()).then_some(Reserved {
@@ -285,11 +186,12 @@ impl SqlBatchStore {
             reserved: Self::reserved(row)?,
         })
     }
-}
 
-#[async_trait]
-impl BatchStore for SqlBatchStore {
-    async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<Inserted, StoreError> {
+    /// Inserts the batch and reserves `batch.reserved` against its owner's budget, in one
+    /// transaction, unless the owner's items pending would then exceed `max_pending` or the
+    /// reservation does not fit. Inserts for one owner are serialised, so two instances
+    /// submitting at the same instant cannot both pass the cap.
+    pub async fn insert(&self, b: &BatchRecord, max_pending: i64) -> Result<Inserted, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let inserted = self.insert_in(&mut tx, b, max_pending).await?;
         // Otherwise dropping the transaction rolls the reservation back.
@@ -299,7 +201,7 @@ impl BatchStore for SqlBatchStore {
         Ok(inserted)
     }
 
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError> {
+    pub async fn get(&self, id: &str, owner: &str) -> Result<Option<BatchRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM batches WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(owner)
@@ -308,7 +210,8 @@ impl BatchStore for SqlBatchStore {
         Ok(row.as_ref().map(Self::record).transpose()?)
     }
 
-    async fn list(
+    /// The owner's batches, newest first, created before `before_ms`.
+    pub async fn list(
         &self,
         owner: &str,
         before_ms: i64,
@@ -326,7 +229,7 @@ impl BatchStore for SqlBatchStore {
         Ok(rows.iter().map(Self::record).collect::<Result<_, _>>()?)
     }
 
-    async fn pending_items(&self, owner: &str) -> Result<i64, StoreError> {
+    pub async fn pending_items(&self, owner: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(item_count), 0) AS BIGINT) FROM batches
                      WHERE owner = $1 AND state IN ('queued', 'running')",
@@ -336,7 +239,13 @@ impl BatchStore for SqlBatchStore {
         .await?)
     }
 
-    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<BatchRecord>, StoreError> {
+    /// Takes the open batch that has been due longest, unless another worker holds it,
+    /// and leases it until `now + lease_ms`; its attempt count goes up by one.
+    pub async fn claim(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<BatchRecord>, StoreError> {
         // The SQL is made of constants only.
         let row = sqlx::query(AssertSqlSafe(CLAIM.replace("{}", self.db.skip_locked())))
             .bind(now_ms + lease_ms)
@@ -346,7 +255,14 @@ impl BatchStore for SqlBatchStore {
         Ok(row.as_ref().map(Self::record).transpose()?)
     }
 
-    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
+    /// Extends the lease of attempt `attempt` to `lease_until_ms` while its step runs;
+    /// `false` once another worker took the batch over (or it ended).
+    pub async fn renew(
+        &self,
+        id: &str,
+        attempt: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(RENEW)
             .bind(lease_until_ms)
             .bind(id)
@@ -356,7 +272,9 @@ impl BatchStore for SqlBatchStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn step(
+    /// Records the step's result and lets the lease go: `state`, the upstream name once
+    /// known, and when it is next due. `false` if fenced off.
+    pub async fn step(
         &self,
         id: &str,
         attempt: i64,
@@ -377,7 +295,11 @@ impl BatchStore for SqlBatchStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn finish(
+    /// Records the final state and per-item outcomes, queues the caller's webhook and
+    /// settles the batch's reservation to `spent_micro` (what its items really cost), in
+    /// one transaction. `false` if fenced off.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(
         &self,
         id: &str,
         attempt: i64,
@@ -413,7 +335,9 @@ impl BatchStore for SqlBatchStore {
         Ok(true)
     }
 
-    async fn cancel(
+    /// Cancels a batch not yet upstream at once (giving its reservation back), or asks
+    /// the worker to cancel it upstream.
+    pub async fn cancel(
         &self,
         id: &str,
         owner: &str,
@@ -466,7 +390,9 @@ impl BatchStore for SqlBatchStore {
         Ok(state.map_or(CancelBatch::NotFound, CancelBatch::Too))
     }
 
-    async fn due_now(&self, upstream_name: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// Makes the open batch known upstream as `upstream_name` due now (the upstream said it
+    /// ended). `false` when no open batch has that name.
+    pub async fn due_now(&self, upstream_name: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE batches SET next_poll_ms = $1
                      WHERE upstream_name = $2 AND state IN ('queued', 'running')",
@@ -478,3 +404,37 @@ impl BatchStore for SqlBatchStore {
         Ok(done.rows_affected() > 0)
     }
 }
+
+const INSERT: &str =
+    "INSERT INTO batches (id, owner, tier, model, display_name, webhook_url, state, item_count,
+     next_poll_ms, created_at_ms, updated_at_ms, reserved_micro, reserved_day, reserved_month)
+     SELECT $1, $2, $3, $4, $5, $6, 'queued', $7, $8, $8, $8, $10, $11, $12
+     WHERE (SELECT COALESCE(SUM(item_count), 0) FROM batches
+            WHERE owner = $2 AND state IN ('queued', 'running')) + $7 <= $9";
+
+/// PostgreSQL's READ COMMITTED would let two transactions each count the other's batch
+/// out of the cap; this lock, held to the end of the insert's transaction, makes the second
+/// wait for the first and then count it. (SQLite runs one writer at a time already.)
+const LOCK_OWNER_PG: &str = "SELECT pg_advisory_xact_lock(
+     hashtextextended('imagegate.batches.' || current_schema() || '.' || $1, 0))";
+
+const RENEW: &str = "UPDATE batches SET lease_until_ms = $1
+     WHERE id = $2 AND attempts = $3 AND state IN ('queued', 'running')";
+
+const STEP: &str = "UPDATE batches SET state = $1, upstream_name = COALESCE($2, upstream_name),
+     next_poll_ms = $3, updated_at_ms = $4, lease_until_ms = NULL,
+     polls = CASE WHEN $1 = 'running' THEN polls + 1 ELSE polls END
+     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running')";
+
+const FINISH: &str = "UPDATE batches SET state = $1, items = $2, error = $3, finished_at_ms = $4,
+     updated_at_ms = $4, lease_until_ms = NULL
+     WHERE id = $5 AND attempts = $6 AND state IN ('queued', 'running')
+     RETURNING owner, reserved_micro, reserved_day, reserved_month";
+
+/// The claim, with the dialect's locking clause after `LIMIT 1` ([`Db::skip_locked`]).
+const CLAIM: &str = "UPDATE batches SET attempts = attempts + 1, lease_until_ms = $1
+     WHERE id = (SELECT id FROM batches
+                 WHERE state IN ('queued', 'running') AND next_poll_ms <= $2
+                   AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                 ORDER BY next_poll_ms LIMIT 1{})
+     RETURNING *";

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -15,20 +14,6 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload};
 
 use crate::config::ObjectStoreConfig;
 use crate::store::StoreError;
-
-#[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
-    /// Writes `bytes` under `key` atomically: a reader sees all of them or none.
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
-    /// `None` when nothing is stored under `key`.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
-    /// Removing a missing key is not an error.
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Writes and removes a small object: can this store take bytes now? (`/ready`)
-    async fn probe(&self) -> Result<(), StoreError>;
-    /// Where the bytes go, for the start-up log (no credentials).
-    fn describe(&self) -> String;
-}
 
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
@@ -143,11 +128,9 @@ impl ObjectBlobs {
             None => key,
         })
     }
-}
 
-#[async_trait]
-impl BlobStore for ObjectBlobs {
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+    /// Writes `bytes` under `key` atomically: a reader sees all of them or none.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
         self.store
             .put(&path, PutPayload::from(bytes))
@@ -156,7 +139,8 @@ impl BlobStore for ObjectBlobs {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+    /// `None` when nothing is stored under `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = self.path(key)?;
         match self.store.get(&path).await {
             Ok(found) => Ok(Some(found.bytes().await.map_err(failed("reading", key))?)),
@@ -165,7 +149,8 @@ impl BlobStore for ObjectBlobs {
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    /// Removing a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -173,7 +158,8 @@ impl BlobStore for ObjectBlobs {
         }
     }
 
-    async fn probe(&self) -> Result<(), StoreError> {
+    /// Writes and removes a small object: can this store take bytes now? (`/ready`)
+    pub async fn probe(&self) -> Result<(), StoreError> {
         // Where images go, since storing them is what must work; a unique name, so
         // concurrent probes (of several instances) never collide. It is no image id, so
         // it can never be served.
@@ -182,7 +168,8 @@ impl BlobStore for ObjectBlobs {
         self.delete(&key).await
     }
 
-    fn describe(&self) -> String {
+    /// Where the bytes go, for the start-up log (no credentials).
+    pub fn describe(&self) -> String {
         self.description.clone()
     }
 }

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -152,21 +151,14 @@ async fn pg_connect(url: &str) -> Result<PgConnection, StoreError> {
 }
 
 /// Is the database answering, and which migrations has it got?
-#[async_trait]
-pub trait DatabaseHealth: Send + Sync + 'static {
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// The highest applied migration.
-    async fn schema_version(&self) -> Result<i64, StoreError>;
-}
-
-#[async_trait]
-impl DatabaseHealth for Db {
-    async fn ping(&self) -> Result<(), StoreError> {
+impl Db {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn schema_version(&self) -> Result<i64, StoreError> {
+    /// The highest applied migration.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
         migrate::version(self).await
     }
 }

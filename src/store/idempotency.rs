@@ -1,7 +1,6 @@
 //! Results of POSTs sent with an `Idempotency-Key` (docs/api.md#idempotency), kept for a while so a
 //! repeat gets the first answer instead of a second, charged, upstream call.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::Row as _;
 
@@ -35,65 +34,17 @@ pub enum Claim {
     Held { fingerprint: Option<String> },
 }
 
-#[async_trait]
-pub trait IdempotencyStore: Send + Sync + 'static {
-    /// The unexpired result stored under `key_id` and `idempotency_key`.
-    async fn get(
-        &self,
-        key_id: &str,
-        idempotency_key: &str,
-        now_ms: i64,
-    ) -> Result<Option<IdempotentResult>, StoreError>;
-    /// Stores a result (replacing an expired one) and drops results expired at `now_ms`.
-    async fn put(
-        &self,
-        key_id: &str,
-        idempotency_key: &str,
-        result: &IdempotentResult,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Claims the key for `owner` until `until_ms` unless a live claim (one whose lease
-    /// has not ended at `now_ms`) holds it: one atomic insert, so among runners sharing
-    /// the database exactly one wins.
-    async fn claim(
-        &self,
-        key_id: &str,
-        idempotency_key: &str,
-        fingerprint: &str,
-        owner: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<Claim, StoreError>;
-    /// Extends `owner`'s claim; false when it is no longer `owner`'s.
-    async fn renew(
-        &self,
-        key_id: &str,
-        idempotency_key: &str,
-        owner: &str,
-        until_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Gives `owner`'s claim up (its result is stored, or was not worth storing).
-    async fn release(
-        &self,
-        key_id: &str,
-        idempotency_key: &str,
-        owner: &str,
-    ) -> Result<(), StoreError>;
-}
-
-pub struct SqlIdempotencyStore {
+pub struct IdempotencyStore {
     db: Db,
 }
 
-impl SqlIdempotencyStore {
+impl IdempotencyStore {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
 
-#[async_trait]
-impl IdempotencyStore for SqlIdempotencyStore {
-    async fn get(
+    /// The unexpired result stored under `key_id` and `idempotency_key`.
+    pub async fn get(
         &self,
         key_id: &str,
         idempotency_key: &str,
@@ -126,7 +77,8 @@ impl IdempotencyStore for SqlIdempotencyStore {
         }))
     }
 
-    async fn put(
+    /// Stores a result (replacing an expired one) and drops results expired at `now_ms`.
+    pub async fn put(
         &self,
         key_id: &str,
         idempotency_key: &str,
@@ -161,7 +113,10 @@ impl IdempotencyStore for SqlIdempotencyStore {
         Ok(())
     }
 
-    async fn claim(
+    /// Claims the key for `owner` until `until_ms` unless a live claim (one whose lease
+    /// has not ended at `now_ms`) holds it: one atomic insert, so among runners sharing
+    /// the database exactly one wins.
+    pub async fn claim(
         &self,
         key_id: &str,
         idempotency_key: &str,
@@ -200,7 +155,8 @@ impl IdempotencyStore for SqlIdempotencyStore {
         Ok(Claim::Held { fingerprint })
     }
 
-    async fn renew(
+    /// Extends `owner`'s claim; false when it is no longer `owner`'s.
+    pub async fn renew(
         &self,
         key_id: &str,
         idempotency_key: &str,
@@ -221,7 +177,8 @@ impl IdempotencyStore for SqlIdempotencyStore {
         Ok(renewed == 1)
     }
 
-    async fn release(
+    /// Gives `owner`'s claim up (its result is stored, or was not worth storing).
+    pub async fn release(
         &self,
         key_id: &str,
         idempotency_key: &str,
@@ -247,8 +204,8 @@ mod tests {
     async fn one_of_two_pools_on_one_file_wins_a_claim_until_its_lease_lapses() {
         let dir = tempfile::tempdir().unwrap();
         // Two pools on one file stand for two processes sharing it.
-        let a = SqlIdempotencyStore::new(Db::open(dir.path()).await.unwrap());
-        let b = SqlIdempotencyStore::new(Db::open(dir.path()).await.unwrap());
+        let a = IdempotencyStore::new(Db::open(dir.path()).await.unwrap());
+        let b = IdempotencyStore::new(Db::open(dir.path()).await.unwrap());
         assert_eq!(
             a.claim("k", "idem", "fp", "a", 0, 100).await.unwrap(),
             Claim::Won

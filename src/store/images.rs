@@ -4,33 +4,14 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::clock::{Clock, SystemClock};
 use crate::ids;
 use crate::imaging::ImageFormat;
 use crate::store::StoreError;
-use crate::store::blobs::BlobStore;
+use crate::store::blobs::ObjectBlobs;
 use crate::store::db::Db;
-
-#[async_trait]
-pub trait ImageStore: Send + Sync + 'static {
-    async fn put(
-        &self,
-        id: &str,
-        owner: &str,
-        format: ImageFormat,
-        bytes: Bytes,
-    ) -> Result<(), StoreError>;
-    /// `None` for unknown or malformed ids and for images of another owner.
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError>;
-    /// For history replay and signed links: the bytes regardless of owner (the caller
-    /// checked the session or the signature). Missing bytes are an error, not `None`.
-    async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError>;
-    /// The owner's most recent images, newest first, without their bytes.
-    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError>;
-}
 
 /// What is known about a stored image besides its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,28 +22,19 @@ pub struct ImageMeta {
     pub created_at_ms: i64,
 }
 
-/// Image metadata (owner, type, size) in the database; the bytes are in a [`BlobStore`].
-#[async_trait]
-pub trait ImageIndex: Send + Sync + 'static {
-    async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError>;
-    async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
-    /// The owner's most recent images, newest first.
-    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError>;
-}
-
 /// Where an image's bytes are kept; `None` for a malformed id.
 pub fn blob_key(id: &str) -> Option<String> {
     ids::is_valid("img", id).then(|| format!("images/{id}"))
 }
 
 /// Images as the API sees them: bytes in the blob store, owner in the database.
-pub struct StoredImages {
-    index: Arc<dyn ImageIndex>,
-    blobs: Arc<dyn BlobStore>,
+pub struct ImageStore {
+    index: Arc<ImageIndex>,
+    blobs: Arc<ObjectBlobs>,
 }
 
-impl StoredImages {
-    pub fn new(index: Arc<dyn ImageIndex>, blobs: Arc<dyn BlobStore>) -> Self {
+impl ImageStore {
+    pub fn new(index: Arc<ImageIndex>, blobs: Arc<ObjectBlobs>) -> Self {
         Self { index, blobs }
     }
 
@@ -84,11 +56,8 @@ impl StoredImages {
             }
         }
     }
-}
 
-#[async_trait]
-impl ImageStore for StoredImages {
-    async fn put(
+    pub async fn put(
         &self,
         id: &str,
         owner: &str,
@@ -115,36 +84,38 @@ impl ImageStore for StoredImages {
             .await
     }
 
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError> {
+    /// `None` for unknown or malformed ids and for images of another owner.
+    pub async fn get(&self, id: &str, owner: &str) -> Result<Option<Bytes>, StoreError> {
         if blob_key(id).is_none() || !self.index.is_owner(id, owner).await? {
             return Ok(None);
         }
         self.read_known(id).await
     }
 
-    async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
+    /// For history replay and signed links: the bytes regardless of owner (the caller
+    /// checked the session or the signature). Missing bytes are an error, not `None`.
+    pub async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
         // Callers hold an id the service handed out (a session's history, a signed link).
         self.read_known(id).await
     }
 
-    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
+    /// The owner's most recent images, newest first, without their bytes.
+    pub async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
         self.index.list(owner, limit).await
     }
 }
 
-pub struct SqlImageIndex {
+/// Image metadata (owner, type, size) in the database; the bytes are in [`ObjectBlobs`].
+pub struct ImageIndex {
     db: Db,
 }
 
-impl SqlImageIndex {
+impl ImageIndex {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
 
-#[async_trait]
-impl ImageIndex for SqlImageIndex {
-    async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError> {
+    pub async fn insert(&self, owner: &str, image: &ImageMeta) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO images (id, owner, mime, size_bytes, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&image.id)
             .bind(owner)
@@ -156,7 +127,7 @@ impl ImageIndex for SqlImageIndex {
         Ok(())
     }
 
-    async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+    pub async fn is_owner(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let owned: Option<String> =
             sqlx::query_scalar("SELECT id FROM images WHERE id = $1 AND owner = $2")
                 .bind(id)
@@ -166,7 +137,8 @@ impl ImageIndex for SqlImageIndex {
         Ok(owned.is_some())
     }
 
-    async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
+    /// The owner's most recent images, newest first.
+    pub async fn list(&self, owner: &str, limit: u32) -> Result<Vec<ImageMeta>, StoreError> {
         // Served by the (owner, created_at_ms) index; the id breaks ties within a millisecond.
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT id, mime, size_bytes, created_at_ms FROM images WHERE owner = $1 \

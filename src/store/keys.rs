@@ -3,7 +3,6 @@
 //! Revoked rows stay, so ids in usage records keep a meaning.
 //!
 
-use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -45,50 +44,6 @@ pub struct Spend {
 pub struct SpendPeriod {
     pub day: String,
     pub month: String,
-}
-
-#[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
-    async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError>;
-    /// The unrevoked key with this digest (expired and rotated ones included).
-    async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError>;
-    async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
-    /// Every key ever issued, oldest first, revoked ones included.
-    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    /// `false` when no unrevoked key has this id.
-    async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError>;
-    /// Writes a key's changeable fields (name, tier, settings, limits, expiry, rotation);
-    /// `false` when no unrevoked key has this id.
-    async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError>;
-    /// Adds `micro` to the period's spend if it fits both limits, in one conditional
-    /// statement (atomic on either database, across instances). `false`: it did not fit.
-    async fn reserve(
-        &self,
-        key_id: &str,
-        period: &SpendPeriod,
-        micro: i64,
-    ) -> Result<bool, StoreError>;
-    /// Adds `delta_micro` (negative to give back) to the period's spend, if the period
-    /// is still the current one.
-    async fn settle(
-        &self,
-        key_id: &str,
-        period: &SpendPeriod,
-        delta_micro: i64,
-    ) -> Result<(), StoreError>;
-    /// Rotates `key_id` to `successor` (already inserted): marks it rotated with its
-    /// grace period and carries its spend over to the successor, in one transaction, so
-    /// the key's budget is one across its two credentials. From then on the old key's
-    /// reservations are refused by its own row (`RESERVE` requires it unrotated) and go to
-    /// the successor's. `false` when the key was already rotated or revoked.
-    async fn hand_over(
-        &self,
-        key_id: &str,
-        successor: &str,
-        grace_until_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// The key's limits and spend in `period`; `None` for an unknown key.
-    async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError>;
 }
 
 /// The columns a [`KeyRecord`] is read from.
@@ -141,13 +96,189 @@ const CARRY_SPEND: &str = "UPDATE api_keys SET \
      (SELECT spend_day, spend_day_micro, spend_month, spend_month_micro FROM api_keys WHERE key_id = $1) \
      WHERE key_id = $2";
 
-pub struct SqlKeyStore {
+pub struct KeyStore {
     db: Db,
 }
 
-impl SqlKeyStore {
+impl KeyStore {
     pub fn new(db: Db) -> Self {
         Self { db }
+    }
+
+    pub async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(INSERT)
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.digest.to_hex())
+            .bind(&key.shown)
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The unrevoked key with this digest (expired and rotated ones included).
+    pub async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
+        ))
+        .bind(digest.to_hex())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    pub async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_id = $1"
+        ))
+        .bind(key_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Every key ever issued, oldest first, revoked ones included.
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys ORDER BY created_at_ms, key_id"
+        ))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// `false` when no unrevoked key has this id.
+    pub async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(key_id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Writes a key's changeable fields (name, tier, settings, limits, expiry, rotation);
+    /// `false` when no unrevoked key has this id.
+    pub async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(SAVE)
+            .bind(&key.key_id)
+            .bind(&key.name)
+            .bind(&key.tier)
+            .bind(key.settings.to_stored())
+            .bind(key.expires_at_ms)
+            .bind(&key.rotated_to)
+            .bind(key.grace_until_ms)
+            .bind(key.limits.daily_micro)
+            .bind(key.limits.monthly_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds `micro` to the period's spend if it fits both limits, in one conditional
+    /// statement (atomic on either database, across instances). `false`: it did not fit.
+    pub async fn reserve(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        micro: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(RESERVE)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds `delta_micro` (negative to give back) to the period's spend, if the period
+    /// is still the current one.
+    pub async fn settle(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+        delta_micro: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SETTLE)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .bind(delta_micro)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Rotates `key_id` to `successor` (already inserted): marks it rotated with its
+    /// grace period and carries its spend over to the successor, in one transaction, so
+    /// the key's budget is one across its two credentials. From then on the old key's
+    /// reservations are refused by its own row (`RESERVE` requires it unrotated) and go to
+    /// the successor's. `false` when the key was already rotated or revoked.
+    pub async fn hand_over(
+        &self,
+        key_id: &str,
+        successor: &str,
+        grace_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let marked = sqlx::query(HAND_OVER)
+            .bind(key_id)
+            .bind(successor)
+            .bind(grace_until_ms)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(CARRY_SPEND)
+            .bind(key_id)
+            .bind(successor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The key's limits and spend in `period`; `None` for an unknown key.
+    pub async fn spend(
+        &self,
+        key_id: &str,
+        period: &SpendPeriod,
+    ) -> Result<Option<Spend>, StoreError> {
+        let row = sqlx::query(SPEND)
+            .bind(key_id)
+            .bind(&period.day)
+            .bind(&period.month)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| {
+                Ok(Spend {
+                    limits: limits(row)?,
+                    day_micro: row.try_get("day_micro")?,
+                    month_micro: row.try_get("month_micro")?,
+                })
+            })
+            .transpose()
     }
 }
 
@@ -178,164 +309,4 @@ fn limits(row: &AnyRow) -> Result<SpendLimits, StoreError> {
         daily_micro: row.try_get("daily_budget_micro")?,
         monthly_micro: row.try_get("monthly_budget_micro")?,
     })
-}
-
-#[async_trait]
-impl KeyStore for SqlKeyStore {
-    async fn insert(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(INSERT)
-            .bind(&key.key_id)
-            .bind(&key.name)
-            .bind(&key.tier)
-            .bind(key.digest.to_hex())
-            .bind(&key.shown)
-            .bind(key.created_at_ms)
-            .bind(key.revoked_at_ms)
-            .bind(key.settings.to_stored())
-            .bind(key.expires_at_ms)
-            .bind(&key.rotated_to)
-            .bind(key.grace_until_ms)
-            .bind(key.limits.daily_micro)
-            .bind(key.limits.monthly_micro)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_active(&self, digest: &KeyDigest) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
-        ))
-        .bind(digest.to_hex())
-        .fetch_optional(&self.db.pool)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys WHERE key_id = $1"
-        ))
-        .bind(key_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM api_keys ORDER BY created_at_ms, key_id"
-        ))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(record).collect()
-    }
-
-    async fn revoke(&self, key_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(key_id)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn save(&self, key: &KeyRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(SAVE)
-            .bind(&key.key_id)
-            .bind(&key.name)
-            .bind(&key.tier)
-            .bind(key.settings.to_stored())
-            .bind(key.expires_at_ms)
-            .bind(&key.rotated_to)
-            .bind(key.grace_until_ms)
-            .bind(key.limits.daily_micro)
-            .bind(key.limits.monthly_micro)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn reserve(
-        &self,
-        key_id: &str,
-        period: &SpendPeriod,
-        micro: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(RESERVE)
-            .bind(key_id)
-            .bind(&period.day)
-            .bind(&period.month)
-            .bind(micro)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn settle(
-        &self,
-        key_id: &str,
-        period: &SpendPeriod,
-        delta_micro: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(SETTLE)
-            .bind(key_id)
-            .bind(&period.day)
-            .bind(&period.month)
-            .bind(delta_micro)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn hand_over(
-        &self,
-        key_id: &str,
-        successor: &str,
-        grace_until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let marked = sqlx::query(HAND_OVER)
-            .bind(key_id)
-            .bind(successor)
-            .bind(grace_until_ms)
-            .execute(&mut *tx)
-            .await?;
-        if marked.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(CARRY_SPEND)
-            .bind(key_id)
-            .bind(successor)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn spend(&self, key_id: &str, period: &SpendPeriod) -> Result<Option<Spend>, StoreError> {
-        let row = sqlx::query(SPEND)
-            .bind(key_id)
-            .bind(&period.day)
-            .bind(&period.month)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref()
-            .map(|row| {
-                Ok(Spend {
-                    limits: limits(row)?,
-                    day_micro: row.try_get("day_micro")?,
-                    month_micro: row.try_get("month_micro")?,
-                })
-            })
-            .transpose()
-    }
 }

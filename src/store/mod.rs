@@ -16,9 +16,9 @@ pub mod sessions;
 pub mod storage;
 pub mod usage;
 
-pub use blobs::{BlobStore, ObjectBlobs};
-pub use db::{DatabaseHealth, Db, Dialect};
+pub use blobs::ObjectBlobs;
+pub use db::{Db, Dialect};
 pub use error::StoreError;
-pub use images::{ImageStore, StoredImages};
-pub use sessions::{SessionStore, SqlSessionStore};
+pub use images::ImageStore;
+pub use sessions::SessionStore;
 pub use storage::Storage;

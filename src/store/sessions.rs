@@ -2,7 +2,6 @@
 //! bytes stay in the image store. Thought signatures are stored as standard base64 of
 //! the exact bytes received, so a conversation is sent back byte for byte.
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
@@ -45,59 +44,16 @@ pub struct StoredTurn {
     pub created_at_ms: i64,
 }
 
-#[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
-    async fn create(&self, session: &SessionRecord) -> Result<(), StoreError>;
-    /// The session if it exists, belongs to `owner` and has not expired at `now_ms`.
-    async fn get(
-        &self,
-        id: &str,
-        owner: &str,
-        now_ms: i64,
-    ) -> Result<Option<SessionRecord>, StoreError>;
-    async fn turns(&self, id: &str) -> Result<Vec<StoredTurn>, StoreError>;
-    /// Appends `turns` only if the session still has `expected_turns` turns, so two
-    /// writers (even on two instances) cannot interleave a conversation. `false` on conflict.
-    async fn append(
-        &self,
-        id: &str,
-        expected_turns: i64,
-        turns: &[StoredTurn],
-        added_image_bytes: i64,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<bool, StoreError>;
-    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
-    async fn delete_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
-}
-
-pub struct SqlSessionStore {
+pub struct SessionStore {
     db: Db,
 }
 
-impl SqlSessionStore {
+impl SessionStore {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
 
-fn record(row: &sqlx::any::AnyRow) -> Result<SessionRecord, sqlx::Error> {
-    Ok(SessionRecord {
-        id: row.try_get("id")?,
-        owner: row.try_get("owner")?,
-        model: row.try_get("model")?,
-        system_prompt: row.try_get("system_prompt")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        turn_count: row.try_get("turn_count")?,
-        image_bytes: row.try_get("image_bytes")?,
-    })
-}
-
-#[async_trait]
-impl SessionStore for SqlSessionStore {
-    async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
+    pub async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, owner, model, system_prompt, created_at_ms, updated_at_ms, expires_at_ms, turn_count, image_bytes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -116,7 +72,8 @@ impl SessionStore for SqlSessionStore {
         Ok(())
     }
 
-    async fn get(
+    /// The session if it exists, belongs to `owner` and has not expired at `now_ms`.
+    pub async fn get(
         &self,
         id: &str,
         owner: &str,
@@ -133,7 +90,7 @@ impl SessionStore for SqlSessionStore {
         Ok(row.as_ref().map(record).transpose()?)
     }
 
-    async fn turns(&self, id: &str) -> Result<Vec<StoredTurn>, StoreError> {
+    pub async fn turns(&self, id: &str) -> Result<Vec<StoredTurn>, StoreError> {
         let rows = sqlx::query("SELECT seq, role, parts, created_at_ms FROM session_turns WHERE session_id = $1 ORDER BY seq")
             .bind(id)
             .fetch_all(&self.db.pool)
@@ -152,7 +109,9 @@ impl SessionStore for SqlSessionStore {
             .collect::<Result<Vec<_>, StoreError>>()
     }
 
-    async fn append(
+    /// Appends `turns` only if the session still has `expected_turns` turns, so two
+    /// writers (even on two instances) cannot interleave a conversation. `false` on conflict.
+    pub async fn append(
         &self,
         id: &str,
         expected_turns: i64,
@@ -193,7 +152,7 @@ impl SessionStore for SqlSessionStore {
         Ok(true)
     }
 
-    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1 AND owner = $2")
             .bind(id)
@@ -208,7 +167,7 @@ impl SessionStore for SqlSessionStore {
         Ok(deleted.rows_affected() == 1)
     }
 
-    async fn delete_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn delete_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("DELETE FROM session_turns WHERE session_id IN (SELECT id FROM sessions WHERE expires_at_ms <= $1)")
             .bind(now_ms)
@@ -221,6 +180,20 @@ impl SessionStore for SqlSessionStore {
         tx.commit().await?;
         Ok(gone.rows_affected())
     }
+}
+
+fn record(row: &sqlx::any::AnyRow) -> Result<SessionRecord, sqlx::Error> {
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        model: row.try_get("model")?,
+        system_prompt: row.try_get("system_prompt")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        turn_count: row.try_get("turn_count")?,
+        image_bytes: row.try_get("image_bytes")?,
+    })
 }
 
 #[cfg(test)]
@@ -259,7 +232,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_are_owned_expire_and_append_without_interleaving() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlSessionStore::new(Db::open(dir.path()).await.unwrap());
+        let store = SessionStore::new(Db::open(dir.path()).await.unwrap());
         store.create(&session("s1", 100)).await.unwrap();
         assert!(store.get("s1", "alice", 100).await.unwrap().is_some());
         assert!(
@@ -300,11 +273,11 @@ mod tests {
     #[tokio::test]
     async fn sessions_survive_reopening_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        SqlSessionStore::new(Db::open(dir.path()).await.unwrap())
+        SessionStore::new(Db::open(dir.path()).await.unwrap())
             .create(&session("s2", 100))
             .await
             .unwrap();
-        let reopened = SqlSessionStore::new(Db::open(dir.path()).await.unwrap());
+        let reopened = SessionStore::new(Db::open(dir.path()).await.unwrap());
         assert!(reopened.get("s2", "alice", 100).await.unwrap().is_some());
     }
 }

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::store::StoreError;
-use crate::store::batches::{BatchStore, SqlBatchStore};
-use crate::store::blobs::{BlobStore, ObjectBlobs};
-use crate::store::db::{DatabaseHealth, Db};
-use crate::store::idempotency::{IdempotencyStore, SqlIdempotencyStore};
-use crate::store::images::{ImageStore, SqlImageIndex, StoredImages};
-use crate::store::keys::{KeyStore, SqlKeyStore};
+use crate::store::batches::BatchStore;
+use crate::store::blobs::ObjectBlobs;
+use crate::store::db::Db;
+use crate::store::idempotency::IdempotencyStore;
+use crate::store::images::{ImageIndex, ImageStore};
+use crate::store::keys::KeyStore;
 use crate::store::requests::{RequestStore, SqlRequestStore};
-use crate::store::sessions::{SessionStore, SqlSessionStore};
-use crate::store::usage::{SqlUsageStore, UsageStore};
+use crate::store::sessions::SessionStore;
+use crate::store::usage::UsageStore;
 
 /// The file a `sqlite://` URL names (`None` for in-memory databases).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -26,18 +26,18 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
-/// Every store the service uses, as trait objects.
+/// Every store the service uses.
 #[derive(Clone)]
 pub struct Storage {
-    pub keys: Arc<dyn KeyStore>,
-    pub sessions: Arc<dyn SessionStore>,
-    pub images: Arc<dyn ImageStore>,
-    pub usage: Arc<dyn UsageStore>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub keys: Arc<KeyStore>,
+    pub sessions: Arc<SessionStore>,
+    pub images: Arc<ImageStore>,
+    pub usage: Arc<UsageStore>,
+    pub idempotency: Arc<IdempotencyStore>,
     pub requests: Arc<dyn RequestStore>,
-    pub batches: Arc<dyn BatchStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub database: Arc<dyn DatabaseHealth>,
+    pub batches: Arc<BatchStore>,
+    pub blobs: Arc<ObjectBlobs>,
+    pub database: Arc<Db>,
     /// For the start-up log: where state and bytes are kept, without credentials.
     pub description: String,
 }
@@ -45,7 +45,7 @@ pub struct Storage {
 impl Storage {
     /// Opens the database (applying missing migrations) and the blob store.
     pub async fn open(config: &Config) -> Result<Self, StoreError> {
-        let blobs: Arc<dyn BlobStore> = Arc::new(match &config.object_store_url {
+        let blobs: Arc<ObjectBlobs> = Arc::new(match &config.object_store_url {
             Some(url) => ObjectBlobs::s3(url, &config.object_store)?,
             None => ObjectBlobs::local(&config.data_dir)?,
         });
@@ -101,16 +101,16 @@ impl Storage {
     }
 
     /// Every store over one database (SQLite or PostgreSQL, or one schema of it).
-    pub fn over(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
-        let index = Arc::new(SqlImageIndex::new(db.clone()));
+    pub fn over(db: Db, blobs: Arc<ObjectBlobs>) -> Self {
+        let index = Arc::new(ImageIndex::new(db.clone()));
         Self {
-            keys: Arc::new(SqlKeyStore::new(db.clone())),
-            sessions: Arc::new(SqlSessionStore::new(db.clone())),
-            images: Arc::new(StoredImages::new(index, blobs.clone())),
-            usage: Arc::new(SqlUsageStore::new(db.clone())),
-            idempotency: Arc::new(SqlIdempotencyStore::new(db.clone())),
+            keys: Arc::new(KeyStore::new(db.clone())),
+            sessions: Arc::new(SessionStore::new(db.clone())),
+            images: Arc::new(ImageStore::new(index, blobs.clone())),
+            usage: Arc::new(UsageStore::new(db.clone())),
+            idempotency: Arc::new(IdempotencyStore::new(db.clone())),
             requests: Arc::new(SqlRequestStore::new(db.clone())),
-            batches: Arc::new(SqlBatchStore::new(db.clone())),
+            batches: Arc::new(BatchStore::new(db.clone())),
             blobs,
             database: Arc::new(db),
             description: String::new(),

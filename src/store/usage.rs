@@ -46,26 +46,6 @@ pub struct KeyUsageRow {
     pub usage: UsageRow,
 }
 
-#[async_trait]
-pub trait UsageStore: Send + Sync + 'static {
-    /// Usage of every key (or of `key_id`) from `first_day` to `last_day`, by key, day
-    /// and model.
-    async fn across_keys(
-        &self,
-        key_id: Option<&str>,
-        first_day: time::Date,
-        last_day: time::Date,
-    ) -> Result<Vec<KeyUsageRow>, StoreError>;
-    async fn record(&self, event: &UsageEvent) -> Result<(), StoreError>;
-    /// `key_id`'s usage from `first_day` to `last_day` (UTC, inclusive), by day then model.
-    async fn by_day(
-        &self,
-        key_id: &str,
-        first_day: time::Date,
-        last_day: time::Date,
-    ) -> Result<Vec<UsageRow>, StoreError>;
-}
-
 /// The UTC calendar day of an instant (`YYYY-MM-DD`).
 pub fn utc_day(ms: i64) -> time::Date {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -77,28 +57,18 @@ pub(crate) fn micro_usd(cost_usd: f64) -> i64 {
     (cost_usd * 1e6).round() as i64
 }
 
-pub struct SqlUsageStore {
+pub struct UsageStore {
     db: Db,
 }
 
-impl SqlUsageStore {
+impl UsageStore {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
 
-fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
-    let value: i64 = row.try_get(column)?;
-    Ok(u64::try_from(value).unwrap_or(0))
-}
-
-pub(crate) fn stored(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-#[async_trait]
-impl UsageStore for SqlUsageStore {
-    async fn across_keys(
+    /// Usage of every key (or of `key_id`) from `first_day` to `last_day`, by key, day
+    /// and model.
+    pub async fn across_keys(
         &self,
         key_id: Option<&str>,
         first_day: time::Date,
@@ -144,7 +114,7 @@ impl UsageStore for SqlUsageStore {
             .collect()
     }
 
-    async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
+    pub async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
         let u = &event.usage;
         sqlx::query(
             "INSERT INTO usage_events (key_id, request_id, model, day, created_at_ms, images, \
@@ -167,7 +137,8 @@ impl UsageStore for SqlUsageStore {
         Ok(())
     }
 
-    async fn by_day(
+    /// `key_id`'s usage from `first_day` to `last_day` (UTC, inclusive), by day then model.
+    pub async fn by_day(
         &self,
         key_id: &str,
         first_day: time::Date,
@@ -179,14 +150,23 @@ impl UsageStore for SqlUsageStore {
     }
 }
 
+fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    Ok(u64::try_from(value).unwrap_or(0))
+}
+
+pub(crate) fn stored(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The generation pipeline's [`UsageSink`], writing to a [`UsageStore`] at the clock's time.
 pub struct UsageRecorder {
-    store: Arc<dyn UsageStore>,
+    store: Arc<UsageStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl UsageRecorder {
-    pub fn new(store: Arc<dyn UsageStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<UsageStore>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 }

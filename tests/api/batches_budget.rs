@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use imagegate::config::{Config, ProviderChoice, Secret};
 use imagegate::store::Db;
-use imagegate::store::batches::{BatchRecord, BatchStore as _, Inserted, SqlBatchStore};
+use imagegate::store::batches::{BatchRecord, BatchStore, Inserted};
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
@@ -238,8 +238,8 @@ fn pending_batch(id: &str, owner: &str, items: i64) -> BatchRecord {
 async fn the_pending_items_cap_holds_for_concurrent_inserts_on_two_postgresql_instances() {
     let schema = PgSchema::create().await;
     let connect = || Db::connect_postgres(&schema.url, Duration::from_secs(3));
-    let a = SqlBatchStore::new(connect().await.unwrap());
-    let b = SqlBatchStore::new(connect().await.unwrap());
+    let a = BatchStore::new(connect().await.unwrap());
+    let b = BatchStore::new(connect().await.unwrap());
     let pool = connect().await.unwrap().pool;
     // Instance A is in the middle of inserting three items, the whole cap.
     let mut tx = pool.begin().await.unwrap();

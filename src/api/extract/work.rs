@@ -167,6 +167,17 @@ pub fn form_quality(form: &Form) -> Result<QualityAsk, ApiError> {
     })
 }
 
+/// A generation route that reads a multipart form: its path, its own text fields (the
+/// shared options and the async fields come with every one), its file fields, and how the
+/// form becomes a unit of work. Requests queued before typed work are read through the
+/// same table (`routes::jobs`).
+pub struct FormRoute {
+    pub path: &'static str,
+    pub fields: &'static [&'static str],
+    pub files: &'static [&'static str],
+    pub build: fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>,
+}
+
 /// The form fields a generation route takes: its own, the shared options, async.
 pub fn fields(own: &[&'static str]) -> Vec<&'static str> {
     own.iter()

@@ -17,15 +17,15 @@ use super::idempotency::SingleFlight;
 #[derive(Clone)]
 pub struct Access {
     pub authenticator: Arc<Authenticator>,
-    pub keys: Arc<dyn crate::store::keys::KeyStore>,
+    pub keys: Arc<crate::store::keys::KeyStore>,
     /// The digest of `auth.admin_token`; `None`: the admin API is off.
     pub admin_token: Option<crate::auth::keys::KeyDigest>,
     pub tiers: Arc<Tiers>,
     pub rate: Arc<dyn RateLimiter>,
     pub concurrency: Arc<dyn ConcurrencyLimiter>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub idempotency: Arc<IdempotencyStore>,
     pub single_flight: Arc<SingleFlight>,
-    pub usage: Arc<dyn UsageStore>,
+    pub usage: Arc<UsageStore>,
     pub clock: Arc<dyn Clock>,
 }
 

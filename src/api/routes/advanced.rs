@@ -6,47 +6,57 @@ use axum::response::Response;
 
 use crate::api::AppState;
 use crate::api::extract::caller::Queueable;
-use crate::api::extract::form::Form;
 use crate::api::extract::reply::Reply;
-use crate::api::extract::work::{Uploads, raw_options, read_form};
+use crate::api::extract::work::{FormRoute, raw_options};
 use crate::api::submit;
 use crate::error::ApiError;
 use crate::generation::work::{ImageRole, Work};
 
-pub const INPAINT_FIELDS: &[&str] = &["prompt", "region_description"];
-pub const OUTPAINT_FIELDS: &[&str] = &["prompt", "direction", "extension_ratio"];
-pub const STYLE_FIELDS: &[&str] = &["style", "style_strength", "preserve_content", "prompt"];
+pub const INPAINT: FormRoute = FormRoute {
+    path: "/advanced/inpaint",
+    fields: &["prompt", "region_description"],
+    files: &["image", "mask"],
+    build: |form, uploads| {
+        Ok(Work::Inpaint {
+            prompt: form.text("prompt")?,
+            region_description: form.text("region_description")?,
+            options: raw_options(form)?,
+            images: uploads.take(form, "image", ImageRole::Input),
+            masks: uploads.take(form, "mask", ImageRole::Input),
+        })
+    },
+};
 
-pub fn inpaint_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
-    Ok(Work::Inpaint {
-        prompt: form.text("prompt")?,
-        region_description: form.text("region_description")?,
-        options: raw_options(form)?,
-        images: uploads.take(form, "image", ImageRole::Input),
-        masks: uploads.take(form, "mask", ImageRole::Input),
-    })
-}
+pub const OUTPAINT: FormRoute = FormRoute {
+    path: "/advanced/outpaint",
+    fields: &["prompt", "direction", "extension_ratio"],
+    files: &["image"],
+    build: |form, uploads| {
+        Ok(Work::Outpaint {
+            prompt: form.text("prompt")?,
+            direction: form.list("direction")?,
+            extension_ratio: form.number("extension_ratio")?,
+            options: raw_options(form)?,
+            images: uploads.take(form, "image", ImageRole::Input),
+        })
+    },
+};
 
-pub fn outpaint_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
-    Ok(Work::Outpaint {
-        prompt: form.text("prompt")?,
-        direction: form.list("direction")?,
-        extension_ratio: form.number("extension_ratio")?,
-        options: raw_options(form)?,
-        images: uploads.take(form, "image", ImageRole::Input),
-    })
-}
-
-pub fn style_transfer_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
-    Ok(Work::StyleTransfer {
-        style: form.text("style")?,
-        style_strength: form.number("style_strength")?,
-        preserve_content: form.bool("preserve_content")?,
-        prompt: form.text("prompt")?,
-        options: raw_options(form)?,
-        images: uploads.take(form, "image", ImageRole::Input),
-    })
-}
+pub const STYLE_TRANSFER: FormRoute = FormRoute {
+    path: "/advanced/style-transfer",
+    fields: &["style", "style_strength", "preserve_content", "prompt"],
+    files: &["image"],
+    build: |form, uploads| {
+        Ok(Work::StyleTransfer {
+            style: form.text("style")?,
+            style_strength: form.number("style_strength")?,
+            preserve_content: form.bool("preserve_content")?,
+            prompt: form.text("prompt")?,
+            options: raw_options(form)?,
+            images: uploads.take(form, "image", ImageRole::Input),
+        })
+    },
+};
 
 pub async fn inpaint(
     State(state): State<AppState>,
@@ -54,15 +64,7 @@ pub async fn inpaint(
     reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let submitted = read_form(
-        &state,
-        request,
-        INPAINT_FIELDS,
-        &["image", "mask"],
-        inpaint_work,
-    )
-    .await?;
-    submit::handle(&state, caller, reply, "/advanced/inpaint", submitted).await
+    submit::form(&state, caller, reply, request, &INPAINT).await
 }
 
 pub async fn outpaint(
@@ -71,8 +73,7 @@ pub async fn outpaint(
     reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let submitted = read_form(&state, request, OUTPAINT_FIELDS, &["image"], outpaint_work).await?;
-    submit::handle(&state, caller, reply, "/advanced/outpaint", submitted).await
+    submit::form(&state, caller, reply, request, &OUTPAINT).await
 }
 
 pub async fn style_transfer(
@@ -81,13 +82,5 @@ pub async fn style_transfer(
     reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let submitted = read_form(
-        &state,
-        request,
-        STYLE_FIELDS,
-        &["image"],
-        style_transfer_work,
-    )
-    .await?;
-    submit::handle(&state, caller, reply, "/advanced/style-transfer", submitted).await
+    submit::form(&state, caller, reply, request, &STYLE_TRANSFER).await
 }

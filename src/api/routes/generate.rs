@@ -8,11 +8,10 @@ use serde::Deserialize;
 
 use crate::api::AppState;
 use crate::api::extract::caller::Queueable;
-use crate::api::extract::form::Form;
 use crate::api::extract::json::JsonBody;
 use crate::api::extract::reply::Reply;
 use crate::api::extract::work::{
-    Submission, Submitted, Uploads, form_quality, one_or_many, raw_options, read_form,
+    FormRoute, Submission, Submitted, form_quality, one_or_many, raw_options,
 };
 use crate::api::submit;
 use crate::error::ApiError;
@@ -77,25 +76,47 @@ pub async fn generate_image(
     submit::handle(&state, caller, reply, "/generate-image", submitted).await
 }
 
-pub const EDIT_FIELDS: &[&str] = &[
-    "prompt",
-    "preserve_subject",
-    "edit_strength",
-    "include_quality",
-    "min_quality_score",
-];
+pub const EDIT: FormRoute = FormRoute {
+    path: "/edit-image",
+    fields: &[
+        "prompt",
+        "preserve_subject",
+        "edit_strength",
+        "include_quality",
+        "min_quality_score",
+    ],
+    files: &["image"],
+    build: |form, uploads| {
+        Ok(Work::Edit {
+            prompt: form.text("prompt")?,
+            edit_strength: form.number("edit_strength")?,
+            preserve_subject: form.bool("preserve_subject")?,
+            quality: form_quality(form)?,
+            options: raw_options(form)?,
+            images: uploads.take(form, "image", ImageRole::Input),
+        })
+    },
+};
 
-/// `/edit-image` as a unit of work.
-pub fn edit_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
-    Ok(Work::Edit {
-        prompt: form.text("prompt")?,
-        edit_strength: form.number("edit_strength")?,
-        preserve_subject: form.bool("preserve_subject")?,
-        quality: form_quality(form)?,
-        options: raw_options(form)?,
-        images: uploads.take(form, "image", ImageRole::Input),
-    })
-}
+pub const COMPOSE: FormRoute = FormRoute {
+    path: "/compose-images",
+    fields: &[
+        "prompt",
+        "composition_style",
+        "include_quality",
+        "min_quality_score",
+    ],
+    files: &["images"],
+    build: |form, uploads| {
+        Ok(Work::Compose {
+            prompt: form.text("prompt")?,
+            composition_style: form.text("composition_style")?,
+            quality: form_quality(form)?,
+            options: raw_options(form)?,
+            images: uploads.take(form, "images", ImageRole::Input),
+        })
+    },
+};
 
 pub async fn edit_image(
     State(state): State<AppState>,
@@ -103,26 +124,7 @@ pub async fn edit_image(
     reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let submitted = read_form(&state, request, EDIT_FIELDS, &["image"], edit_work).await?;
-    submit::handle(&state, caller, reply, "/edit-image", submitted).await
-}
-
-pub const COMPOSE_FIELDS: &[&str] = &[
-    "prompt",
-    "composition_style",
-    "include_quality",
-    "min_quality_score",
-];
-
-/// `/compose-images` as a unit of work.
-pub fn compose_work(form: &mut Form, uploads: &mut Uploads) -> Result<Work, ApiError> {
-    Ok(Work::Compose {
-        prompt: form.text("prompt")?,
-        composition_style: form.text("composition_style")?,
-        quality: form_quality(form)?,
-        options: raw_options(form)?,
-        images: uploads.take(form, "images", ImageRole::Input),
-    })
+    submit::form(&state, caller, reply, request, &EDIT).await
 }
 
 pub async fn compose_images(
@@ -131,6 +133,5 @@ pub async fn compose_images(
     reply: Reply,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let submitted = read_form(&state, request, COMPOSE_FIELDS, &["images"], compose_work).await?;
-    submit::handle(&state, caller, reply, "/compose-images", submitted).await
+    submit::form(&state, caller, reply, request, &COMPOSE).await
 }

@@ -14,9 +14,9 @@ use crate::api::AppState;
 use crate::api::extract::form::{BodyLimits, Form, FormSpec};
 use crate::api::extract::json;
 use crate::api::extract::work::{Uploads, fields};
-use crate::api::routes::advanced::{self, inpaint_work, outpaint_work, style_transfer_work};
+use crate::api::routes::advanced;
 use crate::api::routes::chat::{MESSAGE_FIELDS, MessageBody, message_work};
-use crate::api::routes::generate::{self, GenerateImageBody, compose_work, edit_work};
+use crate::api::routes::generate::{self, GenerateImageBody};
 use crate::api::routes::story::StoryBody;
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -69,23 +69,15 @@ impl LegacyBodies {
             };
             return Ok((work.work, HashMap::new()));
         }
-        type Build = fn(&mut Form, &mut Uploads) -> Result<Work, ApiError>;
-        let (own, files, build): (&[&'static str], &[&str], Option<Build>) = match path {
-            "/edit-image" => (generate::EDIT_FIELDS, &["image"], Some(edit_work)),
-            "/compose-images" => (generate::COMPOSE_FIELDS, &["images"], Some(compose_work)),
-            "/advanced/inpaint" => (
-                advanced::INPAINT_FIELDS,
-                &["image", "mask"],
-                Some(inpaint_work),
-            ),
-            "/advanced/outpaint" => (advanced::OUTPAINT_FIELDS, &["image"], Some(outpaint_work)),
-            "/advanced/style-transfer" => (
-                advanced::STYLE_FIELDS,
-                &["image"],
-                Some(style_transfer_work),
-            ),
-            _ => (MESSAGE_FIELDS, &["image"], None),
-        };
+        let forms = [
+            &generate::EDIT,
+            &generate::COMPOSE,
+            &advanced::INPAINT,
+            &advanced::OUTPAINT,
+            &advanced::STYLE_TRANSFER,
+        ];
+        let route = forms.into_iter().find(|route| route.path == path);
+        let (own, files) = route.map_or((MESSAGE_FIELDS, &["image"][..]), |r| (r.fields, r.files));
         let text_fields = fields(own);
         let spec = FormSpec {
             text_fields: &text_fields,
@@ -94,8 +86,8 @@ impl LegacyBodies {
         };
         let mut form = Form::from_bytes(content_type, body, &spec, self.limits).await?;
         let mut uploads = Uploads::default();
-        let work = match (build, chat_session) {
-            (Some(build), _) => build(&mut form, &mut uploads)?,
+        let work = match (route, chat_session) {
+            (Some(route), _) => (route.build)(&mut form, &mut uploads)?,
             (None, Some(session)) => message_work(session, &mut form, &mut uploads)?,
             (None, None) => return Err(unknown(path)),
         };

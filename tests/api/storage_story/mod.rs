@@ -16,7 +16,7 @@ use imagegate::imaging::ImageFormat;
 use imagegate::store::idempotency::{IdempotentResult, StoredResponse};
 use imagegate::store::sessions::{SessionRecord, StoredPart, StoredTurn};
 use imagegate::store::usage::{UsageEvent, utc_day};
-use imagegate::store::{BlobStore, ObjectBlobs, Storage};
+use imagegate::store::{ObjectBlobs, Storage};
 
 use crate::support::services::{PgSchema, S3Bucket};
 
@@ -402,7 +402,7 @@ async fn the_storage_story_holds_on_postgres() {
     );
 }
 
-async fn blobs_round_trip(blobs: &dyn BlobStore) {
+async fn blobs_round_trip(blobs: &ObjectBlobs) {
     let key = format!("images/{}", new_id("img"));
     assert_eq!(blobs.get(&key).await.unwrap(), None);
     let bytes = Bytes::from((0..=255u8).cycle().take(300_000).collect::<Vec<_>>());
