@@ -11,6 +11,7 @@ use imagegate::store::Db;
 use imagegate::store::batches::{BatchRecord, BatchStore as _, Inserted, SqlBatchStore};
 use serde_json::{Value, json};
 
+use crate::batches::drive_as;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 use crate::support::services::PgSchema;
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
@@ -21,16 +22,10 @@ use crate::support::ADMIN_TOKEN as ADMIN;
 /// million, input and text free), so $0.02 an item at the batch price, worst case and real
 /// alike.
 fn configure(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
+    let batching = crate::batches::batching(fake);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 5.0;
+        batching(c);
         c.auth.admin_token = Some(Secret::new(ADMIN));
-        c.batches.workers = 0;
-        c.batches.poll_initial_ms = 1;
-        c.batches.poll_max_ms = 5;
         crate::support::price(c, "gemini-3-pro-image", "4K", 2000, 0.0);
     }
 }
@@ -66,27 +61,6 @@ async fn spent(app: &TestApp, client: &reqwest::Client) -> f64 {
 
 fn creates(fake: &FakeGemini) -> usize {
     fake.batch_counts().0 as usize
-}
-
-/// Runs the worker step by step until the batch has ended.
-async fn drive(app: &TestApp, client: &reqwest::Client, id: &str) -> Value {
-    for _ in 0..2_000 {
-        if !app.batches.run_once().await.expect("a worker step") {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let (_, _, body) = json_of(
-            client
-                .get(app.url(&format!("/batches/{id}")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        if !body["finished_at"].is_null() {
-            return body;
-        }
-    }
-    panic!("batch {id} never ended");
 }
 
 /// The whole story on one backend: refusals before upstream, the reservation held while
@@ -163,7 +137,7 @@ async fn budget_story(app: &TestApp, fake: &FakeGemini) {
     assert_eq!(creates(fake), 0, "nothing went upstream yet");
 
     // The first ends: two images at $0.02 and one refusal; the reservation becomes that.
-    let done = drive(app, &client, &first).await;
+    let done = drive_as(app, &client, &first).await;
     assert_eq!(done["counts"]["succeeded"], 2, "{done}");
     assert_eq!(done["counts"]["blocked"], 1, "{done}");
     let (_, _, usage) = json_of(client.get(app.url("/usage?days=1")).send().await.unwrap()).await;

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::support::{TestApp, decode_image, expect_error, file_part, json_of, png};
+use crate::support::{
+    TestApp, decode_image, expect_error, expect_invalid, file_part, json_of, png,
+};
 
 #[tokio::test]
 async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
@@ -97,11 +99,9 @@ async fn image_only_modality_returns_no_text() {
 #[tokio::test]
 async fn the_guides_2150_character_prompt_gets_400_with_details() {
     let app = TestApp::offline().await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json("/generate-image", json!({"prompt": "x".repeat(2150)}))
             .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(
@@ -145,12 +145,7 @@ async fn bad_json_bodies_get_400_naming_the_field() {
         ),
     ];
     for (request, field) in cases {
-        let body = expect_error(
-            app.post_json("/generate-image", request.clone()).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_json("/generate-image", request.clone()).await).await;
         assert_eq!(body["details"]["field"], field, "for {request}: {body}");
     }
 }
@@ -158,14 +153,12 @@ async fn bad_json_bodies_get_400_naming_the_field() {
 #[tokio::test]
 async fn unknown_model_errors_list_the_known_models() {
     let app = TestApp::offline().await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "a", "model": "dall-e-3"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     let known = body["details"]["known_models"].as_array().unwrap();
@@ -183,7 +176,7 @@ async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
         .send()
         .await
         .unwrap();
-    expect_error(broken, 400, "invalid_request").await;
+    expect_invalid(broken).await;
     let form = app
         .client
         .post(app.url("/generate-image"))
@@ -192,7 +185,7 @@ async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
         .send()
         .await
         .unwrap();
-    expect_error(form, 400, "invalid_request").await;
+    expect_invalid(form).await;
     let huge = app
         .client
         .post(app.url("/generate-image"))
@@ -288,16 +281,11 @@ async fn edit_image_validates_its_fields() {
         ),
     ];
     for (form, field) in cases {
-        let body = expect_error(
-            app.post_form("/edit-image", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/edit-image", form).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
     let not_multipart = app.post_json("/edit-image", json!({"prompt": "x"})).await;
-    expect_error(not_multipart, 400, "invalid_request").await;
+    expect_invalid(not_multipart).await;
 }
 
 #[tokio::test]
@@ -331,12 +319,7 @@ async fn compose_images_takes_two_or_three_images() {
         for i in 0..count {
             form = form.part("images", file_part(png(16, 16), &format!("{i}.png")));
         }
-        let body = expect_error(
-            app.post_form("/compose-images", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/compose-images", form).await).await;
         assert_eq!(body["details"]["field"], "images");
         assert_eq!(body["details"]["count"], count);
     }
@@ -345,12 +328,7 @@ async fn compose_images_takes_two_or_three_images() {
         .part("images", file_part(png(16, 16), "b.png"))
         .text("prompt", "compose")
         .text("composition_style", "mosaic");
-    let body = expect_error(
-        app.post_form("/compose-images", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/compose-images", form).await).await;
     assert_eq!(body["details"]["field"], "composition_style");
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FakeGemini, FakeOptions};
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 const BANANA: &str = "gemini-nano-banana-2.1";
 const FLASH: &str = "gemini-3.1-flash-image";
@@ -341,25 +341,21 @@ async fn thinking_level_goes_upstream_for_models_that_take_it_and_is_refused_oth
         json!({"thinkingLevel": "HIGH"})
     );
 
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "think", "model": PRO, "thinking_level": "high"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["field"], "thinking_level");
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "think", "model": FLASH, "thinking_level": "medium"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["allowed"], json!(["minimal", "high"]));
@@ -370,14 +366,12 @@ async fn thinking_level_goes_upstream_for_models_that_take_it_and_is_refused_oth
 async fn the_default_model_is_nano_banana_2_1_which_refuses_512() {
     let fake = FakeGemini::start().await;
     let app = gemini_app(&fake, |_| {}).await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "small", "image_size": "512"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["allowed"], json!(["1K", "2K", "4K"]));
@@ -505,14 +499,12 @@ async fn get_models_shows_the_merged_registry_and_the_keys_service_tiers() {
     assert_eq!(find(PRO)["fallback"], json!([BANANA]));
 
     // Paid keys may not use flex; free keys are held to it whatever they ask.
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "x", "service_tier": "flex"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["field"], "service_tier");
@@ -522,7 +514,7 @@ async fn get_models_shows_the_merged_registry_and_the_keys_service_tiers() {
             json!({"prompt": "x", "service_tier": "flex", "async": true}),
         )
         .await;
-    expect_error(queued, 400, "invalid_request").await;
+    expect_invalid(queued).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     let (_, _, mine) = json_of(free.get(app.url("/models")).send().await.unwrap()).await;
     assert_eq!(
@@ -561,12 +553,7 @@ async fn hostile_routing_options_are_refused_with_details() {
         ),
     ];
     for (request, field) in cases {
-        let body = expect_error(
-            app.post_json("/generate-image", request).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_json("/generate-image", request).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
         assert!(
             body["message"].as_str().unwrap().len() < 300,

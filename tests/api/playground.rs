@@ -48,11 +48,9 @@ async fn the_page_and_its_assets_are_served_without_a_key_under_a_strict_policy(
 #[tokio::test]
 async fn the_catalog_offers_exactly_what_the_server_accepts() {
     let app = TestApp::offline().await;
-    let catalog: serde_json::Value = client_with_key(None)
-        .get(app.url("/playground/catalog.json"))
-        .send()
+    let catalog: serde_json::Value = app
+        .get_anonymously("/playground/catalog.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use tokio::process::Child;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
 use crate::support::process;
 use crate::support::services::{PgSchema, RedisPrefix, S3Bucket};
-use crate::support::{TestApp, client_with_key, json_of};
+use crate::support::{TestApp, client_with_key, json_of, on_gemini};
 
 /// PostgreSQL, Redis and S3, each of its own for one test.
 struct Shared {
@@ -49,16 +49,6 @@ impl Shared {
     }
 }
 
-fn gemini(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
-    move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 20.0;
-    }
-}
-
 #[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
@@ -70,8 +60,12 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
         ..Default::default()
     })
     .await;
-    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
-    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let a = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
+    let b = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
     assert_ne!(a.base, b.base);
     // One key, issued through A's database, used on both.
     let on_b = client_with_key(Some(&a.key));
@@ -219,17 +213,6 @@ async fn start_process(
     (child, base)
 }
 
-async fn status_on(base: &str, id: &str) -> Value {
-    client_with_key(Some(FAKE_API_KEY))
-        .get(format!("{base}/requests/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
@@ -239,44 +222,27 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, a_base) = start_process(&shared, &fake, dir.path()).await;
 
-    let accepted = client_with_key(Some(FAKE_API_KEY))
-        .post(format!("{a_base}/generate-image"))
-        .json(&json!({"prompt": "a lighthouse at dusk [[fake:slow_3000]]", "async": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 202);
-    let id = accepted.json::<Value>().await.unwrap()["request_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = process::submit_async(
+        &a_base,
+        json!({"prompt": "a lighthouse at dusk [[fake:slow_3000]]", "async": true}),
+    )
+    .await;
     // A's worker has the request upstream: the fake has seen the call.
-    for _ in 0..400 {
-        if !fake.calls_for("lighthouse").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(status_on(&a_base, &id).await["status"], "running");
+    fake.wait_for_calls("lighthouse", 1).await;
+    let status = process::get_json(&a_base, &format!("/requests/{id}")).await;
+    assert_eq!(status["status"], "running");
     a.start_kill().unwrap();
     a.wait().await.unwrap();
 
     // B shares nothing with A but the services; its data directory is new.
     let b = shared
         .instance(Arc::new(SystemClock), |c| {
-            gemini(&fake)(c);
+            on_gemini(&fake, 20.0)(c);
             c.jobs.lease_secs = 1.5;
             c.jobs.poll_ms = 50;
         })
         .await;
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = status_on(&b.base, &id).await;
-        if last["status"] == "succeeded" || last["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = process::finished_on(&b.base, &id).await;
     assert_eq!(last["status"], "succeeded", "{last}");
     assert!(
         last["result"]["images"][0]
@@ -295,8 +261,12 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
 async fn two_instances_given_the_same_idempotency_key_and_body_at_once_run_it_once() {
     let shared = Shared::create().await;
     let fake = FakeGemini::start().await;
-    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
-    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let a = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
+    let b = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
     let client = client_with_key(Some(&a.key));
     // Slow upstream: the second request arrives while the first is still running, which
     // is when two instances each missed the stored result and both called upstream.

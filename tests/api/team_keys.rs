@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
 use crate::support::services::{PgSchema, S3Bucket};
-use crate::support::{TestApp, admin_create_key, client_with_key, expect_error, json_of, price};
+use crate::support::{
+    TestApp, admin_create_key, client_with_key, expect_error, expect_invalid, json_of, on_gemini,
+    price,
+};
 
 use crate::support::ADMIN_TOKEN as ADMIN;
 
@@ -21,12 +24,9 @@ fn priced_pro(config: &mut Config) {
 }
 
 fn with_fake(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
+    let gemini = on_gemini(fake, 20.0);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 20.0;
+        gemini(c);
         c.auth.admin_token = Some(Secret::new(ADMIN));
         priced_pro(c);
     }
@@ -350,7 +350,7 @@ async fn hostile_key_settings_are_refused_with_the_field_at_fault() {
             .send()
             .await
             .unwrap();
-        let error = expect_error(response, 400, "invalid_request").await;
+        let error = expect_invalid(response).await;
         if let Some(field) = field {
             assert_eq!(error["details"]["field"], field, "{error}");
         }
@@ -415,7 +415,7 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
         .send()
         .await
         .unwrap();
-    expect_error(response, 400, "invalid_request").await;
+    expect_invalid(response).await;
 }
 
 /// 3.1 Flash at 1K here: its image is 2000 tokens at $20/M ($0.04, input free); with a

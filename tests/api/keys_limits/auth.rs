@@ -83,11 +83,7 @@ async fn an_unknown_key_is_refused_and_never_echoed_back() {
 #[tokio::test]
 async fn health_answers_without_a_key() {
     let app = TestApp::offline().await;
-    let response = client_with_key(None)
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/health").await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-ratelimit-limit").is_none());
 }

@@ -98,16 +98,6 @@ async fn configured_tier_numbers_replace_the_guides() {
     expect_error(app.get("/usage").await, 429, "rate_limit_exceeded").await;
 }
 
-async fn wait_for_upstream_calls(fake: &FakeGemini, marker: &str, count: usize) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.calls_for(marker).len() < count {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the requests reached the upstream");
-}
-
 fn slow_generation(
     app: &TestApp,
     client: &reqwest::Client,
@@ -127,7 +117,7 @@ async fn a_sixth_request_in_flight_is_refused_with_the_concurrency_limit() {
     let in_flight: Vec<_> = (0..5)
         .map(|i| slow_generation(&app, &app.client, &format!("fox {i} {marker}")))
         .collect();
-    wait_for_upstream_calls(&fake, marker, 5).await;
+    fake.wait_for_calls(marker, 5).await;
 
     let refused = app.get("/usage").await;
     assert_eq!(header(&refused, "retry-after"), "1");
