@@ -24,16 +24,17 @@ pub(crate) fn batching(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone + use<
         c.batches.workers = 0;
         c.batches.poll_initial_ms = 1;
         c.batches.poll_max_ms = 5;
-        c.jobs.poll_ms = 20;
-        c.jobs.webhooks.allow_private = true;
     }
 }
 
-/// [`batching`] on `fake`, then `configure` (which may start workers).
+/// [`batching`] on `fake` with webhooks to this machine, then `configure` (which may
+/// start workers).
 async fn on_fake(fake: &FakeGemini, configure: impl FnOnce(&mut Config)) -> TestApp {
     let batching = batching(fake);
     TestApp::spawn(move |c| {
         batching(c);
+        c.jobs.poll_ms = 20;
+        c.jobs.webhooks.allow_private = true;
         configure(c);
     })
     .await

@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, Secret};
 use imagegate::store::Db;
 use imagegate::store::batches::{BatchRecord, BatchStore as _, Inserted, SqlBatchStore};
 use serde_json::{Value, json};
 
 use crate::batches::drive_as;
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::services::PgSchema;
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate::clock::ManualClock;
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 use serde_json::{Value, json};
 
 use crate::batches::{batch, batching, drive, submit};
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, json_of};
 
 /// Runs the worker step by step, moving `clock` past each poll's backoff, until the batch

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::Child;
 
 use crate::cli::imagegate_ok;
 use crate::support::fake_gemini::FakeGemini;

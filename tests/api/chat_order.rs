@@ -4,12 +4,10 @@
 //! of its session have finished, and a client flooding one session neither holds the
 //! workers nor waits without bound. The worker is driven directly (`jobs.workers = 0`).
 
-use std::time::Duration;
-
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::Config;
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, eventually, expect_error, json_of, on_gemini};
 
 fn configure(fake: &FakeGemini) -> impl FnOnce(&mut Config) {

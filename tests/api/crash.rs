@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::async_jobs::Receiver;
 use crate::support::eventually;
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::process::{finished_on, get_json, start_gemini, submit_async};
+use crate::support::process::{finished_on, request_status, start_gemini, submit_async};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_server_loses_no_request_and_no_webhook() {
@@ -44,14 +44,12 @@ async fn a_killed_server_loses_no_request_and_no_webhook() {
         slow.push(submit(format!("slow {i} [[fake:slow_4000]]")).await);
     }
     fake.wait_for_calls("[[fake:slow_4000]]", 2).await;
-    let states: Vec<String> = futures_util::future::join_all(
-        slow.iter()
-            .map(|id| get_json(&base, &format!("/requests/{id}"))),
-    )
-    .await
-    .iter()
-    .map(|s| s["status"].as_str().unwrap().to_owned())
-    .collect();
+    let states: Vec<String> =
+        futures_util::future::join_all(slow.iter().map(|id| request_status(&base, id)))
+            .await
+            .iter()
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+            .collect();
     assert!(
         states.iter().any(|s| s == "running") && states.iter().any(|s| s == "queued"),
         "{states:?}"

@@ -7,9 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::Config;
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, decode_image, jpeg, json_of, on_gemini, png, png_claiming};
 
 const GENERATE: &str = "/v1beta/models/gemini-3.1-flash-image:generateContent";

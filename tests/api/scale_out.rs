@@ -4,14 +4,13 @@
 //! the other.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use imagegate::clock::{Clock, ManualClock, SystemClock};
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
+use crate::support::fake_gemini::{FakeGemini, FakeOptions};
 use crate::support::process;
 use crate::support::services::{PgSchema, RedisPrefix, S3Bucket};
 use crate::support::{TestApp, client_with_key, json_of, on_gemini};
@@ -229,7 +228,7 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
     .await;
     // A's worker has the request upstream: the fake has seen the call.
     fake.wait_for_calls("lighthouse", 1).await;
-    let status = process::get_json(&a_base, &format!("/requests/{id}")).await;
+    let status = process::request_status(&a_base, &id).await;
     assert_eq!(status["status"], "running");
     a.start_kill().unwrap();
     a.wait().await.unwrap();

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::process::Child;
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::process::{self, finished_on, get_json, start_gemini, submit_async};
+use crate::support::process::{self, finished_on, request_status, start_gemini, submit_async};
 
 async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, String) {
     std::fs::write(
@@ -26,7 +26,7 @@ async fn submit(base: &str, prompt: &str) -> String {
 }
 
 async fn status(base: &str, id: &str) -> String {
-    let body = get_json(base, &format!("/requests/{id}")).await;
+    let body = request_status(base, id).await;
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 

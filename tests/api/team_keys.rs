@@ -8,7 +8,7 @@ use imagegate::clock::{Clock, ManualClock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::services::{PgSchema, S3Bucket};
 use crate::support::{
     TestApp, admin_create_key, client_with_key, expect_error, expect_invalid, json_of, on_gemini,

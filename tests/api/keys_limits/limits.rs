@@ -2,7 +2,6 @@
 //! flight (held open by a slow fake upstream), and the headers on every response.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use imagegate::clock::ManualClock;
 use serde_json::{Value, json};

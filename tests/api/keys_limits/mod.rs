@@ -10,10 +10,10 @@ mod usage;
 use std::sync::Arc;
 
 use imagegate::clock::ManualClock;
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 
 use crate::support::TestApp;
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 
 /// An offline server whose clock moves only when the test moves it.
 pub async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> TestApp {

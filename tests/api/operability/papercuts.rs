@@ -117,7 +117,7 @@ async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() 
                 json!({"prompt": "a fox", "response_modalities": modalities}),
             )
             .await;
-        let body = crate::support::expect_invalid(response).await;
+        let body = expect_invalid(response).await;
         assert_eq!(body["details"]["field"], "response_modalities", "{body}");
         assert!(body["message"].as_str().unwrap().contains("Image"));
     }
@@ -128,7 +128,7 @@ async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() 
         )
         .text("prompt", "make it blue")
         .text("response_modalities", "Text");
-    let body = crate::support::expect_invalid(app.post_form("/edit-image", form).await).await;
+    let body = expect_invalid(app.post_form("/edit-image", form).await).await;
     assert_eq!(body["details"]["field"], "response_modalities", "{body}");
     let (status, _, body) = json_of(
         app.post_json(

@@ -86,11 +86,15 @@ pub async fn submit_async(base: &str, body: Value) -> String {
     accepted["request_id"].as_str().unwrap().to_owned()
 }
 
-/// Polls `GET {base}/requests/{id}` until it is [`finished`](super::finished) (at most
-/// 30 s); its last status.
+/// The status of async request `id` on `base` (`GET /requests/{id}`).
+pub async fn request_status(base: &str, id: &str) -> Value {
+    get_json(base, &format!("/requests/{id}")).await
+}
+
+/// Polls [`request_status`] until it is [`finished`](super::finished) (at most 30 s); its
+/// last status.
 pub async fn finished_on(base: &str, id: &str) -> Value {
-    let path = format!("/requests/{id}");
-    super::poll(|| get_json(base, &path), super::finished).await
+    super::poll(|| request_status(base, id), super::finished).await
 }
 
 /// Spawns `command` and waits for its start-up line: the child, its base URL and the
