@@ -205,11 +205,7 @@ async fn twenty_five_items_run_end_to_end_with_per_item_outcomes() {
     }
     let other = client_with_key(Some(&app.create_key("paid").await));
     let image = lines[0]["image_ids"][0].as_str().unwrap();
-    let theirs = other
-        .get(app.url(&format!("/images/{image}")))
-        .send()
-        .await
-        .unwrap();
+    let theirs = app.get_as(&other, &format!("/images/{image}")).await;
     assert_eq!(
         theirs.status(),
         404,
@@ -441,12 +437,8 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
     let other_key = app.create_key("paid").await;
     let other = client_with_key(Some(&other_key));
     let (_, _, theirs) = json_of(
-        other
-            .post(app.url("/generate-image"))
-            .json(&json!({"prompt": "theirs"}))
-            .send()
-            .await
-            .unwrap(),
+        app.post_json_as(&other, "/generate-image", json!({"prompt": "theirs"}))
+            .await,
     )
     .await;
     let their_image = theirs["image_ids"][0].as_str().unwrap();
@@ -559,10 +551,10 @@ async fn cancel_works_once_and_batches_are_private_to_their_key() {
         format!("/batches/{running}/results"),
         "/batches/batch_nonsense".into(),
     ] {
-        let response = other.get(app.url(&path)).send().await.unwrap();
+        let response = app.get_as(&other, &path).await;
         assert_eq!(response.status(), 404, "{path}");
     }
-    let (_, _, listed) = json_of(other.get(app.url("/batches")).send().await.unwrap()).await;
+    let (_, _, listed) = json_of(app.get_as(&other, "/batches").await).await;
     assert_eq!(listed["batches"].as_array().unwrap().len(), 0);
     let (_, _, mine) = json_of(app.get("/batches").await).await;
     assert_eq!(mine["batches"].as_array().unwrap().len(), 2);

@@ -61,8 +61,6 @@ async fn status_of(app: &TestApp, id: &str) -> Value {
     body["status"].clone()
 }
 
-/// Polls a condition the server reaches by itself (a request arriving somewhere); the
-/// bound only turns a hang into a failure.
 #[tokio::test]
 async fn an_async_message_then_a_sync_one_are_answered_in_the_order_they_were_accepted() {
     let fake = FakeGemini::start().await;

@@ -5,12 +5,13 @@ use serde_json::json;
 use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 async fn generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
-    let response = client
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .post_json_as(
+            &client,
+            "/generate-image",
+            json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}),
+        )
+        .await;
     let (status, _, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
     body["image_ids"][0].as_str().unwrap().to_owned()

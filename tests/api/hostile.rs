@@ -179,18 +179,16 @@ async fn a_story_longer_than_what_is_left_of_the_minute_gets_429_and_no_upstream
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     for _ in 0..10 {
-        assert_eq!(
-            free.get(app.url("/usage")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.get_as(&free, "/usage").await.status(), 200);
     }
     let marker = "[[fake:thoughts]]";
-    let refused = free
-        .post(app.url("/story/generate"))
-        .json(&json!({"description": format!("a fox {marker}"), "num_images": 6}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app
+        .post_json_as(
+            &free,
+            "/story/generate",
+            json!({"description": format!("a fox {marker}"), "num_images": 6}),
+        )
+        .await;
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "5");
     let body = expect_error(refused, 429, "rate_limit_exceeded").await;
     assert_eq!(body["details"]["limit"], "requests_per_minute");
@@ -199,12 +197,13 @@ async fn a_story_longer_than_what_is_left_of_the_minute_gets_429_and_no_upstream
         fake.calls_for(marker).is_empty(),
         "no upstream call was made"
     );
-    let fits = free
-        .post(app.url("/story/generate"))
-        .json(&json!({"description": format!("a fox {marker}"), "num_images": 5}))
-        .send()
-        .await
-        .unwrap();
+    let fits = app
+        .post_json_as(
+            &free,
+            "/story/generate",
+            json!({"description": format!("a fox {marker}"), "num_images": 5}),
+        )
+        .await;
     assert_eq!(fits.status(), 200);
     assert_eq!(
         header(&fits, "x-ratelimit-remaining"),
@@ -265,17 +264,15 @@ async fn a_free_key_with_five_left_cannot_start_openai_n_6() {
     let app = offline_at(&clock, |_| {}).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     for _ in 0..10 {
-        assert_eq!(
-            free.get(app.url("/usage")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.get_as(&free, "/usage").await.status(), 200);
     }
-    let refused = free
-        .post(app.url("/v1/images/generations"))
-        .json(&json!({"prompt": "a fox", "n": 6}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app
+        .post_json_as(
+            &free,
+            "/v1/images/generations",
+            json!({"prompt": "a fox", "n": 6}),
+        )
+        .await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "5");
 }
@@ -293,11 +290,7 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     let mut ids = Vec::new();
     for i in 0..4 {
         let (status, id, body) = json_of(
-            duo.post(app.url("/generate-image"))
-                .json(&json!({"prompt": format!("fox {i} {marker}"), "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}))
-                .send()
-                .await
-                .unwrap(),
+            app.post_json_as(&duo, "/generate-image", json!({"prompt": format!("fox {i} {marker}"), "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"})).await,
         )
         .await;
         assert_eq!(status, 202, "accepted, not refused: {body}");
@@ -306,13 +299,8 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     for id in &ids {
         let done = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                let (_, _, body) = json_of(
-                    duo.get(app.url(&format!("/requests/{id}")))
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
+                let (_, _, body) =
+                    json_of(app.get_as(&duo, &format!("/requests/{id}")).await).await;
                 if body["status"] == "succeeded" || body["status"] == "failed" {
                     break body;
                 }

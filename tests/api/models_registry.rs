@@ -516,17 +516,18 @@ async fn get_models_shows_the_merged_registry_and_the_keys_service_tiers() {
         .await;
     expect_invalid(queued).await;
     let free = client_with_key(Some(&app.create_key("free").await));
-    let (_, _, mine) = json_of(free.get(app.url("/models")).send().await.unwrap()).await;
+    let (_, _, mine) = json_of(app.get_as(&free, "/models").await).await;
     assert_eq!(
         mine["service_tiers"],
         json!({"allowed": ["flex"], "forced": "flex"})
     );
-    let held = free
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "x", "service_tier": "priority"}))
-        .send()
-        .await
-        .unwrap();
+    let held = app
+        .post_json_as(
+            &free,
+            "/generate-image",
+            json!({"prompt": "x", "service_tier": "priority"}),
+        )
+        .await;
     assert_eq!(held.status(), 200);
     assert_eq!(header(&held, "x-imagegate-service-tier"), "flex");
 }

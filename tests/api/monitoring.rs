@@ -42,11 +42,11 @@ async fn health_ready_and_metrics_answer_without_a_key() {
     let anonymous = client_with_key(None);
 
     for path in ["/health", "/ready"] {
-        let response = anonymous.get(app.url(path)).send().await.unwrap();
+        let response = app.get_as(&anonymous, path).await;
         let (status, _, body) = json_of(response).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (_, _, ready) = json_of(anonymous.get(app.url("/ready")).send().await.unwrap()).await;
+    let (_, _, ready) = json_of(app.get_as(&anonymous, "/ready").await).await;
     assert_eq!(ready["status"], "ready");
     let mut checks = ready["checks"].clone();
     assert!(checks["age_seconds"].is_number(), "{checks}");
@@ -214,7 +214,7 @@ async fn stats_report_the_callers_generations_in_the_window_as_api_monitor_does(
     );
 
     let other = client_with_key(Some(&app.create_key("paid").await));
-    let (_, _, theirs) = json_of(other.get(app.url("/stats")).send().await.unwrap()).await;
+    let (_, _, theirs) = json_of(app.get_as(&other, "/stats").await).await;
     assert_eq!(
         theirs["total_requests"], 0,
         "a key sees only its own requests"

@@ -90,20 +90,19 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
     assert_eq!(status, 200, "{first}");
 
     let (status, _, second) = json_of(
-        on_b.post(b.url(&format!("/chat/{session}/message")))
-            .json(&json!({"message": "make it blue"}))
-            .send()
-            .await
-            .unwrap(),
+        b.post_json_as(
+            &on_b,
+            &format!("/chat/{session}/message"),
+            json!({"message": "make it blue"}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200, "the second turn runs on B: {second}");
     assert_eq!(second["turn"], 2);
-    let history: Value = on_b
-        .get(b.url(&format!("/chat/{session}")))
-        .send()
+    let history: Value = b
+        .get_as(&on_b, &format!("/chat/{session}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -115,11 +114,7 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
         .collect();
     assert_eq!(roles, ["user", "model", "user", "model"]);
     let image = first["image_ids"][0].as_str().unwrap();
-    let served = on_b
-        .get(b.url(&format!("/images/{image}")))
-        .send()
-        .await
-        .unwrap();
+    let served = b.get_as(&on_b, &format!("/images/{image}")).await;
     assert_eq!(served.status(), 200, "B serves the image A stored");
     assert_eq!(fake.requests().len(), 2);
 }

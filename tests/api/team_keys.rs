@@ -88,12 +88,13 @@ async fn a_scoped_key_is_refused_on_other_endpoints_and_models_before_upstream()
         .unwrap();
     let body = expect_error(edit, 403, "forbidden").await;
     assert_eq!(body["details"]["scope"], "edit");
-    let native = client
-        .post(app.url("/v1beta/models/gemini-3.1-flash-image:generateContent"))
-        .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
-        .send()
-        .await
-        .unwrap();
+    let native = app
+        .post_json_as(
+            &client,
+            "/v1beta/models/gemini-3.1-flash-image:generateContent",
+            json!({"contents": [{"parts": [{"text": "x"}]}]}),
+        )
+        .await;
     assert_eq!(native.status(), 403);
     let other_model = client
         .post(app.url("/generate-image"))
@@ -105,15 +106,16 @@ async fn a_scoped_key_is_refused_on_other_endpoints_and_models_before_upstream()
     assert_eq!(body["details"]["model"], "gemini-3-pro-image");
     assert!(fake.requests().is_empty(), "nothing went upstream");
 
-    let allowed = client
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image"}))
-        .send()
-        .await
-        .unwrap();
+    let allowed = app
+        .post_json_as(
+            &client,
+            "/generate-image",
+            json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image"}),
+        )
+        .await;
     assert_eq!(allowed.status(), 200);
     assert_eq!(fake.requests().len(), 1);
-    let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+    let (_, _, me) = json_of(app.get_as(&client, "/keys/me").await).await;
     assert_eq!(me["scopes"], json!(["generate"]));
 }
 
@@ -166,7 +168,7 @@ async fn a_ten_cent_budget_admits_two_four_cent_calls_and_refuses_the_rest_befor
     );
 
     let client = client_with_key(Some(&key));
-    let response = client.get(app.url("/keys/me")).send().await.unwrap();
+    let response = app.get_as(&client, "/keys/me").await;
     assert_eq!(
         response.headers()["x-imagegate-budget-remaining"],
         "0.020000"
@@ -275,7 +277,7 @@ async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
         // An ordinary key, even a paid one, is not the admin token.
         client_with_key(Some(&app.key)),
     ] {
-        let response = client.get(app.url("/admin/keys")).send().await.unwrap();
+        let response = app.get_as(&client, "/admin/keys").await;
         expect_error(response, 401, "unauthorized").await;
     }
     let (status, _, listed) =
@@ -496,7 +498,7 @@ async fn a_rotated_key_and_its_successor_spend_one_budget() {
     }
     for key in [&old, &new] {
         let client = client_with_key(Some(key));
-        let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+        let (_, _, me) = json_of(app.get_as(&client, "/keys/me").await).await;
         assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
         assert_eq!(me["budget"]["daily"]["remaining_usd"], 0.02, "{me}");
     }

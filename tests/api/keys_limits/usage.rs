@@ -111,7 +111,7 @@ async fn a_key_sees_only_its_own_usage() {
     );
 
     let other = client_with_key(Some(&app.create_key("free").await));
-    let (_, _, theirs) = json_of(other.get(app.url("/usage")).send().await.unwrap()).await;
+    let (_, _, theirs) = json_of(app.get_as(&other, "/usage").await).await;
     assert_ne!(theirs["key_id"], mine["key_id"]);
     assert_eq!(theirs["days"], json!([]));
     assert_eq!(theirs["totals"]["requests"], 0);

@@ -146,12 +146,18 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request sent")
+        self.post_json_as(&self.client, path, body).await
+    }
+
+    /// [`TestApp::post_json`] sent by `client` (another key's, or none).
+    pub async fn post_json_as(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        let request = client.post(self.url(path)).json(&body);
+        request.send().await.expect("request sent")
     }
 
     pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> reqwest::Response {
@@ -164,17 +170,27 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.get_as(&self.client, path).await
+    }
+
+    /// [`TestApp::get`] sent by `client` (another key's, or none).
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        let request = client.get(self.url(path));
+        request.send().await.expect("request sent")
+    }
+
+    /// Queues `body` with `POST /generate-image` (202); the request id.
+    pub async fn queue(&self, body: Value) -> String {
+        let response = self.post_json("/generate-image", body).await;
+        let (status, request_id, accepted) = json_of(response).await;
+        assert_eq!(status, 202, "{accepted}");
+        assert_eq!(accepted["request_id"], request_id.as_str());
+        request_id
     }
 
     /// `GET path` with no Authorization header at all.
     pub async fn get_anonymously(&self, path: &str) -> reqwest::Response {
-        let request = client_with_key(None).get(self.url(path));
-        request.send().await.expect("request sent")
+        self.get_as(&client_with_key(None), path).await
     }
 }
 
