@@ -168,35 +168,21 @@ async fn unknown_model_errors_list_the_known_models() {
 #[tokio::test]
 async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
     let app = TestApp::offline().await;
-    let broken = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "application/json")
-        .body("{\"prompt\": ")
-        .send()
+    let send = |content_type: &str, body: String| {
+        let request = app.client.post(app.url("/generate-image"));
+        request
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let broken = send("application/json", "{\"prompt\": ".into())
         .await
         .unwrap();
     expect_invalid(broken).await;
-    let form = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "text/plain")
-        .body("prompt=hello")
-        .send()
-        .await
-        .unwrap();
+    let form = send("text/plain", "prompt=hello".into()).await.unwrap();
     expect_invalid(form).await;
-    let huge = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "application/json")
-        .body(format!(
-            "{{\"prompt\": \"{}\"}}",
-            "a".repeat(2 * 1024 * 1024)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let huge = format!("{{\"prompt\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    let huge = send("application/json", huge).await.unwrap();
     expect_error(huge, 413, "file_too_large").await;
 }
 
@@ -245,36 +231,23 @@ async fn edit_image_returns_an_image_derived_from_the_input() {
 #[tokio::test]
 async fn edit_image_validates_its_fields() {
     let app = TestApp::offline().await;
+    let image = || reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png"));
     let cases: Vec<(reqwest::multipart::Form, &str)> = vec![
         (reqwest::multipart::Form::new().text("prompt", "x"), "image"),
+        (image(), "prompt"),
         (
-            reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png")),
-            "prompt",
-        ),
-        (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
-                .text("prompt", "x")
-                .text("edit_strength", "1.5"),
+            image().text("prompt", "x").text("edit_strength", "1.5"),
             "edit_strength",
         ),
         (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
+            image()
                 .text("prompt", "x")
                 .text("preserve_subject", "maybe"),
             "preserve_subject",
         ),
+        (image().text("prompt", "x").text("mystery", "1"), "mystery"),
         (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
-                .text("prompt", "x")
-                .text("mystery", "1"),
-            "mystery",
-        ),
-        (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
+            image()
                 .part("image", file_part(png(8, 8), "b.png"))
                 .text("prompt", "x"),
             "image",

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::keys_limits::header;
 use crate::support::fake_gemini::{FakeGemini, FakeOptions};
 use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
@@ -23,14 +24,6 @@ async fn gemini_app(
     // The list asked for at start, so that what follows does not race it.
     app.models.refreshed(1).await;
     app
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// Cost of `usage` at USD-per-million `prices` (input, text output, image output).
