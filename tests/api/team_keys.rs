@@ -48,12 +48,12 @@ async fn create_key(app: &TestApp, body: Value) -> (String, String) {
 /// Rotates a key through the admin API with `grace_secs` for the old one; the answer.
 async fn rotate(app: &TestApp, key_id: &str, grace_secs: u64) -> Value {
     let (status, _, rotated) = json_of(
-        admin()
-            .post(app.url(&format!("/admin/keys/{key_id}/rotate")))
-            .json(&json!({"grace_secs": grace_secs}))
-            .send()
-            .await
-            .unwrap(),
+        app.post_json_as(
+            &admin(),
+            &format!("/admin/keys/{key_id}/rotate"),
+            json!({"grace_secs": grace_secs}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 201, "{rotated}");
@@ -176,11 +176,8 @@ async fn a_ten_cent_budget_admits_two_four_cent_calls_and_refuses_the_rest_befor
     let (_, _, me) = json_of(response).await;
     assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
     let (_, _, usage) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/usage?key_id={key_id}")))
-            .send()
-            .await
-            .unwrap(),
+        app.get_as(&admin(), &format!("/admin/usage?key_id={key_id}"))
+            .await,
     )
     .await;
     assert_eq!(usage["total_cost_usd"], 0.08, "{usage}");
@@ -263,7 +260,7 @@ async fn an_expired_key_and_a_rotated_key_past_its_grace_get_401_saying_why() {
 #[tokio::test]
 async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
     let off = TestApp::offline().await;
-    let response = admin().get(off.url("/admin/keys")).send().await.unwrap();
+    let response = off.get_as(&admin(), "/admin/keys").await;
     expect_error(response, 404, "not_found").await;
 
     let app = TestApp::spawn(|c| {
@@ -280,8 +277,7 @@ async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
         let response = app.get_as(&client, "/admin/keys").await;
         expect_error(response, 401, "unauthorized").await;
     }
-    let (status, _, listed) =
-        json_of(admin().get(app.url("/admin/keys")).send().await.unwrap()).await;
+    let (status, _, listed) = json_of(app.get_as(&admin(), "/admin/keys").await).await;
     assert_eq!(status, 200);
     let keys = listed["keys"].as_array().unwrap();
     assert!(
@@ -302,14 +298,7 @@ async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["monthly_budget_usd"], 5.0);
     assert_eq!(updated["metadata"]["owner"], "ana", "kept");
-    let (_, _, got) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/keys/{key_id}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, _, got) = json_of(app.get_as(&admin(), &format!("/admin/keys/{key_id}")).await).await;
     assert_eq!(got["requests_per_minute"], 3);
     let revoked = admin()
         .delete(app.url(&format!("/admin/keys/{key_id}")))
@@ -357,12 +346,13 @@ async fn hostile_key_settings_are_refused_with_the_field_at_fault() {
             assert_eq!(error["details"]["field"], field, "{error}");
         }
     }
-    let response = admin()
-        .post(app.url("/admin/keys/key_nope/rotate"))
-        .json(&json!({"grace_secs": 10}))
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .post_json_as(
+            &admin(),
+            "/admin/keys/key_nope/rotate",
+            json!({"grace_secs": 10}),
+        )
+        .await;
     expect_error(response, 404, "not_found").await;
 }
 
@@ -384,7 +374,7 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let (_, _, all) = json_of(admin().get(app.url("/admin/usage")).send().await.unwrap()).await;
+    let (_, _, all) = json_of(app.get_as(&admin(), "/admin/usage").await).await;
     let rows = all["rows"].as_array().unwrap();
     let requests = |id: &str| {
         rows.iter()
@@ -398,11 +388,8 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .all(|r| r["date"].is_string() && r["model"].is_string())
     );
     let (_, _, one) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/usage?key_id={first_id}")))
-            .send()
-            .await
-            .unwrap(),
+        app.get_as(&admin(), &format!("/admin/usage?key_id={first_id}"))
+            .await,
     )
     .await;
     assert!(
@@ -412,11 +399,7 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .iter()
             .all(|r| r["key_id"] == first_id.as_str())
     );
-    let response = admin()
-        .get(app.url("/admin/usage?days=-3"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&admin(), "/admin/usage?days=-3").await;
     expect_invalid(response).await;
 }
 
