@@ -545,7 +545,7 @@ async fn solo_key(app: &TestApp, settings: Value) -> (reqwest::Client, String) {
 async fn queue_generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
     let (status, id, body) = json_of(
         app.post_json_as(
-            &client,
+            client,
             "/generate-image",
             json!({"prompt": prompt, "async": true}),
         )
@@ -557,7 +557,7 @@ async fn queue_generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -
 }
 
 async fn status_of(app: &TestApp, client: &reqwest::Client, id: &str) -> String {
-    let (_, _, body) = json_of(app.get_as(&client, &format!("/requests/{id}")).await).await;
+    let (_, _, body) = json_of(app.get_as(client, &format!("/requests/{id}")).await).await;
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 

@@ -44,7 +44,7 @@ fn pro_items(prompts: &[&str]) -> Value {
 }
 
 async fn spent(app: &TestApp, client: &reqwest::Client) -> f64 {
-    let (_, _, me) = json_of(app.get_as(&client, "/keys/me").await).await;
+    let (_, _, me) = json_of(app.get_as(client, "/keys/me").await).await;
     me["budget"]["daily"]["spent_usd"]
         .as_f64()
         .unwrap_or_else(|| panic!("{me}"))

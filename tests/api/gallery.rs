@@ -7,7 +7,7 @@ use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, jso
 async fn generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
     let response = app
         .post_json_as(
-            &client,
+            client,
             "/generate-image",
             json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}),
         )
