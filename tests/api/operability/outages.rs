@@ -83,7 +83,7 @@ async fn postgres_unreachable_mid_run_answers_503_with_retry_after_and_metrics_s
 
     proxy.restore();
     let usage = || async { app.get("/usage").await.status().as_u16() };
-    let status = crate::support::poll(usage, |status| *status == 200).await;
+    let status = crate::support::poll_within(5.0, usage, |status| *status == 200).await;
     assert_eq!(
         status, 200,
         "requests succeed again once PostgreSQL is back"
@@ -163,6 +163,6 @@ async fn redis_down_mid_run_degrades_to_local_counting_without_a_stall_and_says_
 
     proxy.restore();
     let ready = || async { json_of(app.get("/ready").await).await.2["checks"]["limits"].clone() };
-    let limits = crate::support::poll(ready, |limits| *limits == "ok").await;
+    let limits = crate::support::poll_within(5.0, ready, |limits| *limits == "ok").await;
     assert_eq!(limits, "ok", "shared again once Redis answers");
 }

@@ -91,7 +91,7 @@ async fn stats_count_async_work_by_its_outcome_not_its_acceptance() {
         .await;
 
     let status = || async { json_of(app.get(&format!("/requests/{id}")).await).await.2 };
-    let done = crate::support::poll(status, |done| done["status"] == "succeeded").await;
+    let done = crate::support::poll_within(6.0, status, |done| done["status"] == "succeeded").await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
     let (_, _, stats) = json_of(app.get("/stats").await).await;

@@ -23,7 +23,7 @@ async fn gemini_app(base_url: String, key: &str, cache_secs: f64) -> TestApp {
 /// The listings made so far, once the registry's start-up listing has been made.
 async fn registry_listed(fake: &FakeGemini) -> usize {
     let listed = || std::future::ready(fake.list_requests().len());
-    let listed = crate::support::poll(listed, |listed| *listed > 0).await;
+    let listed = crate::support::poll_within(2.0, listed, |listed| *listed > 0).await;
     assert!(listed > 0, "the model registry never listed the models");
     listed
 }

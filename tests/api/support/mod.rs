@@ -301,10 +301,19 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
 /// Calls `fetch` every 25 ms until `done` holds for its answer or 30 s have passed; the
 /// last answer either way, for the caller to assert on.
 pub async fn poll<T, F: std::future::Future<Output = T>>(
+    fetch: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    poll_within(30.0, fetch, done).await
+}
+
+/// [`poll`] for at most `secs`: for a test whose promptness is part of the claim.
+pub async fn poll_within<T, F: std::future::Future<Output = T>>(
+    secs: f64,
     mut fetch: impl FnMut() -> F,
     done: impl Fn(&T) -> bool,
 ) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
     loop {
         let last = fetch().await;
         if done(&last) || std::time::Instant::now() > deadline {
