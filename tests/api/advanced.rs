@@ -5,7 +5,7 @@ use image::{GenericImageView, Rgb, RgbImage};
 use serde_json::json;
 
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, decode_image, expect_error, file_part, jpeg, json_of, png};
+use crate::support::{TestApp, decode_image, expect_invalid, file_part, jpeg, json_of, png};
 
 fn mask_png(w: u32, h: u32, region: (u32, u32, u32, u32)) -> Vec<u8> {
     let (x0, y0, x1, y1) = region;
@@ -144,12 +144,7 @@ async fn bad_masks_are_refused() {
             .part("image", file_part(png(100, 100), "a.png"))
             .part("mask", file_part(mask, "m.png"))
             .text("prompt", "x");
-        let body = expect_error(
-            app.post_form("/advanced/inpaint", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/advanced/inpaint", form).await).await;
         assert_eq!(body["details"]["field"], "mask", "{reason}: {body}");
     }
 }
@@ -231,12 +226,7 @@ async fn outpaint_fields_are_validated() {
             .part("image", file_part(png(50, 50), "a.png"))
             .text("prompt", "x")
             .text(name, value);
-        let body = expect_error(
-            app.post_form("/advanced/outpaint", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/advanced/outpaint", form).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
 }
@@ -263,21 +253,11 @@ async fn style_transfer_applies_presets_and_free_text() {
             .part("image", file_part(png(20, 20), "a.png"))
             .text("style", "monet")
             .text(name, value);
-        let body = expect_error(
-            app.post_form("/advanced/style-transfer", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/advanced/style-transfer", form).await).await;
         assert_eq!(body["details"]["field"], field);
     }
     let form = reqwest::multipart::Form::new().part("image", file_part(png(20, 20), "a.png"));
-    let body = expect_error(
-        app.post_form("/advanced/style-transfer", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/advanced/style-transfer", form).await).await;
     assert_eq!(body["details"]["field"], "style");
 }
 

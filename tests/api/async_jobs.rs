@@ -15,7 +15,9 @@ use imagegate::clock::ManualClock;
 use imagegate::config::Secret;
 
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, client_with_key, expect_error, file_part, json_of, png};
+use crate::support::{
+    TestApp, client_with_key, expect_error, expect_invalid, file_part, json_of, png,
+};
 
 /// A webhook receiver on loopback that answers with the scripted statuses, then 200.
 #[derive(Clone, Default)]
@@ -147,14 +149,12 @@ async fn invalid_async_requests_are_refused_before_anything_is_stored() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["details"]["field"], "prompt");
     expect_error(app.get(&format!("/requests/{id}")).await, 404, "not_found").await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "a", "async": true, "webhook_url": "ftp://x"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["field"], "webhook_url");
@@ -169,14 +169,12 @@ async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_t
         "http://[::1]/x",
         "http://10.0.0.1/x",
     ] {
-        let body = expect_error(
+        let body = expect_invalid(
             app.post_json(
                 "/generate-image",
                 json!({"prompt": "a", "async": true, "webhook_url": url}),
             )
             .await,
-            400,
-            "invalid_request",
         )
         .await;
         assert_eq!(
@@ -204,15 +202,7 @@ async fn a_finished_request_sends_a_signed_webhook_with_its_status_body() {
     let (receiver, url) = Receiver::start(&[500]).await;
     let clock = ManualClock::starting_now();
     let app = driven(&clock).await;
-    let (status, id, _) = json_of(
-        app.post_json(
-            "/generate-image",
-            json!({"prompt": "a fox", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 202);
+    let id = app.queue(json!({"prompt": "a fox", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"})).await;
     run_queue(&app, &id).await;
     assert!(
         app.jobs.deliver_once().await.unwrap(),
@@ -266,15 +256,7 @@ async fn a_410_stops_webhook_retries() {
     let (receiver, url) = Receiver::start(&[410, 500, 500]).await;
     let clock = ManualClock::starting_now();
     let app = driven(&clock).await;
-    let (status, id, _) = json_of(
-        app.post_json(
-            "/generate-image",
-            json!({"prompt": "a", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 202);
+    let id = app.queue(json!({"prompt": "a", "async": true, "webhook_url": url, "model": "gemini-3.1-flash-image", "image_size": "512"})).await;
     run_queue(&app, &id).await;
     assert!(app.jobs.deliver_once().await.unwrap());
     assert_eq!(receiver.calls().len(), 1);
@@ -289,11 +271,7 @@ async fn a_410_stops_webhook_retries() {
 #[tokio::test]
 async fn queued_requests_can_be_canceled_and_only_those() {
     let app = TestApp::spawn(quick_webhooks).await;
-    let (_, id, _) = json_of(
-        app.post_json("/generate-image", json!({"prompt": "a", "async": true}))
-            .await,
-    )
-    .await;
+    let id = app.queue(json!({"prompt": "a", "async": true})).await;
     let (status, _, canceled) = json_of(
         app.client
             .post(app.url(&format!("/requests/{id}/cancel")))
@@ -337,15 +315,9 @@ async fn a_refusal_upstream_is_a_failed_request_with_the_contracts_error() {
         c.provider = imagegate::config::ProviderChoice::Gemini;
     })
     .await;
-    let (status, id, _) = json_of(
-        app.post_json(
-            "/generate-image",
-            json!({"prompt": "x [[fake:image_safety]]", "async": true}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 202);
+    let id = app
+        .queue(json!({"prompt": "x [[fake:image_safety]]", "async": true}))
+        .await;
     let done = run_queue(&app, &id).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["error"], "content_blocked");
@@ -356,11 +328,7 @@ async fn a_refusal_upstream_is_a_failed_request_with_the_contracts_error() {
 #[tokio::test]
 async fn requests_are_invisible_to_other_keys() {
     let app = TestApp::spawn(quick_webhooks).await;
-    let (_, id, _) = json_of(
-        app.post_json("/generate-image", json!({"prompt": "a", "async": true}))
-            .await,
-    )
-    .await;
+    let id = app.queue(json!({"prompt": "a", "async": true})).await;
     let other = app.create_key("paid").await;
     let response = app
         .client
@@ -377,23 +345,14 @@ async fn polling_a_request_does_not_use_up_a_free_keys_minute() {
     let app = TestApp::spawn(quick_webhooks).await;
     let free = app.create_key("free").await;
     let client = crate::support::client_with_key(Some(&free));
-    let submitted = client
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "a fox", "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}))
-        .send()
-        .await
-        .unwrap();
+    let submitted = app.post_json_as(&client, "/generate-image", json!({"prompt": "a fox", "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"})).await;
     assert_eq!(submitted.status(), 202);
     let id = submitted.json::<Value>().await.unwrap()["request_id"]
         .as_str()
         .unwrap()
         .to_owned();
     for _ in 0..30 {
-        let poll = client
-            .get(app.url(&format!("/requests/{id}")))
-            .send()
-            .await
-            .unwrap();
+        let poll = app.get_as(&client, &format!("/requests/{id}")).await;
         assert_eq!(poll.status(), 200, "status polls are not rate limited");
         assert_eq!(
             poll.headers()["x-ratelimit-remaining"],
@@ -585,12 +544,12 @@ async fn solo_key(app: &TestApp, settings: Value) -> (reqwest::Client, String) {
 
 async fn queue_generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
     let (status, id, body) = json_of(
-        client
-            .post(app.url("/generate-image"))
-            .json(&json!({"prompt": prompt, "async": true}))
-            .send()
-            .await
-            .unwrap(),
+        app.post_json_as(
+            client,
+            "/generate-image",
+            json!({"prompt": prompt, "async": true}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 202, "{body}");
@@ -598,14 +557,7 @@ async fn queue_generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -
 }
 
 async fn status_of(app: &TestApp, client: &reqwest::Client, id: &str) -> String {
-    let (_, _, body) = json_of(
-        client
-            .get(app.url(&format!("/requests/{id}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, _, body) = json_of(app.get_as(client, &format!("/requests/{id}")).await).await;
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 

@@ -6,23 +6,33 @@
 
 use std::time::Duration;
 
+use imagegate::config::Config;
 use serde_json::{Value, json};
 
 use crate::async_jobs::Receiver;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of, on_gemini};
 
-/// The Gemini provider on `fake`; the tests run the batch worker themselves unless
-/// `configure` starts workers, and polls are due within milliseconds.
-async fn on_fake(
-    fake: &FakeGemini,
-    configure: impl FnOnce(&mut imagegate::config::Config),
-) -> TestApp {
-    TestApp::gemini_with(fake, |c| {
-        c.gemini.deadline_secs = 5.0;
+/// The Gemini provider on `fake` with short backoffs; the tests run the batch worker
+/// themselves, and polls are due within milliseconds.
+pub(crate) fn batching(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone + use<> {
+    let gemini = on_gemini(fake, 5.0);
+    move |c: &mut Config| {
+        gemini(c);
+        c.gemini.initial_backoff_ms = 10;
+        c.gemini.max_backoff_ms = 40;
         c.batches.workers = 0;
         c.batches.poll_initial_ms = 1;
         c.batches.poll_max_ms = 5;
+    }
+}
+
+/// [`batching`] on `fake` with webhooks to this machine, then `configure` (which may
+/// start workers).
+async fn on_fake(fake: &FakeGemini, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let batching = batching(fake);
+    TestApp::spawn(move |c| {
+        batching(c);
         c.jobs.poll_ms = 20;
         c.jobs.webhooks.allow_private = true;
         configure(c);
@@ -30,14 +40,14 @@ async fn on_fake(
     .await
 }
 
-async fn submit(app: &TestApp, body: Value) -> String {
+pub(crate) async fn submit(app: &TestApp, body: Value) -> String {
     let (status, _, accepted) = json_of(app.post_json("/batches", body).await).await;
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(accepted["state"], "queued");
     accepted["batch_id"].as_str().unwrap().to_owned()
 }
 
-async fn batch(app: &TestApp, id: &str, query: &str) -> Value {
+pub(crate) async fn batch(app: &TestApp, id: &str, query: &str) -> Value {
     let (status, _, body) = json_of(app.get(&format!("/batches/{id}{query}")).await).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -48,12 +58,19 @@ fn ended(body: &Value) -> bool {
 }
 
 /// Runs the worker step by step until the batch has ended.
-async fn drive(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn drive(app: &TestApp, id: &str) -> Value {
+    drive_as(app, &app.client, id).await
+}
+
+/// [`drive`], looking at the batch as `client` (whose key owns it).
+pub(crate) async fn drive_as(app: &TestApp, client: &reqwest::Client, id: &str) -> Value {
+    let url = app.url(&format!("/batches/{id}"));
     for _ in 0..2_000 {
         if !app.batches.run_once().await.expect("a worker step") {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let body = batch(app, id, "").await;
+        let (status, _, body) = json_of(client.get(&url).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
         if ended(&body) {
             return body;
         }
@@ -188,11 +205,7 @@ async fn twenty_five_items_run_end_to_end_with_per_item_outcomes() {
     }
     let other = client_with_key(Some(&app.create_key("paid").await));
     let image = lines[0]["image_ids"][0].as_str().unwrap();
-    let theirs = other
-        .get(app.url(&format!("/images/{image}")))
-        .send()
-        .await
-        .unwrap();
+    let theirs = app.get_as(&other, &format!("/images/{image}")).await;
     assert_eq!(
         theirs.status(),
         404,
@@ -416,12 +429,7 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
         (bad(json!(["just a string"])), 0, "items"),
     ];
     for (body, item, field) in cases {
-        let error = expect_error(
-            app.post_json("/batches", body.clone()).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let error = expect_invalid(app.post_json("/batches", body.clone()).await).await;
         assert_eq!(error["details"]["item"], item, "{body} → {error}");
         assert_eq!(error["details"]["field"], field, "{body} → {error}");
     }
@@ -429,59 +437,39 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
     let other_key = app.create_key("paid").await;
     let other = client_with_key(Some(&other_key));
     let (_, _, theirs) = json_of(
-        other
-            .post(app.url("/generate-image"))
-            .json(&json!({"prompt": "theirs"}))
-            .send()
-            .await
-            .unwrap(),
+        app.post_json_as(&other, "/generate-image", json!({"prompt": "theirs"}))
+            .await,
     )
     .await;
     let their_image = theirs["image_ids"][0].as_str().unwrap();
-    let error = expect_error(
+    let error = expect_invalid(
         app.post_json(
             "/batches",
             bad(json!([{"prompt": "steal", "image_id": their_image}])),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(error["details"]["field"], "image_id");
 
     let too_many: Vec<Value> = (0..6).map(|i| json!({"prompt": format!("p{i}")})).collect();
-    let error = expect_error(
-        app.post_json("/batches", bad(json!(too_many))).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let error = expect_invalid(app.post_json("/batches", bad(json!(too_many))).await).await;
     assert_eq!(error["details"]["max_items"], 5);
-    expect_error(
-        app.post_json("/batches", bad(json!([]))).await,
-        400,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
+    expect_invalid(app.post_json("/batches", bad(json!([]))).await).await;
+    expect_invalid(
         app.post_json(
             "/batches",
             json!({"items": [{"prompt": "a"}], "model": "dall-e"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
-    expect_error(
+    expect_invalid(
         app.post_json(
             "/batches",
             json!({"items": [{"prompt": "a"}], "webhook_url": "ftp://x"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
 
@@ -495,12 +483,10 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
     let oversized = format!("{{\"prompt\": \"{}\"}}\n", "x".repeat(3_000));
     let response = jsonl(oversized).await.unwrap();
     assert_eq!(response.status(), 413);
-    let error = expect_error(
+    let error = expect_invalid(
         jsonl("{\"prompt\": \"a\"}\nnot json\n".into())
             .await
             .unwrap(),
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(error["details"]["line"], 2, "{error}");
@@ -565,10 +551,10 @@ async fn cancel_works_once_and_batches_are_private_to_their_key() {
         format!("/batches/{running}/results"),
         "/batches/batch_nonsense".into(),
     ] {
-        let response = other.get(app.url(&path)).send().await.unwrap();
+        let response = app.get_as(&other, &path).await;
         assert_eq!(response.status(), 404, "{path}");
     }
-    let (_, _, listed) = json_of(other.get(app.url("/batches")).send().await.unwrap()).await;
+    let (_, _, listed) = json_of(app.get_as(&other, "/batches").await).await;
     assert_eq!(listed["batches"].as_array().unwrap().len(), 0);
     let (_, _, mine) = json_of(app.get("/batches").await).await;
     assert_eq!(mine["batches"].as_array().unwrap().len(), 2);

@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, Secret};
 use imagegate::store::Db;
 use imagegate::store::batches::{BatchRecord, BatchStore, Inserted};
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::batches::drive_as;
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::services::PgSchema;
 use crate::support::{TestApp, client_with_key, expect_error, json_of};
 
@@ -21,16 +22,10 @@ use crate::support::ADMIN_TOKEN as ADMIN;
 /// million, input and text free), so $0.02 an item at the batch price, worst case and real
 /// alike.
 fn configure(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
+    let batching = crate::batches::batching(fake);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 5.0;
+        batching(c);
         c.auth.admin_token = Some(Secret::new(ADMIN));
-        c.batches.workers = 0;
-        c.batches.poll_initial_ms = 1;
-        c.batches.poll_max_ms = 5;
         crate::support::price(c, "gemini-3-pro-image", "4K", 2000, 0.0);
     }
 }
@@ -48,17 +43,8 @@ fn pro_items(prompts: &[&str]) -> Value {
     json!({"items": items, "model": "gemini-3-pro-image"})
 }
 
-async fn post(
-    app: &TestApp,
-    client: &reqwest::Client,
-    path: &str,
-    body: Value,
-) -> reqwest::Response {
-    client.post(app.url(path)).json(&body).send().await.unwrap()
-}
-
 async fn spent(app: &TestApp, client: &reqwest::Client) -> f64 {
-    let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+    let (_, _, me) = json_of(app.get_as(client, "/keys/me").await).await;
     me["budget"]["daily"]["spent_usd"]
         .as_f64()
         .unwrap_or_else(|| panic!("{me}"))
@@ -66,27 +52,6 @@ async fn spent(app: &TestApp, client: &reqwest::Client) -> f64 {
 
 fn creates(fake: &FakeGemini) -> usize {
     fake.batch_counts().0 as usize
-}
-
-/// Runs the worker step by step until the batch has ended.
-async fn drive(app: &TestApp, client: &reqwest::Client, id: &str) -> Value {
-    for _ in 0..2_000 {
-        if !app.batches.run_once().await.expect("a worker step") {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let (_, _, body) = json_of(
-            client
-                .get(app.url(&format!("/batches/{id}")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        if !body["finished_at"].is_null() {
-            return body;
-        }
-    }
-    panic!("batch {id} never ended");
 }
 
 /// The whole story on one backend: refusals before upstream, the reservation held while
@@ -99,7 +64,8 @@ async fn budget_story(app: &TestApp, fake: &FakeGemini) {
     )
     .await;
     let error = expect_error(
-        post(app, &flash_only, "/batches", pro_items(&["a", "b"])).await,
+        app.post_json_as(&flash_only, "/batches", pro_items(&["a", "b"]))
+            .await,
         403,
         "forbidden",
     )
@@ -111,14 +77,14 @@ async fn budget_story(app: &TestApp, fake: &FakeGemini) {
     // Six items at $0.02 do not fit $0.10: refused whole, before anything is stored.
     let six = pro_items(&["1", "2", "3", "4", "5", "6"]);
     let error = expect_error(
-        post(app, &client, "/batches", six).await,
+        app.post_json_as(&client, "/batches", six).await,
         402,
         "budget_exceeded",
     )
     .await;
     assert_eq!(error["details"]["reserved_usd"], 0.12, "{error}");
     assert_eq!(error["details"]["limit_usd"], 0.1, "{error}");
-    let (_, _, listed) = json_of(client.get(app.url("/batches")).send().await.unwrap()).await;
+    let (_, _, listed) = json_of(app.get_as(&client, "/batches").await).await;
     assert_eq!(
         listed["batches"].as_array().unwrap().len(),
         0,
@@ -128,31 +94,30 @@ async fn budget_story(app: &TestApp, fake: &FakeGemini) {
 
     // Three fit; their worst case is held while the batch is open.
     let body = pro_items(&["a red chair", "[[fake:image_safety]] a lamp", "a desk"]);
-    let (status, _, accepted) = json_of(post(app, &client, "/batches", body).await).await;
+    let (status, _, accepted) = json_of(app.post_json_as(&client, "/batches", body).await).await;
     assert_eq!(status, 202, "{accepted}");
     let first = accepted["batch_id"].as_str().unwrap().to_owned();
     assert_eq!(spent(app, &client).await, 0.06);
     // Three more would make $0.12.
     expect_error(
-        post(app, &client, "/batches", pro_items(&["x", "y", "z"])).await,
+        app.post_json_as(&client, "/batches", pro_items(&["x", "y", "z"]))
+            .await,
         402,
         "budget_exceeded",
     )
     .await;
     // Two more fit exactly; cancelled before going upstream, they give their $0.04 back.
-    let (status, _, accepted) =
-        json_of(post(app, &client, "/batches", pro_items(&["x", "y"])).await).await;
+    let (status, _, accepted) = json_of(
+        app.post_json_as(&client, "/batches", pro_items(&["x", "y"]))
+            .await,
+    )
+    .await;
     assert_eq!(status, 202, "{accepted}");
     let second = accepted["batch_id"].as_str().unwrap().to_owned();
     assert_eq!(spent(app, &client).await, 0.1);
     let (status, _, cancelled) = json_of(
-        post(
-            app,
-            &client,
-            &format!("/batches/{second}/cancel"),
-            json!({}),
-        )
-        .await,
+        app.post_json_as(&client, &format!("/batches/{second}/cancel"), json!({}))
+            .await,
     )
     .await;
     assert_eq!(
@@ -163,10 +128,10 @@ async fn budget_story(app: &TestApp, fake: &FakeGemini) {
     assert_eq!(creates(fake), 0, "nothing went upstream yet");
 
     // The first ends: two images at $0.02 and one refusal; the reservation becomes that.
-    let done = drive(app, &client, &first).await;
+    let done = drive_as(app, &client, &first).await;
     assert_eq!(done["counts"]["succeeded"], 2, "{done}");
     assert_eq!(done["counts"]["blocked"], 1, "{done}");
-    let (_, _, usage) = json_of(client.get(app.url("/usage?days=1")).send().await.unwrap()).await;
+    let (_, _, usage) = json_of(app.get_as(&client, "/usage?days=1").await).await;
     let cost: f64 = usage["days"]
         .as_array()
         .unwrap()

@@ -7,38 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate::clock::ManualClock;
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::batches::{batch, batching, drive, submit};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::{TestApp, json_of};
-
-fn on_fake(fake: &FakeGemini) -> impl FnOnce(&mut Config) {
-    let base_url = fake.base_url();
-    move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
-        c.gemini.deadline_secs = 5.0;
-        c.gemini.initial_backoff_ms = 10;
-        c.gemini.max_backoff_ms = 40;
-        c.batches.workers = 0;
-        c.batches.poll_initial_ms = 1;
-        c.batches.poll_max_ms = 5;
-    }
-}
-
-async fn submit(app: &TestApp, body: Value) -> String {
-    let (status, _, accepted) = json_of(app.post_json("/batches", body).await).await;
-    assert_eq!(status, 202, "{accepted}");
-    accepted["batch_id"].as_str().unwrap().to_owned()
-}
-
-async fn batch(app: &TestApp, id: &str) -> Value {
-    let (status, _, body) = json_of(app.get(&format!("/batches/{id}")).await).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 /// Runs the worker step by step, moving `clock` past each poll's backoff, until the batch
 /// has ended.
@@ -46,21 +20,7 @@ async fn drive_manual(app: &TestApp, clock: &ManualClock, id: &str) -> Value {
     for _ in 0..200 {
         clock.advance_ms(10);
         app.batches.run_once().await.expect("a worker step");
-        let body = batch(app, id).await;
-        if !body["finished_at"].is_null() {
-            return body;
-        }
-    }
-    panic!("batch {id} never ended");
-}
-
-/// Runs the worker step by step (system clock) until the batch has ended.
-async fn drive(app: &TestApp, id: &str) -> Value {
-    for _ in 0..2_000 {
-        if !app.batches.run_once().await.expect("a worker step") {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let body = batch(app, id).await;
+        let body = batch(app, id, "").await;
         if !body["finished_at"].is_null() {
             return body;
         }
@@ -85,7 +45,7 @@ async fn a_batch_google_accepted_before_a_crash_is_adopted_not_created_again() {
     let app = TestApp::spawn_full(
         tempfile::tempdir().unwrap(),
         Arc::new(clock.clone()),
-        on_fake(&fake),
+        batching(&fake),
     )
     .await;
     // Someone else's batches upstream, before and after ours.
@@ -105,7 +65,7 @@ async fn a_batch_google_accepted_before_a_crash_is_adopted_not_created_again() {
     }
     assert_eq!(fake.batch_counts().0, 2, "Google accepted our batch");
     assert_eq!(
-        batch(&app, &id).await["state"],
+        batch(&app, &id, "").await["state"],
         "queued",
         "its name was never recorded"
     );
@@ -153,7 +113,7 @@ async fn a_batch_never_accepted_upstream_is_created_on_takeover() {
     let app = TestApp::spawn_full(
         tempfile::tempdir().unwrap(),
         Arc::new(clock.clone()),
-        on_fake(&fake),
+        batching(&fake),
     )
     .await;
     // The upstream refuses the create (503): nothing was accepted, the step fails, and the
@@ -187,7 +147,7 @@ async fn an_offline_batch_running_at_a_restart_is_run_again_not_failed() {
     )
     .await;
     assert!(app.batches.run_once().await.unwrap());
-    assert_eq!(batch(&app, &id).await["state"], "running");
+    assert_eq!(batch(&app, &id, "").await["state"], "running");
 
     let app = app.restart(configure).await;
     let done = drive(&app, &id).await;
@@ -218,7 +178,7 @@ async fn an_offline_batch_running_at_a_restart_is_run_again_not_failed() {
 async fn a_collection_longer_than_the_lease_keeps_its_lease_and_collects_once() {
     let fake = FakeGemini::start().await;
     let app = TestApp::spawn(|c| {
-        on_fake(&fake)(c);
+        batching(&fake)(c);
         c.batches.lease_secs = 0.3;
     })
     .await;
@@ -227,7 +187,7 @@ async fn a_collection_longer_than_the_lease_keeps_its_lease_and_collects_once() 
     fake.slow_ended_batches(Duration::from_millis(600));
     let id = submit(&app, json!({"items": [{"prompt": "a"}, {"prompt": "b"}]})).await;
     assert!(app.batches.run_once().await.unwrap(), "submitted upstream");
-    assert_eq!(batch(&app, &id).await["state"], "running");
+    assert_eq!(batch(&app, &id, "").await["state"], "running");
 
     let collecting = app.batches.run_once();
     tokio::pin!(collecting);
@@ -247,7 +207,7 @@ async fn a_collection_longer_than_the_lease_keeps_its_lease_and_collects_once() 
     };
     assert!(stepped.unwrap());
     assert!(rival_tries > 0, "the rival tried while the collection ran");
-    let done = batch(&app, &id).await;
+    let done = batch(&app, &id, "").await;
     assert_eq!(
         done["state"], "succeeded",
         "collected by that one step: {done}"

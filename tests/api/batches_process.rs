@@ -2,43 +2,20 @@
 //! upstream loses nothing, and the results are downloaded once; the `batch` commands
 //! submit, wait with progress, report and download.
 
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::Child;
 
-use crate::support::TestApp;
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-
-async fn start(dir: &std::path::Path, fake: &str) -> (Child, String) {
-    let (child, base, _) =
-        crate::support::process::start(&mut crate::support::process::serve_gemini(dir, fake)).await;
-    (child, base)
-}
-
-async fn get(base: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .bearer_auth(FAKE_API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use crate::cli::imagegate_ok;
+use crate::support::fake_gemini::FakeGemini;
+use crate::support::process::{client, get_json, start_gemini};
+use crate::support::{TestApp, poll};
 
 async fn wait_for(base: &str, id: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..800 {
-        last = get(base, &format!("/batches/{id}")).await;
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("batch {id} never got there: {last}");
+    let path = format!("/batches/{id}");
+    let last = poll(|| get_json(base, &path), &check).await;
+    assert!(check(&last), "batch {id} never got there: {last}");
+    last
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,13 +31,12 @@ async fn a_killed_server_loses_no_batch_and_downloads_its_results_once() {
          inline_limit_bytes = 1\n",
     )
     .unwrap();
-    let (mut first, base) = start(dir.path(), &fake.base_url()).await;
+    let (mut first, base) = start_gemini(dir.path(), &fake.base_url()).await;
     let items: Vec<Value> = (0..5)
         .map(|i| json!({"prompt": format!("shot {i}")}))
         .collect();
-    let accepted: Value = reqwest::Client::new()
+    let accepted: Value = client()
         .post(format!("{base}/batches"))
-        .bearer_auth(FAKE_API_KEY)
         .json(&json!({"items": items}))
         .send()
         .await
@@ -76,7 +52,7 @@ async fn a_killed_server_loses_no_batch_and_downloads_its_results_once() {
     first.wait().await.unwrap();
     fake.end_batches().await;
 
-    let (mut second, base) = start(dir.path(), &fake.base_url()).await;
+    let (mut second, base) = start_gemini(dir.path(), &fake.base_url()).await;
     let done = wait_for(&base, &id, |b| !b["finished_at"].is_null()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["counts"]["succeeded"], 5, "{done}");
@@ -85,13 +61,16 @@ async fn a_killed_server_loses_no_batch_and_downloads_its_results_once() {
         (1, 1),
         "one upstream batch, its results downloaded once"
     );
-    let items = get(&base, &format!("/batches/{id}")).await["items"].clone();
+    let items = get_json(&base, &format!("/batches/{id}")).await["items"].clone();
     second.start_kill().unwrap();
     second.wait().await.unwrap();
 
-    let (_third, base) = start(dir.path(), &fake.base_url()).await;
+    let (_third, base) = start_gemini(dir.path(), &fake.base_url()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get(&base, &format!("/batches/{id}")).await["items"], items);
+    assert_eq!(
+        get_json(&base, &format!("/batches/{id}")).await["items"],
+        items
+    );
     assert_eq!(
         fake.batch_counts(),
         (1, 1),
@@ -99,34 +78,13 @@ async fn a_killed_server_loses_no_batch_and_downloads_its_results_once() {
     );
     for item in items.as_array().unwrap() {
         let image = item["image_ids"][0].as_str().unwrap();
-        let response = reqwest::Client::new()
+        let response = client()
             .get(format!("{base}/images/{image}"))
-            .bearer_auth(FAKE_API_KEY)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-}
-
-fn imagegate(app: &TestApp, args: &[&str], dir: &std::path::Path) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(args)
-        .arg("--url")
-        .arg(&app.base)
-        .env("IMAGEGATE_API_KEY", &app.key)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs");
-    assert!(
-        output.status.success(),
-        "{args:?}: exit {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,7 +102,7 @@ async fn batch_commands_submit_wait_report_and_download() {
         "# the spring catalogue\na teapot\n\na cup\na saucer\n",
     )
     .unwrap();
-    let submitted = imagegate(
+    let submitted = imagegate_ok(
         &app,
         &[
             "batch",
@@ -162,9 +120,9 @@ async fn batch_commands_submit_wait_report_and_download() {
     let last = stdout.lines().last().unwrap();
     assert!(last.contains("succeeded total=3 succeeded=3"), "{stdout}");
 
-    let status = imagegate(&app, &["batch", "status", &id], dir.path());
+    let status = imagegate_ok(&app, &["batch", "status", &id], dir.path());
     assert!(String::from_utf8_lossy(&status.stdout).contains("succeeded=3"));
-    imagegate(
+    imagegate_ok(
         &app,
         &["batch", "results", &id, "--download", "out"],
         dir.path(),
@@ -183,7 +141,7 @@ async fn batch_commands_submit_wait_report_and_download() {
         "{\"prompt\": \"a bowl\", \"aspect_ratio\": \"16:9\"}\n",
     )
     .unwrap();
-    let submitted = imagegate(
+    let submitted = imagegate_ok(
         &app,
         &["batch", "submit", "items.jsonl", "--display-name", "bowls"],
         dir.path(),

@@ -4,22 +4,17 @@
 //! of its session have finished, and a client flooding one session neither holds the
 //! workers nor waits without bound. The worker is driven directly (`jobs.workers = 0`).
 
-use std::time::Duration;
-
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::Config;
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, expect_error, json_of};
+use crate::support::fake_gemini::FakeGemini;
+use crate::support::{TestApp, eventually, expect_error, json_of, on_gemini};
 
 fn configure(fake: &FakeGemini) -> impl FnOnce(&mut Config) {
-    let base_url = fake.base_url();
+    // Room for the scripted slow answers (`slow_3000`) below.
+    let gemini = on_gemini(fake, 20.0);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
-        // Room for the scripted slow answers (`slow_3000`) below.
-        c.gemini.deadline_secs = 20.0;
+        gemini(c);
         c.jobs.workers = 0;
     }
 }
@@ -66,18 +61,6 @@ async fn status_of(app: &TestApp, id: &str) -> Value {
     body["status"].clone()
 }
 
-/// Polls a condition the server reaches by itself (a request arriving somewhere); the
-/// bound only turns a hang into a failure.
-async fn eventually<F: Future<Output = bool>>(mut check: impl FnMut() -> F) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the condition held");
-}
-
 #[tokio::test]
 async fn an_async_message_then_a_sync_one_are_answered_in_the_order_they_were_accepted() {
     let fake = FakeGemini::start().await;
@@ -92,7 +75,10 @@ async fn an_async_message_then_a_sync_one_are_answered_in_the_order_they_were_ac
         json_of(client.post(url).json(&body).send().await.unwrap()).await
     });
     // The synchronous message is accepted and waiting: two messages pending, none sent.
-    eventually(|| async { history(&app, &session).await["pending_messages"] == 2 }).await;
+    eventually("two messages pending", || async {
+        history(&app, &session).await["pending_messages"] == 2
+    })
+    .await;
     assert!(
         fake.requests().is_empty(),
         "the sync message did not jump ahead"
@@ -124,7 +110,10 @@ async fn two_async_messages_of_one_session_run_in_order_with_two_workers() {
 
     let jobs = app.jobs.clone();
     let worker_one = tokio::spawn(async move { jobs.run_once().await.unwrap() });
-    eventually(|| async { fake.in_flight() == 1 }).await;
+    eventually("the first message upstream", || async {
+        fake.in_flight() == 1
+    })
+    .await;
     // A second worker finds nothing it may run: the second message waits for the first,
     // and the worker is not kept waiting with it.
     assert!(!app.jobs.run_once().await.unwrap(), "nothing claimable");
@@ -187,7 +176,10 @@ async fn a_client_flooding_one_session_holds_at_most_one_worker_and_is_bounded()
 
     let jobs = app.jobs.clone();
     let worker_one = tokio::spawn(async move { jobs.run_once().await.unwrap() });
-    eventually(|| async { fake.in_flight() == 1 }).await;
+    eventually("the first message upstream", || async {
+        fake.in_flight() == 1
+    })
+    .await;
     // While one worker answers the session's first message, another runs the other
     // work instead of waiting for the session's next turn.
     assert!(app.jobs.run_once().await.unwrap());

@@ -36,6 +36,13 @@ fn ok(output: &Output) {
     );
 }
 
+/// `imagegate <args>` against `app`, run in `dir` with nothing on stdin; it must succeed.
+pub(crate) fn imagegate_ok(app: &TestApp, args: &[&str], dir: &std::path::Path) -> Output {
+    let output = imagegate(app, args, dir, None);
+    ok(&output);
+    output
+}
+
 fn dims(path: &std::path::Path) -> (u32, u32) {
     let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (image.width(), image.height())
@@ -49,7 +56,7 @@ async fn generate_edit_and_compose_write_their_images() {
     std::fs::write(dir.path().join("b.png"), png(100, 200)).unwrap();
     let path = dir.path().to_owned();
     tokio::task::block_in_place(|| {
-        ok(&imagegate(
+        imagegate_ok(
             &app,
             &[
                 "generate",
@@ -64,10 +71,9 @@ async fn generate_edit_and_compose_write_their_images() {
                 "gemini-3.1-flash-image",
             ],
             &path,
-            None,
-        ));
+        );
         assert_eq!(dims(&path.join("out.png")), (688, 384));
-        ok(&imagegate(
+        imagegate_ok(
             &app,
             &[
                 "edit",
@@ -79,10 +85,9 @@ async fn generate_edit_and_compose_write_their_images() {
                 "0.3",
             ],
             &path,
-            None,
-        ));
+        );
         assert_eq!(dims(&path.join("edited.png")), (300, 200));
-        ok(&imagegate(
+        imagegate_ok(
             &app,
             &[
                 "compose",
@@ -95,8 +100,7 @@ async fn generate_edit_and_compose_write_their_images() {
                 "both.png",
             ],
             &path,
-            None,
-        ));
+        );
         assert_eq!(dims(&path.join("both.png")), (400, 200));
     });
 }
@@ -107,7 +111,7 @@ async fn story_writes_one_image_per_step_and_the_captions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     tokio::task::block_in_place(|| {
-        ok(&imagegate(
+        imagegate_ok(
             &app,
             &[
                 "story",
@@ -122,8 +126,7 @@ async fn story_writes_one_image_per_step_and_the_captions() {
                 "gemini-3.1-flash-image",
             ],
             &path,
-            None,
-        ));
+        );
     });
     for i in 1..=3 {
         assert_eq!(dims(&path.join(format!("steps/step-0{i}.png"))), (512, 512));

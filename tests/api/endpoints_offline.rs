@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::support::{TestApp, decode_image, expect_error, file_part, json_of, png};
+use crate::support::{
+    TestApp, decode_image, expect_error, expect_invalid, file_part, json_of, png,
+};
 
 #[tokio::test]
 async fn generate_image_returns_a_stored_decodable_image_labelled_offline() {
@@ -97,11 +99,9 @@ async fn image_only_modality_returns_no_text() {
 #[tokio::test]
 async fn the_guides_2150_character_prompt_gets_400_with_details() {
     let app = TestApp::offline().await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json("/generate-image", json!({"prompt": "x".repeat(2150)}))
             .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(
@@ -145,12 +145,7 @@ async fn bad_json_bodies_get_400_naming_the_field() {
         ),
     ];
     for (request, field) in cases {
-        let body = expect_error(
-            app.post_json("/generate-image", request.clone()).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_json("/generate-image", request.clone()).await).await;
         assert_eq!(body["details"]["field"], field, "for {request}: {body}");
     }
 }
@@ -158,14 +153,12 @@ async fn bad_json_bodies_get_400_naming_the_field() {
 #[tokio::test]
 async fn unknown_model_errors_list_the_known_models() {
     let app = TestApp::offline().await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "a", "model": "dall-e-3"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     let known = body["details"]["known_models"].as_array().unwrap();
@@ -175,35 +168,21 @@ async fn unknown_model_errors_list_the_known_models() {
 #[tokio::test]
 async fn malformed_and_non_json_bodies_are_refused_in_the_contract_shape() {
     let app = TestApp::offline().await;
-    let broken = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "application/json")
-        .body("{\"prompt\": ")
-        .send()
+    let send = |content_type: &str, body: String| {
+        let request = app.client.post(app.url("/generate-image"));
+        request
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let broken = send("application/json", "{\"prompt\": ".into())
         .await
         .unwrap();
-    expect_error(broken, 400, "invalid_request").await;
-    let form = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "text/plain")
-        .body("prompt=hello")
-        .send()
-        .await
-        .unwrap();
-    expect_error(form, 400, "invalid_request").await;
-    let huge = app
-        .client
-        .post(app.url("/generate-image"))
-        .header("content-type", "application/json")
-        .body(format!(
-            "{{\"prompt\": \"{}\"}}",
-            "a".repeat(2 * 1024 * 1024)
-        ))
-        .send()
-        .await
-        .unwrap();
+    expect_invalid(broken).await;
+    let form = send("text/plain", "prompt=hello".into()).await.unwrap();
+    expect_invalid(form).await;
+    let huge = format!("{{\"prompt\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    let huge = send("application/json", huge).await.unwrap();
     expect_error(huge, 413, "file_too_large").await;
 }
 
@@ -252,52 +231,34 @@ async fn edit_image_returns_an_image_derived_from_the_input() {
 #[tokio::test]
 async fn edit_image_validates_its_fields() {
     let app = TestApp::offline().await;
+    let image = || reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png"));
     let cases: Vec<(reqwest::multipart::Form, &str)> = vec![
         (reqwest::multipart::Form::new().text("prompt", "x"), "image"),
+        (image(), "prompt"),
         (
-            reqwest::multipart::Form::new().part("image", file_part(png(8, 8), "a.png")),
-            "prompt",
-        ),
-        (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
-                .text("prompt", "x")
-                .text("edit_strength", "1.5"),
+            image().text("prompt", "x").text("edit_strength", "1.5"),
             "edit_strength",
         ),
         (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
+            image()
                 .text("prompt", "x")
                 .text("preserve_subject", "maybe"),
             "preserve_subject",
         ),
+        (image().text("prompt", "x").text("mystery", "1"), "mystery"),
         (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
-                .text("prompt", "x")
-                .text("mystery", "1"),
-            "mystery",
-        ),
-        (
-            reqwest::multipart::Form::new()
-                .part("image", file_part(png(8, 8), "a.png"))
+            image()
                 .part("image", file_part(png(8, 8), "b.png"))
                 .text("prompt", "x"),
             "image",
         ),
     ];
     for (form, field) in cases {
-        let body = expect_error(
-            app.post_form("/edit-image", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/edit-image", form).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
     let not_multipart = app.post_json("/edit-image", json!({"prompt": "x"})).await;
-    expect_error(not_multipart, 400, "invalid_request").await;
+    expect_invalid(not_multipart).await;
 }
 
 #[tokio::test]
@@ -331,12 +292,7 @@ async fn compose_images_takes_two_or_three_images() {
         for i in 0..count {
             form = form.part("images", file_part(png(16, 16), &format!("{i}.png")));
         }
-        let body = expect_error(
-            app.post_form("/compose-images", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/compose-images", form).await).await;
         assert_eq!(body["details"]["field"], "images");
         assert_eq!(body["details"]["count"], count);
     }
@@ -345,12 +301,7 @@ async fn compose_images_takes_two_or_three_images() {
         .part("images", file_part(png(16, 16), "b.png"))
         .text("prompt", "compose")
         .text("composition_style", "mosaic");
-    let body = expect_error(
-        app.post_form("/compose-images", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/compose-images", form).await).await;
     assert_eq!(body["details"]["field"], "composition_style");
 }
 

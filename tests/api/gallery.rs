@@ -2,15 +2,16 @@
 
 use serde_json::json;
 
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 async fn generate(app: &TestApp, client: &reqwest::Client, prompt: &str) -> String {
-    let response = client
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .post_json_as(
+            client,
+            "/generate-image",
+            json!({"prompt": prompt, "model": "gemini-3.1-flash-image", "image_size": "512"}),
+        )
+        .await;
     let (status, _, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
     body["image_ids"][0].as_str().unwrap().to_owned()
@@ -64,20 +65,16 @@ async fn the_limit_takes_the_newest_and_is_bounded() {
     assert_eq!(body["images"][0]["image_id"], newer.as_str());
 
     for bad in ["/images?limit=0", "/images?limit=101", "/images?limit=many"] {
-        let body = expect_error(app.get(bad).await, 400, "invalid_request").await;
+        let body = expect_invalid(app.get(bad).await).await;
         assert_eq!(body["details"]["field"], "limit", "{bad}");
     }
-    let body = expect_error(app.get("/images?page=2").await, 400, "invalid_request").await;
+    let body = expect_invalid(app.get("/images?page=2").await).await;
     assert_eq!(body["details"]["field"], "page");
 }
 
 #[tokio::test]
 async fn the_gallery_needs_a_key() {
     let app = TestApp::offline().await;
-    let response = client_with_key(None)
-        .get(app.url("/images"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/images").await;
     expect_error(response, 401, "unauthorized").await;
 }

@@ -7,10 +7,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::Config;
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, decode_image, jpeg, json_of, png, png_claiming};
+use crate::support::fake_gemini::FakeGemini;
+use crate::support::{TestApp, decode_image, jpeg, json_of, on_gemini, png, png_claiming};
 
 const GENERATE: &str = "/v1beta/models/gemini-3.1-flash-image:generateContent";
 
@@ -164,24 +164,15 @@ async fn usage_is_recorded_for_relayed_refusals_and_max_tokens_answers() {
         .await;
     assert_eq!(response.status(), 200);
     let _ = response.text().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while usage_requests(&app).await.0 < expected + 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no usage row for the streamed refusal"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let counted = || async { usage_requests(&app).await.0 > expected };
+    crate::support::eventually("a usage row for the streamed refusal", counted).await;
 }
 
 /// The Gemini provider pointed at `fake`; the test runs the async queue itself.
 fn relaying(fake: &FakeGemini) -> impl FnOnce(&mut Config) + use<> {
-    let base_url = fake.base_url();
+    let gemini = on_gemini(fake, 20.0);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url;
-        c.gemini.deadline_secs = 20.0;
+        gemini(c);
         c.jobs.workers = 0;
     }
 }
@@ -307,13 +298,7 @@ async fn a_native_call_whose_client_hangs_up_runs_to_its_end_and_a_graceful_stop
         .post(app.url(GENERATE))
         .json(&text_only(&format!("a fox {marker}")));
     let client = tokio::spawn(async move { request.send().await.map(|r| r.status()) });
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while fake.calls_for(marker).is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the call reached the upstream");
+    fake.wait_for_calls(marker, 1).await;
     client.abort();
     let _ = client.await;
     // The client is gone; the paid call goes on, tracked, so the graceful stop that

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
-use crate::support::{TestApp, decode_image, expect_error, file_part, jpeg, json_of, png};
+use crate::support::{
+    TestApp, decode_image, expect_error, expect_invalid, file_part, jpeg, json_of, png,
+};
 
 async fn generate(app: &TestApp, prompt: &str) -> reqwest::Response {
     app.post_json("/generate-image", json!({"prompt": prompt}))
@@ -272,12 +274,7 @@ async fn overload_and_server_errors_are_retried_then_mapped() {
 async fn client_errors_upstream_are_not_retried() {
     let fake = FakeGemini::start().await;
     let app = TestApp::gemini(&fake).await;
-    let body = expect_error(
-        generate(&app, "x [[fake:400]]").await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(generate(&app, "x [[fake:400]]").await).await;
     assert!(
         body["details"]["upstream_message"]
             .as_str()

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::keys_limits::{gemini_at, header, offline_at};
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 /// This process's resident set, from `/proc` (Linux, where the suite runs).
 fn rss_bytes() -> u64 {
@@ -23,16 +23,6 @@ fn rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .expect("VmRSS in /proc/self/status")
-}
-
-async fn wait_for_upstream(fake: &FakeGemini, marker: &str, count: usize) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.calls_for(marker).len() < count {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the requests reached the upstream");
 }
 
 async fn wait_until_upstream_idle(fake: &FakeGemini) {
@@ -112,12 +102,7 @@ async fn more_parts_than_any_form_has_are_refused_with_400() {
     for _ in 0..40 {
         form = form.text("prompt", "again");
     }
-    let body = expect_error(
-        app.post_form("/edit-image", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/edit-image", form).await).await;
     assert!(body["details"]["max_parts"].as_u64().is_some(), "{body}");
 }
 
@@ -139,7 +124,7 @@ async fn streamed_stories_beyond_the_keys_concurrency_get_429() {
         assert_eq!(response.status(), 200);
         streams.push(response);
     }
-    wait_for_upstream(&fake, marker, 5).await;
+    fake.wait_for_calls(marker, 5).await;
     let refused = story(5).await.unwrap();
     let body = expect_error(refused, 429, "rate_limit_exceeded").await;
     assert_eq!(body["details"]["limit"], "concurrency");
@@ -167,7 +152,7 @@ async fn a_client_that_hangs_up_holds_its_slot_until_its_upstream_call_ends() {
             tokio::spawn(async move { request.send().await.map(|r| r.status()) })
         })
         .collect();
-    wait_for_upstream(&fake, marker, 5).await;
+    fake.wait_for_calls(marker, 5).await;
     for request in &abandoned {
         request.abort();
     }
@@ -194,18 +179,16 @@ async fn a_story_longer_than_what_is_left_of_the_minute_gets_429_and_no_upstream
     let app = gemini_at(&ManualClock::starting_now(), &fake).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     for _ in 0..10 {
-        assert_eq!(
-            free.get(app.url("/usage")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.get_as(&free, "/usage").await.status(), 200);
     }
     let marker = "[[fake:thoughts]]";
-    let refused = free
-        .post(app.url("/story/generate"))
-        .json(&json!({"description": format!("a fox {marker}"), "num_images": 6}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app
+        .post_json_as(
+            &free,
+            "/story/generate",
+            json!({"description": format!("a fox {marker}"), "num_images": 6}),
+        )
+        .await;
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "5");
     let body = expect_error(refused, 429, "rate_limit_exceeded").await;
     assert_eq!(body["details"]["limit"], "requests_per_minute");
@@ -214,12 +197,13 @@ async fn a_story_longer_than_what_is_left_of_the_minute_gets_429_and_no_upstream
         fake.calls_for(marker).is_empty(),
         "no upstream call was made"
     );
-    let fits = free
-        .post(app.url("/story/generate"))
-        .json(&json!({"description": format!("a fox {marker}"), "num_images": 5}))
-        .send()
-        .await
-        .unwrap();
+    let fits = app
+        .post_json_as(
+            &free,
+            "/story/generate",
+            json!({"description": format!("a fox {marker}"), "num_images": 5}),
+        )
+        .await;
     assert_eq!(fits.status(), 200);
     assert_eq!(
         header(&fits, "x-ratelimit-remaining"),
@@ -280,17 +264,15 @@ async fn a_free_key_with_five_left_cannot_start_openai_n_6() {
     let app = offline_at(&clock, |_| {}).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     for _ in 0..10 {
-        assert_eq!(
-            free.get(app.url("/usage")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.get_as(&free, "/usage").await.status(), 200);
     }
-    let refused = free
-        .post(app.url("/v1/images/generations"))
-        .json(&json!({"prompt": "a fox", "n": 6}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app
+        .post_json_as(
+            &free,
+            "/v1/images/generations",
+            json!({"prompt": "a fox", "n": 6}),
+        )
+        .await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "5");
 }
@@ -308,11 +290,7 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     let mut ids = Vec::new();
     for i in 0..4 {
         let (status, id, body) = json_of(
-            duo.post(app.url("/generate-image"))
-                .json(&json!({"prompt": format!("fox {i} {marker}"), "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"}))
-                .send()
-                .await
-                .unwrap(),
+            app.post_json_as(&duo, "/generate-image", json!({"prompt": format!("fox {i} {marker}"), "async": true, "model": "gemini-3.1-flash-image", "image_size": "512"})).await,
         )
         .await;
         assert_eq!(status, 202, "accepted, not refused: {body}");
@@ -321,13 +299,8 @@ async fn async_work_past_the_keys_concurrency_waits_in_the_queue() {
     for id in &ids {
         let done = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                let (_, _, body) = json_of(
-                    duo.get(app.url(&format!("/requests/{id}")))
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
+                let (_, _, body) =
+                    json_of(app.get_as(&duo, &format!("/requests/{id}")).await).await;
                 if body["status"] == "succeeded" || body["status"] == "failed" {
                     break body;
                 }
@@ -371,7 +344,7 @@ async fn a_part_header_past_its_bound_is_refused_with_400() {
         .send()
         .await
         .unwrap();
-    let body = expect_error(response, 400, "invalid_request").await;
+    let body = expect_invalid(response).await;
     assert!(
         body["details"]["max_part_header_bytes"].as_u64().is_some(),
         "{body}"
@@ -389,12 +362,7 @@ async fn an_outpaint_canvas_past_the_output_cap_is_refused_before_it_is_built() 
         )
         .text("prompt", "more sky")
         .text("extension_ratio", "2.0");
-    let body = expect_error(
-        app.post_form("/advanced/outpaint", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/advanced/outpaint", form).await).await;
     assert_eq!(body["details"]["field"], "extension_ratio");
     assert_eq!(body["details"]["max_pixels"], 4096 * 4096);
 }
@@ -421,7 +389,7 @@ async fn heavy_requests_wait_for_decoded_pixel_memory_then_get_503_with_retry_af
     };
     let first = outpaint();
     let second = async {
-        wait_for_upstream(&fake, marker, 1).await;
+        fake.wait_for_calls(marker, 1).await;
         outpaint().await
     };
     let (first, second) = tokio::join!(first, second);

@@ -7,26 +7,23 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::support::{
-    TestApp, decode_image, expect_error, file_part, jpeg, json_of, png, png_claiming,
+    TestApp, decode_image, expect_error, expect_invalid, file_part, jpeg, json_of, png,
+    png_claiming,
 };
 
-fn edit_form(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new()
+/// `POST /edit-image` of `bytes` as the file `name`, to make it blue.
+async fn edit(app: &TestApp, bytes: Vec<u8>, name: &str) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
         .part("image", file_part(bytes, name))
-        .text("prompt", "make it blue")
+        .text("prompt", "make it blue");
+    app.post_form("/edit-image", form).await
 }
 
 #[tokio::test]
 async fn a_gif_named_png_is_refused_by_its_bytes() {
     let app = TestApp::offline().await;
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
-    let body = expect_error(
-        app.post_form("/edit-image", edit_form(gif, "photo.png"))
-            .await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(edit(&app, gif, "photo.png").await).await;
     assert_eq!(body["details"]["field"], "image");
     assert_eq!(body["details"]["detected"], "gif");
 }
@@ -34,11 +31,7 @@ async fn a_gif_named_png_is_refused_by_its_bytes() {
 #[tokio::test]
 async fn a_jpeg_named_png_is_accepted_by_its_bytes() {
     let app = TestApp::offline().await;
-    let (status, _, body) = json_of(
-        app.post_form("/edit-image", edit_form(jpeg(64, 48), "photo.png"))
-            .await,
-    )
-    .await;
+    let (status, _, body) = json_of(edit(&app, jpeg(64, 48), "photo.png").await).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -47,13 +40,7 @@ async fn a_corrupted_image_is_refused() {
     let app = TestApp::offline().await;
     let mut bytes = png(200, 200);
     bytes.truncate(bytes.len() / 3);
-    let body = expect_error(
-        app.post_form("/edit-image", edit_form(bytes, "cut.png"))
-            .await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(edit(&app, bytes, "cut.png").await).await;
     assert!(
         body["message"].as_str().unwrap().contains("corrupted"),
         "{body}"
@@ -65,13 +52,7 @@ async fn a_decompression_bomb_is_refused_without_decoding() {
     let app = TestApp::offline().await;
     // A real PNG whose header claims 60000×60000 pixels (3.6 gigapixels).
     let bytes = png_claiming(60_000, 60_000);
-    let body = expect_error(
-        app.post_form("/edit-image", edit_form(bytes, "bomb.png"))
-            .await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(edit(&app, bytes, "bomb.png").await).await;
     assert_eq!(body["details"]["width"], 60_000);
 }
 
@@ -79,11 +60,7 @@ async fn a_decompression_bomb_is_refused_without_decoding() {
 async fn inputs_over_1024_pixels_are_downscaled_before_the_provider() {
     let app = TestApp::offline().await;
     // The offline edit keeps the size it receives, so the output shows what went upstream.
-    let (status, _, body) = json_of(
-        app.post_form("/edit-image", edit_form(jpeg(2048, 1536), "big.jpg"))
-            .await,
-    )
-    .await;
+    let (status, _, body) = json_of(edit(&app, jpeg(2048, 1536), "big.jpg").await).await;
     assert_eq!(status, 200, "{body}");
     let out = decode_image(&body["images"][0]);
     assert_eq!((out.width(), out.height()), (1024, 768));
@@ -94,13 +71,7 @@ async fn a_file_over_20_mb_gets_413() {
     let app = TestApp::offline().await;
     let mut bytes = png(4, 4);
     bytes.resize(20 * 1024 * 1024 + 1, 0);
-    let body = expect_error(
-        app.post_form("/edit-image", edit_form(bytes, "huge.png"))
-            .await,
-        413,
-        "file_too_large",
-    )
-    .await;
+    let body = expect_error(edit(&app, bytes, "huge.png").await, 413, "file_too_large").await;
     assert_eq!(body["details"]["field"], "image");
     assert_eq!(body["details"]["max_bytes"], 20 * 1024 * 1024);
 }

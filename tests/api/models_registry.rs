@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
+use crate::keys_limits::header;
 use crate::support::fake_gemini::{FakeGemini, FakeOptions};
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 const BANANA: &str = "gemini-nano-banana-2.1";
 const FLASH: &str = "gemini-3.1-flash-image";
@@ -23,14 +24,6 @@ async fn gemini_app(
     // The list asked for at start, so that what follows does not race it.
     app.models.refreshed(1).await;
     app
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// Cost of `usage` at USD-per-million `prices` (input, text output, image output).
@@ -341,25 +334,21 @@ async fn thinking_level_goes_upstream_for_models_that_take_it_and_is_refused_oth
         json!({"thinkingLevel": "HIGH"})
     );
 
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "think", "model": PRO, "thinking_level": "high"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["field"], "thinking_level");
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "think", "model": FLASH, "thinking_level": "medium"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["allowed"], json!(["minimal", "high"]));
@@ -370,14 +359,12 @@ async fn thinking_level_goes_upstream_for_models_that_take_it_and_is_refused_oth
 async fn the_default_model_is_nano_banana_2_1_which_refuses_512() {
     let fake = FakeGemini::start().await;
     let app = gemini_app(&fake, |_| {}).await;
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "small", "image_size": "512"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["allowed"], json!(["1K", "2K", "4K"]));
@@ -505,14 +492,12 @@ async fn get_models_shows_the_merged_registry_and_the_keys_service_tiers() {
     assert_eq!(find(PRO)["fallback"], json!([BANANA]));
 
     // Paid keys may not use flex; free keys are held to it whatever they ask.
-    let body = expect_error(
+    let body = expect_invalid(
         app.post_json(
             "/generate-image",
             json!({"prompt": "x", "service_tier": "flex"}),
         )
         .await,
-        400,
-        "invalid_request",
     )
     .await;
     assert_eq!(body["details"]["field"], "service_tier");
@@ -522,19 +507,20 @@ async fn get_models_shows_the_merged_registry_and_the_keys_service_tiers() {
             json!({"prompt": "x", "service_tier": "flex", "async": true}),
         )
         .await;
-    expect_error(queued, 400, "invalid_request").await;
+    expect_invalid(queued).await;
     let free = client_with_key(Some(&app.create_key("free").await));
-    let (_, _, mine) = json_of(free.get(app.url("/models")).send().await.unwrap()).await;
+    let (_, _, mine) = json_of(app.get_as(&free, "/models").await).await;
     assert_eq!(
         mine["service_tiers"],
         json!({"allowed": ["flex"], "forced": "flex"})
     );
-    let held = free
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "x", "service_tier": "priority"}))
-        .send()
-        .await
-        .unwrap();
+    let held = app
+        .post_json_as(
+            &free,
+            "/generate-image",
+            json!({"prompt": "x", "service_tier": "priority"}),
+        )
+        .await;
     assert_eq!(held.status(), 200);
     assert_eq!(header(&held, "x-imagegate-service-tier"), "flex");
 }
@@ -561,12 +547,7 @@ async fn hostile_routing_options_are_refused_with_details() {
         ),
     ];
     for (request, field) in cases {
-        let body = expect_error(
-            app.post_json("/generate-image", request).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_json("/generate-image", request).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
         assert!(
             body["message"].as_str().unwrap().len() < 300,

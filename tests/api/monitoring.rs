@@ -7,14 +7,10 @@ use imagegate::config::{ProviderChoice, Secret};
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of};
 
 async fn metrics_text(app: &TestApp) -> String {
-    let response = client_with_key(None)
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/metrics").await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -46,11 +42,11 @@ async fn health_ready_and_metrics_answer_without_a_key() {
     let anonymous = client_with_key(None);
 
     for path in ["/health", "/ready"] {
-        let response = anonymous.get(app.url(path)).send().await.unwrap();
+        let response = app.get_as(&anonymous, path).await;
         let (status, _, body) = json_of(response).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (_, _, ready) = json_of(anonymous.get(app.url("/ready")).send().await.unwrap()).await;
+    let (_, _, ready) = json_of(app.get_as(&anonymous, "/ready").await).await;
     assert_eq!(ready["status"], "ready");
     let mut checks = ready["checks"].clone();
     assert!(checks["age_seconds"].is_number(), "{checks}");
@@ -218,7 +214,7 @@ async fn stats_report_the_callers_generations_in_the_window_as_api_monitor_does(
     );
 
     let other = client_with_key(Some(&app.create_key("paid").await));
-    let (_, _, theirs) = json_of(other.get(app.url("/stats")).send().await.unwrap()).await;
+    let (_, _, theirs) = json_of(app.get_as(&other, "/stats").await).await;
     assert_eq!(
         theirs["total_requests"], 0,
         "a key sees only its own requests"
@@ -237,22 +233,13 @@ async fn stats_window_must_be_1_to_1440_minutes() {
     let app = TestApp::offline().await;
     for bad in ["0", "1441", "abc", "-5", "1.5"] {
         let response = app.get(&format!("/stats?window_minutes={bad}")).await;
-        let body = expect_error(response, 400, "invalid_request").await;
+        let body = expect_invalid(response).await;
         assert_eq!(body["details"]["field"], "window_minutes", "{bad}");
         assert_eq!(body["details"]["max"], 1440);
     }
-    let body = expect_error(app.get("/stats?window=5").await, 400, "invalid_request").await;
+    let body = expect_invalid(app.get("/stats?window=5").await).await;
     assert_eq!(body["details"]["field"], "window");
-    expect_error(
-        client_with_key(None)
-            .get(app.url("/stats"))
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
+    expect_error(app.get_anonymously("/stats").await, 401, "unauthorized").await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{TestApp, client_with_key};
+use crate::support::TestApp;
 
 /// `(METHOD, path template)` of every route, from the table the router is built from.
 fn router_routes() -> BTreeSet<(String, String)> {
@@ -33,11 +33,7 @@ fn documented(document: &Value) -> BTreeSet<(String, String)> {
 }
 
 async fn served_document(app: &TestApp) -> Value {
-    let response = client_with_key(None)
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/openapi.json").await;
     assert_eq!(response.status(), 200, "public, like /docs");
     assert!(
         response.headers()["content-type"]
@@ -84,11 +80,7 @@ async fn every_documented_operation_reaches_its_route_template() {
 
     // The metrics label requests by the route that served them ("unmatched" otherwise), so
     // each template must be there exactly as documented.
-    let metrics = client_with_key(None)
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let metrics = app.get_anonymously("/metrics").await;
     let metrics = metrics.text().await.unwrap();
     for (method, template) in documented(&document) {
         let label = format!(r#"endpoint="{template}",method="{method}""#);
@@ -189,11 +181,7 @@ fn missing_validator(why: &str) {
 async fn the_docs_page_renders_the_document_with_nothing_from_elsewhere() {
     let app = TestApp::offline().await;
 
-    let response = client_with_key(None)
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/docs").await;
 
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();

@@ -8,7 +8,7 @@ use crate::support::{TestApp, client_with_key};
 async fn the_page_and_its_assets_are_served_without_a_key_under_a_strict_policy() {
     let app = TestApp::offline().await;
     let anonymous = client_with_key(None);
-    let page = anonymous.get(app.url("/")).send().await.unwrap();
+    let page = app.get_as(&anonymous, "/").await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let csp = page.headers()["content-security-policy"]
@@ -27,32 +27,22 @@ async fn the_page_and_its_assets_are_served_without_a_key_under_a_strict_policy(
         ("/playground/app.css", "text/css; charset=utf-8"),
         ("/playground/icon.svg", "image/svg+xml"),
     ] {
-        let asset = anonymous.get(app.url(path)).send().await.unwrap();
+        let asset = app.get_as(&anonymous, path).await;
         assert_eq!(asset.status(), 200, "{path}");
         assert_eq!(asset.headers()["content-type"], mime, "{path}");
     }
-    let missing = anonymous
-        .get(app.url("/playground/..%2FCargo.toml"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get_as(&anonymous, "/playground/..%2FCargo.toml").await;
     assert_eq!(missing.status(), 404);
-    let unknown = anonymous
-        .get(app.url("/playground/secrets.js"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.get_as(&anonymous, "/playground/secrets.js").await;
     assert_eq!(unknown.status(), 404);
 }
 
 #[tokio::test]
 async fn the_catalog_offers_exactly_what_the_server_accepts() {
     let app = TestApp::offline().await;
-    let catalog: serde_json::Value = client_with_key(None)
-        .get(app.url("/playground/catalog.json"))
-        .send()
+    let catalog: serde_json::Value = app
+        .get_anonymously("/playground/catalog.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, expect_error, file_part, json_of, png};
+use crate::support::{TestApp, expect_invalid, file_part, json_of, png};
 
 const METRICS: [&str; 4] = ["brightness", "contrast", "sharpness", "color_diversity"];
 
@@ -175,7 +175,7 @@ async fn quality_options_are_validated() {
                 json!({"prompt": "a fox", "min_quality_score": bad}),
             )
             .await;
-        let body = expect_error(response, 400, "invalid_request").await;
+        let body = expect_invalid(response).await;
         assert_eq!(
             body["details"]["field"], "min_quality_score",
             "{bad}: {body}"
@@ -184,12 +184,7 @@ async fn quality_options_are_validated() {
     // Text-only answers are refused on every image endpoint, quality or not.
     let text_only =
         json!({"prompt": "a fox", "include_quality": true, "response_modalities": ["TEXT"]});
-    let body = expect_error(
-        app.post_json("/generate-image", text_only).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_json("/generate-image", text_only).await).await;
     assert_eq!(body["details"]["field"], "response_modalities");
 }
 
@@ -245,19 +240,9 @@ async fn post_quality_refuses_what_it_cannot_measure() {
     ];
     for (bytes, field) in cases {
         let form = reqwest::multipart::Form::new().part("image", file_part(bytes, "x"));
-        let body = expect_error(
-            app.post_form("/quality", form).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_form("/quality", form).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
     let empty = reqwest::multipart::Form::new().text("note", "no image");
-    expect_error(
-        app.post_form("/quality", empty).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    expect_invalid(app.post_form("/quality", empty).await).await;
 }

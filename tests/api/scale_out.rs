@@ -4,17 +4,16 @@
 //! the other.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use imagegate::clock::{Clock, ManualClock, SystemClock};
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini, FakeOptions};
+use crate::support::fake_gemini::{FakeGemini, FakeOptions};
 use crate::support::process;
 use crate::support::services::{PgSchema, RedisPrefix, S3Bucket};
-use crate::support::{TestApp, client_with_key, json_of};
+use crate::support::{TestApp, client_with_key, json_of, on_gemini};
 
 /// PostgreSQL, Redis and S3, each of its own for one test.
 struct Shared {
@@ -49,16 +48,6 @@ impl Shared {
     }
 }
 
-fn gemini(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
-    move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 20.0;
-    }
-}
-
 #[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
@@ -70,8 +59,12 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
         ..Default::default()
     })
     .await;
-    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
-    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let a = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
+    let b = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
     assert_ne!(a.base, b.base);
     // One key, issued through A's database, used on both.
     let on_b = client_with_key(Some(&a.key));
@@ -97,20 +90,19 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
     assert_eq!(status, 200, "{first}");
 
     let (status, _, second) = json_of(
-        on_b.post(b.url(&format!("/chat/{session}/message")))
-            .json(&json!({"message": "make it blue"}))
-            .send()
-            .await
-            .unwrap(),
+        b.post_json_as(
+            &on_b,
+            &format!("/chat/{session}/message"),
+            json!({"message": "make it blue"}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200, "the second turn runs on B: {second}");
     assert_eq!(second["turn"], 2);
-    let history: Value = on_b
-        .get(b.url(&format!("/chat/{session}")))
-        .send()
+    let history: Value = b
+        .get_as(&on_b, &format!("/chat/{session}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -122,11 +114,7 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
         .collect();
     assert_eq!(roles, ["user", "model", "user", "model"]);
     let image = first["image_ids"][0].as_str().unwrap();
-    let served = on_b
-        .get(b.url(&format!("/images/{image}")))
-        .send()
-        .await
-        .unwrap();
+    let served = b.get_as(&on_b, &format!("/images/{image}")).await;
     assert_eq!(served.status(), 200, "B serves the image A stored");
     assert_eq!(fake.requests().len(), 2);
 }
@@ -219,17 +207,6 @@ async fn start_process(
     (child, base)
 }
 
-async fn status_on(base: &str, id: &str) -> Value {
-    client_with_key(Some(FAKE_API_KEY))
-        .get(format!("{base}/requests/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[ignore = "needs PostgreSQL, Redis and moto (tests/requirements.txt)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
@@ -239,44 +216,27 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, a_base) = start_process(&shared, &fake, dir.path()).await;
 
-    let accepted = client_with_key(Some(FAKE_API_KEY))
-        .post(format!("{a_base}/generate-image"))
-        .json(&json!({"prompt": "a lighthouse at dusk [[fake:slow_3000]]", "async": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 202);
-    let id = accepted.json::<Value>().await.unwrap()["request_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = process::submit_async(
+        &a_base,
+        json!({"prompt": "a lighthouse at dusk [[fake:slow_3000]]", "async": true}),
+    )
+    .await;
     // A's worker has the request upstream: the fake has seen the call.
-    for _ in 0..400 {
-        if !fake.calls_for("lighthouse").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(status_on(&a_base, &id).await["status"], "running");
+    fake.wait_for_calls("lighthouse", 1).await;
+    let status = process::request_status(&a_base, &id).await;
+    assert_eq!(status["status"], "running");
     a.start_kill().unwrap();
     a.wait().await.unwrap();
 
     // B shares nothing with A but the services; its data directory is new.
     let b = shared
         .instance(Arc::new(SystemClock), |c| {
-            gemini(&fake)(c);
+            on_gemini(&fake, 20.0)(c);
             c.jobs.lease_secs = 1.5;
             c.jobs.poll_ms = 50;
         })
         .await;
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = status_on(&b.base, &id).await;
-        if last["status"] == "succeeded" || last["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = process::finished_on(&b.base, &id).await;
     assert_eq!(last["status"], "succeeded", "{last}");
     assert!(
         last["result"]["images"][0]
@@ -295,8 +255,12 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
 async fn two_instances_given_the_same_idempotency_key_and_body_at_once_run_it_once() {
     let shared = Shared::create().await;
     let fake = FakeGemini::start().await;
-    let a = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
-    let b = shared.instance(Arc::new(SystemClock), gemini(&fake)).await;
+    let a = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
+    let b = shared
+        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
+        .await;
     let client = client_with_key(Some(&a.key));
     // Slow upstream: the second request arrives while the first is still running, which
     // is when two instances each missed the stored result and both called upstream.

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::process::Child;
 
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::process;
+use crate::support::process::{self, finished_on, request_status, start_gemini, submit_async};
 
 async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, String) {
     std::fs::write(
@@ -18,44 +18,16 @@ async fn start(dir: &std::path::Path, fake: &str, workers: usize) -> (Child, Str
         ),
     )
     .unwrap();
-    let (child, base, _) = process::start(&mut process::serve_gemini(dir, fake)).await;
-    (child, base)
+    start_gemini(dir, fake).await
 }
 
-async fn submit(client: &reqwest::Client, base: &str, prompt: &str) -> String {
-    let response = client
-        .post(format!("{base}/generate-image"))
-        .bearer_auth(FAKE_API_KEY)
-        .json(&json!({"prompt": prompt, "async": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    body["request_id"].as_str().unwrap().to_owned()
+async fn submit(base: &str, prompt: &str) -> String {
+    submit_async(base, json!({"prompt": prompt, "async": true})).await
 }
 
-async fn status(client: &reqwest::Client, base: &str, id: &str) -> String {
-    let body: Value = client
-        .get(format!("{base}/requests/{id}"))
-        .bearer_auth(FAKE_API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn status(base: &str, id: &str) -> String {
+    let body = request_status(base, id).await;
     body["status"].as_str().unwrap_or_default().to_owned()
-}
-
-async fn wait_for_calls(fake: &FakeGemini, marker: &str) {
-    for _ in 0..1200 {
-        if !fake.calls_for(marker).is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no upstream call for {marker}");
 }
 
 fn terminate(server: &Child) {
@@ -73,18 +45,17 @@ async fn an_idempotent_run_whose_client_left_is_stored_before_the_process_exits(
     let fake = FakeGemini::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base) = start(dir.path(), &fake.base_url(), 0).await;
-    let client = reqwest::Client::new();
+    let client = process::client();
     let send = |base: String| {
         client
             .post(format!("{base}/generate-image"))
-            .bearer_auth(FAKE_API_KEY)
             .header("Idempotency-Key", "shutdown-1")
             .json(&json!({"prompt": "paid for [[fake:slow_2000]]"}))
             .send()
     };
     // The client gives up while the upstream call runs, then the server is stopped.
     let left = tokio::spawn(send(base.clone()));
-    wait_for_calls(&fake, "paid for").await;
+    fake.wait_for_calls("paid for", 1).await;
     left.abort();
     terminate(&server);
     let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
@@ -106,33 +77,31 @@ async fn a_draining_server_claims_no_queued_work_and_hands_back_what_it_cannot_f
     let fake = FakeGemini::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base) = start(dir.path(), &fake.base_url(), 2).await;
-    let client = reqwest::Client::new();
 
     // Both workers busy: one finishes within the drain deadline, one cannot (only its
     // first attempt is slow).
-    let finishes = submit(&client, &base, "short [[fake:slow_3000]]").await;
-    let handed_back = submit(&client, &base, "long [[fake:slow_60000:1]]").await;
-    wait_for_calls(&fake, "short [[fake:slow_3000]]").await;
-    wait_for_calls(&fake, "long [[fake:slow_60000:1]]").await;
+    let finishes = submit(&base, "short [[fake:slow_3000]]").await;
+    let handed_back = submit(&base, "long [[fake:slow_60000:1]]").await;
+    fake.wait_for_calls("short [[fake:slow_3000]]", 1).await;
+    fake.wait_for_calls("long [[fake:slow_60000:1]]", 1).await;
     let mut queued = Vec::new();
     for i in 0..8 {
-        queued.push(submit(&client, &base, &format!("queued {i}")).await);
+        queued.push(submit(&base, &format!("queued {i}")).await);
     }
     // A synchronous request in flight keeps the drain going after the first worker is
     // free again: that worker must not take up the queued requests meanwhile.
     let sync = {
-        let (client, base) = (client.clone(), base.clone());
+        let url = format!("{base}/generate-image");
         tokio::spawn(async move {
-            client
-                .post(format!("{base}/generate-image"))
-                .bearer_auth(FAKE_API_KEY)
+            process::client()
+                .post(url)
                 .json(&json!({"prompt": "in flight [[fake:slow_6000]]"}))
                 .send()
                 .await
                 .map(|r| r.status().as_u16())
         })
     };
-    wait_for_calls(&fake, "in flight [[fake:slow_6000]]").await;
+    fake.wait_for_calls("in flight [[fake:slow_6000]]", 1).await;
 
     terminate(&server);
     let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
@@ -154,14 +123,14 @@ async fn a_draining_server_claims_no_queued_work_and_hands_back_what_it_cannot_f
 
     // Back with no workers, to look at what the stopped server left.
     let (mut look, base) = start(dir.path(), &fake.base_url(), 0).await;
-    assert_eq!(status(&client, &base, &finishes).await, "succeeded");
+    assert_eq!(status(&base, &finishes).await, "succeeded");
     assert_eq!(
-        status(&client, &base, &handed_back).await,
+        status(&base, &handed_back).await,
         "queued",
         "the unfinished request was handed back"
     );
     for id in &queued {
-        assert_eq!(status(&client, &base, id).await, "queued");
+        assert_eq!(status(&base, id).await, "queued");
     }
     look.start_kill().unwrap();
     look.wait().await.unwrap();
@@ -171,15 +140,7 @@ async fn a_draining_server_claims_no_queued_work_and_hands_back_what_it_cannot_f
     let mut all = queued.clone();
     all.push(handed_back.clone());
     for id in &all {
-        let mut last = String::new();
-        for _ in 0..1200 {
-            last = status(&client, &base, id).await;
-            if last == "succeeded" || last == "failed" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert_eq!(last, "succeeded", "{id}");
+        assert_eq!(finished_on(&base, id).await["status"], "succeeded", "{id}");
     }
     assert_eq!(fake.calls_for("long [[fake:slow_60000:1]]").len(), 2);
 }
@@ -217,20 +178,12 @@ async fn webhooks_ignore_a_proxy_named_in_the_environment() {
         .env("http_proxy", &proxy_url)
         .env("ALL_PROXY", &proxy_url);
     let (_server, base, _) = process::start(&mut command).await;
-    let response = reqwest::Client::new()
-        .post(format!("{base}/generate-image"))
-        .bearer_auth(FAKE_API_KEY)
-        .json(&json!({"prompt": "a fox", "async": true, "webhook_url": hook}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    for _ in 0..1200 {
-        if !receiver.calls().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    submit_async(
+        &base,
+        json!({"prompt": "a fox", "async": true, "webhook_url": hook}),
+    )
+    .await;
+    crate::support::eventually("a delivery", || async { !receiver.calls().is_empty() }).await;
     assert_eq!(receiver.calls().len(), 1, "delivered directly");
     assert_eq!(proxied.load(Ordering::SeqCst), 0, "not through the proxy");
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, decode_image, expect_error, json_of};
+use crate::support::{TestApp, decode_image, expect_error, expect_invalid, json_of};
 
 #[tokio::test]
 async fn a_story_has_one_captioned_image_per_step() {
@@ -123,12 +123,7 @@ async fn story_requests_are_validated() {
             "style",
         ),
     ] {
-        let body = expect_error(
-            app.post_json("/story/generate", request).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.post_json("/story/generate", request).await).await;
         assert_eq!(body["details"]["field"], field, "{body}");
     }
 }

@@ -8,9 +8,12 @@ use imagegate::clock::{Clock, ManualClock, SystemClock};
 use imagegate::config::{Config, ProviderChoice, Secret};
 use serde_json::{Value, json};
 
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 use crate::support::services::{PgSchema, S3Bucket};
-use crate::support::{TestApp, admin_create_key, client_with_key, expect_error, json_of, price};
+use crate::support::{
+    TestApp, admin_create_key, client_with_key, expect_error, expect_invalid, json_of, on_gemini,
+    price,
+};
 
 use crate::support::ADMIN_TOKEN as ADMIN;
 
@@ -21,12 +24,9 @@ fn priced_pro(config: &mut Config) {
 }
 
 fn with_fake(fake: &FakeGemini) -> impl Fn(&mut Config) + Clone {
-    let base_url = fake.base_url();
+    let gemini = on_gemini(fake, 20.0);
     move |c: &mut Config| {
-        c.provider = ProviderChoice::Gemini;
-        c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-        c.gemini.base_url = base_url.clone();
-        c.gemini.deadline_secs = 20.0;
+        gemini(c);
         c.auth.admin_token = Some(Secret::new(ADMIN));
         priced_pro(c);
     }
@@ -48,12 +48,12 @@ async fn create_key(app: &TestApp, body: Value) -> (String, String) {
 /// Rotates a key through the admin API with `grace_secs` for the old one; the answer.
 async fn rotate(app: &TestApp, key_id: &str, grace_secs: u64) -> Value {
     let (status, _, rotated) = json_of(
-        admin()
-            .post(app.url(&format!("/admin/keys/{key_id}/rotate")))
-            .json(&json!({"grace_secs": grace_secs}))
-            .send()
-            .await
-            .unwrap(),
+        app.post_json_as(
+            &admin(),
+            &format!("/admin/keys/{key_id}/rotate"),
+            json!({"grace_secs": grace_secs}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 201, "{rotated}");
@@ -88,12 +88,13 @@ async fn a_scoped_key_is_refused_on_other_endpoints_and_models_before_upstream()
         .unwrap();
     let body = expect_error(edit, 403, "forbidden").await;
     assert_eq!(body["details"]["scope"], "edit");
-    let native = client
-        .post(app.url("/v1beta/models/gemini-3.1-flash-image:generateContent"))
-        .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
-        .send()
-        .await
-        .unwrap();
+    let native = app
+        .post_json_as(
+            &client,
+            "/v1beta/models/gemini-3.1-flash-image:generateContent",
+            json!({"contents": [{"parts": [{"text": "x"}]}]}),
+        )
+        .await;
     assert_eq!(native.status(), 403);
     let other_model = client
         .post(app.url("/generate-image"))
@@ -105,15 +106,16 @@ async fn a_scoped_key_is_refused_on_other_endpoints_and_models_before_upstream()
     assert_eq!(body["details"]["model"], "gemini-3-pro-image");
     assert!(fake.requests().is_empty(), "nothing went upstream");
 
-    let allowed = client
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image"}))
-        .send()
-        .await
-        .unwrap();
+    let allowed = app
+        .post_json_as(
+            &client,
+            "/generate-image",
+            json!({"prompt": "a lighthouse", "model": "gemini-3.1-flash-image"}),
+        )
+        .await;
     assert_eq!(allowed.status(), 200);
     assert_eq!(fake.requests().len(), 1);
-    let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+    let (_, _, me) = json_of(app.get_as(&client, "/keys/me").await).await;
     assert_eq!(me["scopes"], json!(["generate"]));
 }
 
@@ -166,7 +168,7 @@ async fn a_ten_cent_budget_admits_two_four_cent_calls_and_refuses_the_rest_befor
     );
 
     let client = client_with_key(Some(&key));
-    let response = client.get(app.url("/keys/me")).send().await.unwrap();
+    let response = app.get_as(&client, "/keys/me").await;
     assert_eq!(
         response.headers()["x-imagegate-budget-remaining"],
         "0.020000"
@@ -174,11 +176,8 @@ async fn a_ten_cent_budget_admits_two_four_cent_calls_and_refuses_the_rest_befor
     let (_, _, me) = json_of(response).await;
     assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
     let (_, _, usage) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/usage?key_id={key_id}")))
-            .send()
-            .await
-            .unwrap(),
+        app.get_as(&admin(), &format!("/admin/usage?key_id={key_id}"))
+            .await,
     )
     .await;
     assert_eq!(usage["total_cost_usd"], 0.08, "{usage}");
@@ -261,7 +260,7 @@ async fn an_expired_key_and_a_rotated_key_past_its_grace_get_401_saying_why() {
 #[tokio::test]
 async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
     let off = TestApp::offline().await;
-    let response = admin().get(off.url("/admin/keys")).send().await.unwrap();
+    let response = off.get_as(&admin(), "/admin/keys").await;
     expect_error(response, 404, "not_found").await;
 
     let app = TestApp::spawn(|c| {
@@ -275,11 +274,10 @@ async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
         // An ordinary key, even a paid one, is not the admin token.
         client_with_key(Some(&app.key)),
     ] {
-        let response = client.get(app.url("/admin/keys")).send().await.unwrap();
+        let response = app.get_as(&client, "/admin/keys").await;
         expect_error(response, 401, "unauthorized").await;
     }
-    let (status, _, listed) =
-        json_of(admin().get(app.url("/admin/keys")).send().await.unwrap()).await;
+    let (status, _, listed) = json_of(app.get_as(&admin(), "/admin/keys").await).await;
     assert_eq!(status, 200);
     let keys = listed["keys"].as_array().unwrap();
     assert!(
@@ -300,14 +298,7 @@ async fn the_admin_api_needs_its_own_token_and_is_absent_without_one() {
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["monthly_budget_usd"], 5.0);
     assert_eq!(updated["metadata"]["owner"], "ana", "kept");
-    let (_, _, got) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/keys/{key_id}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, _, got) = json_of(app.get_as(&admin(), &format!("/admin/keys/{key_id}")).await).await;
     assert_eq!(got["requests_per_minute"], 3);
     let revoked = admin()
         .delete(app.url(&format!("/admin/keys/{key_id}")))
@@ -350,17 +341,18 @@ async fn hostile_key_settings_are_refused_with_the_field_at_fault() {
             .send()
             .await
             .unwrap();
-        let error = expect_error(response, 400, "invalid_request").await;
+        let error = expect_invalid(response).await;
         if let Some(field) = field {
             assert_eq!(error["details"]["field"], field, "{error}");
         }
     }
-    let response = admin()
-        .post(app.url("/admin/keys/key_nope/rotate"))
-        .json(&json!({"grace_secs": 10}))
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .post_json_as(
+            &admin(),
+            "/admin/keys/key_nope/rotate",
+            json!({"grace_secs": 10}),
+        )
+        .await;
     expect_error(response, 404, "not_found").await;
 }
 
@@ -382,7 +374,7 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let (_, _, all) = json_of(admin().get(app.url("/admin/usage")).send().await.unwrap()).await;
+    let (_, _, all) = json_of(app.get_as(&admin(), "/admin/usage").await).await;
     let rows = all["rows"].as_array().unwrap();
     let requests = |id: &str| {
         rows.iter()
@@ -396,11 +388,8 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .all(|r| r["date"].is_string() && r["model"].is_string())
     );
     let (_, _, one) = json_of(
-        admin()
-            .get(app.url(&format!("/admin/usage?key_id={first_id}")))
-            .send()
-            .await
-            .unwrap(),
+        app.get_as(&admin(), &format!("/admin/usage?key_id={first_id}"))
+            .await,
     )
     .await;
     assert!(
@@ -410,12 +399,8 @@ async fn usage_is_reported_across_keys_by_key_day_and_model() {
             .iter()
             .all(|r| r["key_id"] == first_id.as_str())
     );
-    let response = admin()
-        .get(app.url("/admin/usage?days=-3"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 400, "invalid_request").await;
+    let response = app.get_as(&admin(), "/admin/usage?days=-3").await;
+    expect_invalid(response).await;
 }
 
 /// 3.1 Flash at 1K here: its image is 2000 tokens at $20/M ($0.04, input free); with a
@@ -496,7 +481,7 @@ async fn a_rotated_key_and_its_successor_spend_one_budget() {
     }
     for key in [&old, &new] {
         let client = client_with_key(Some(key));
-        let (_, _, me) = json_of(client.get(app.url("/keys/me")).send().await.unwrap()).await;
+        let (_, _, me) = json_of(app.get_as(&client, "/keys/me").await).await;
         assert_eq!(me["budget"]["daily"]["spent_usd"], 0.08, "{me}");
         assert_eq!(me["budget"]["daily"]["remaining_usd"], 0.02, "{me}");
     }

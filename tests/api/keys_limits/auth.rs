@@ -83,11 +83,7 @@ async fn an_unknown_key_is_refused_and_never_echoed_back() {
 #[tokio::test]
 async fn health_answers_without_a_key() {
     let app = TestApp::offline().await;
-    let response = client_with_key(None)
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymously("/health").await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-ratelimit-limit").is_none());
 }
@@ -97,12 +93,13 @@ async fn the_servers_google_key_is_accepted_as_a_paid_key() {
     let fake = FakeGemini::start().await;
     let app = gemini_at(&imagegate::clock::ManualClock::starting_now(), &fake).await;
     let google = client_with_key(Some(FAKE_API_KEY));
-    let response = google
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "a fox", "response_modalities": ["IMAGE"]}))
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .post_json_as(
+            &google,
+            "/generate-image",
+            json!({"prompt": "a fox", "response_modalities": ["IMAGE"]}),
+        )
+        .await;
     assert_eq!(
         header(&response, "x-ratelimit-limit"),
         "600",
@@ -110,7 +107,7 @@ async fn the_servers_google_key_is_accepted_as_a_paid_key() {
     );
     let (status, _, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
-    let usage = google.get(app.url("/usage")).send().await.unwrap();
+    let usage = app.get_as(&google, "/usage").await;
     let (_, _, usage) = json_of(usage).await;
     assert_eq!(usage["key_id"], "key_google");
     assert_eq!(usage["totals"]["requests"], 1);
@@ -127,7 +124,7 @@ async fn what_one_key_creates_another_key_cannot_fetch() {
     let path = format!("/images/{}", body["image_ids"][0].as_str().unwrap());
     assert_eq!(app.get(&path).await.status(), 200);
     let other = client_with_key(Some(&app.create_key("paid").await));
-    let response = other.get(app.url(&path)).send().await.unwrap();
+    let response = app.get_as(&other, &path).await;
     expect_error(response, 404, "not_found").await;
 }
 
@@ -170,7 +167,7 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
         .to_owned();
 
     let client = client_with_key(Some(&key));
-    let response = client.get(app.url("/usage")).send().await.unwrap();
+    let response = app.get_as(&client, "/usage").await;
     assert_eq!(
         header(&response, "x-ratelimit-limit"),
         "15",
@@ -196,7 +193,7 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
     );
-    let response = client.get(app.url("/usage")).send().await.unwrap();
+    let response = app.get_as(&client, "/usage").await;
     expect_error(response, 401, "unauthorized").await;
     assert!(
         !keys_cli(&app, &["revoke", &key_id]).status.success(),

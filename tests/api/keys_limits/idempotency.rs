@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use super::{gemini_at, header};
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, client_with_key, expect_error, file_part, json_of, png};
+use crate::support::{
+    TestApp, client_with_key, expect_error, expect_invalid, file_part, json_of, png,
+};
 
 async fn post_with_key(
     app: &TestApp,
@@ -80,7 +82,7 @@ async fn the_same_idempotency_key_with_a_different_body_is_refused() {
     let first = post_with_key(&app, &app.client, "k-1", json!({"prompt": "a red barn"})).await;
     assert_eq!(first.status(), 200);
     let changed = post_with_key(&app, &app.client, "k-1", json!({"prompt": "a blue barn"})).await;
-    let body = expect_error(changed, 400, "invalid_request").await;
+    let body = expect_invalid(changed).await;
     assert_eq!(body["details"]["field"], "Idempotency-Key");
     assert!(fake.calls_for("a blue barn").is_empty());
 }
@@ -193,7 +195,7 @@ async fn an_unusable_idempotency_key_is_refused() {
     let app = TestApp::offline().await;
     let too_long = "k".repeat(256);
     let response = post_with_key(&app, &app.client, &too_long, json!({"prompt": "a fox"})).await;
-    let body = expect_error(response, 400, "invalid_request").await;
+    let body = expect_invalid(response).await;
     assert_eq!(body["details"]["field"], "Idempotency-Key");
 }
 

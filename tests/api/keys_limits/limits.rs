@@ -2,7 +2,6 @@
 //! flight (held open by a slow fake upstream), and the headers on every response.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use imagegate::clock::ManualClock;
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
     let app = offline_at(&clock, |_| {}).await;
     let free = client_with_key(Some(&app.create_key("free").await));
     for n in 1..=15 {
-        let response = free.get(app.url("/usage")).send().await.unwrap();
+        let response = app.get_as(&free, "/usage").await;
         assert_eq!(response.status(), 200, "request {n}");
         assert_eq!(header(&response, "x-ratelimit-limit"), "15");
         assert_eq!(
@@ -26,12 +25,9 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
         );
         assert_eq!(header(&response, "x-ratelimit-reset"), "60");
     }
-    let refused = free
-        .post(app.url("/generate-image"))
-        .json(&json!({"prompt": "one too many"}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app
+        .post_json_as(&free, "/generate-image", json!({"prompt": "one too many"}))
+        .await;
     assert_eq!(header(&refused, "retry-after"), "60");
     assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
     let body = expect_error(refused, 429, "rate_limit_exceeded").await;
@@ -40,7 +36,7 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
     assert_eq!(body["details"]["retry_after_seconds"], 60);
 
     clock.advance_ms(30_000);
-    let still = free.get(app.url("/usage")).send().await.unwrap();
+    let still = app.get_as(&free, "/usage").await;
     assert_eq!(
         header(&still, "retry-after"),
         "30",
@@ -49,7 +45,7 @@ async fn a_free_key_gets_15_requests_a_minute_then_429_until_the_window_slides()
     expect_error(still, 429, "rate_limit_exceeded").await;
 
     clock.advance_ms(30_000);
-    let again = free.get(app.url("/usage")).send().await.unwrap();
+    let again = app.get_as(&free, "/usage").await;
     assert_eq!(again.status(), 200, "the first 15 have left the window");
     assert_eq!(header(&again, "x-ratelimit-remaining"), "14");
     assert_eq!(
@@ -98,16 +94,6 @@ async fn configured_tier_numbers_replace_the_guides() {
     expect_error(app.get("/usage").await, 429, "rate_limit_exceeded").await;
 }
 
-async fn wait_for_upstream_calls(fake: &FakeGemini, marker: &str, count: usize) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.calls_for(marker).len() < count {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the requests reached the upstream");
-}
-
 fn slow_generation(
     app: &TestApp,
     client: &reqwest::Client,
@@ -127,7 +113,7 @@ async fn a_sixth_request_in_flight_is_refused_with_the_concurrency_limit() {
     let in_flight: Vec<_> = (0..5)
         .map(|i| slow_generation(&app, &app.client, &format!("fox {i} {marker}")))
         .collect();
-    wait_for_upstream_calls(&fake, marker, 5).await;
+    fake.wait_for_calls(marker, 5).await;
 
     let refused = app.get("/usage").await;
     assert_eq!(header(&refused, "retry-after"), "1");
@@ -141,12 +127,7 @@ async fn a_sixth_request_in_flight_is_refused_with_the_concurrency_limit() {
     assert_eq!(body["details"]["max_concurrent"], 5);
     let other_key = client_with_key(Some(&app.create_key("paid").await));
     assert_eq!(
-        other_key
-            .get(app.url("/usage"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get_as(&other_key, "/usage").await.status(),
         200,
         "another key has its own five"
     );

@@ -10,10 +10,10 @@ mod usage;
 use std::sync::Arc;
 
 use imagegate::clock::ManualClock;
-use imagegate::config::{Config, ProviderChoice, Secret};
+use imagegate::config::{Config, ProviderChoice};
 
 use crate::support::TestApp;
-use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
+use crate::support::fake_gemini::FakeGemini;
 
 /// An offline server whose clock moves only when the test moves it.
 pub async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> TestApp {
@@ -27,15 +27,12 @@ pub async fn offline_at(clock: &ManualClock, configure: impl FnOnce(&mut Config)
 /// The Gemini provider pointed at `fake`, with a manual clock and a deadline long
 /// enough for the slow scenarios used here.
 pub async fn gemini_at(clock: &ManualClock, fake: &FakeGemini) -> TestApp {
-    let base_url = fake.base_url();
+    let gemini = crate::support::on_gemini(fake, 20.0);
     TestApp::spawn_full(
         tempfile::tempdir().unwrap(),
         Arc::new(clock.clone()),
         move |c| {
-            c.provider = ProviderChoice::Gemini;
-            c.google_api_key = Some(Secret::new(FAKE_API_KEY));
-            c.gemini.base_url = base_url;
-            c.gemini.deadline_secs = 20.0;
+            gemini(c);
             c.gemini.initial_backoff_ms = 10;
             c.gemini.max_backoff_ms = 40;
         },

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{gemini_at, offline_at};
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, client_with_key, expect_error, json_of};
+use crate::support::{TestApp, client_with_key, expect_invalid, json_of};
 
 /// Four words are four input tokens at the fake; image-only output is the image tokens.
 async fn generate(app: &TestApp, model: &str) -> Value {
@@ -111,7 +111,7 @@ async fn a_key_sees_only_its_own_usage() {
     );
 
     let other = client_with_key(Some(&app.create_key("free").await));
-    let (_, _, theirs) = json_of(other.get(app.url("/usage")).send().await.unwrap()).await;
+    let (_, _, theirs) = json_of(app.get_as(&other, "/usage").await).await;
     assert_ne!(theirs["key_id"], mine["key_id"]);
     assert_eq!(theirs["days"], json!([]));
     assert_eq!(theirs["totals"]["requests"], 0);
@@ -126,12 +126,7 @@ async fn usage_ranges_are_validated() {
         ("from=2026-13-01", "from"),
         ("since=1", "since"),
     ] {
-        let body = expect_error(
-            app.get(&format!("/usage?{query}")).await,
-            400,
-            "invalid_request",
-        )
-        .await;
+        let body = expect_invalid(app.get(&format!("/usage?{query}")).await).await;
         assert_eq!(body["details"]["field"], field, "{query}");
     }
     let (status, _, body) = json_of(app.get("/usage?from=2026-01-01&to=2026-01-31").await).await;

@@ -82,14 +82,8 @@ async fn postgres_unreachable_mid_run_answers_503_with_retry_after_and_metrics_s
     );
 
     proxy.restore();
-    let mut status = 0;
-    for _ in 0..50 {
-        status = app.get("/usage").await.status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let usage = || async { app.get("/usage").await.status().as_u16() };
+    let status = crate::support::poll_within(5.0, usage, |status| *status == 200).await;
     assert_eq!(
         status, 200,
         "requests succeed again once PostgreSQL is back"
@@ -168,13 +162,7 @@ async fn redis_down_mid_run_degrades_to_local_counting_without_a_stall_and_says_
     assert!(metrics.contains("imagegate_limits_degraded 1"), "{metrics}");
 
     proxy.restore();
-    let mut limits = json!(null);
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        limits = json_of(app.get("/ready").await).await.2["checks"]["limits"].clone();
-        if limits == "ok" {
-            break;
-        }
-    }
+    let ready = || async { json_of(app.get("/ready").await).await.2["checks"]["limits"].clone() };
+    let limits = crate::support::poll_within(5.0, ready, |limits| *limits == "ok").await;
     assert_eq!(limits, "ok", "shared again once Redis answers");
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::guide_samples::run_sample;
 use crate::support::fake_gemini::FakeGemini;
-use crate::support::{TestApp, json_of};
+use crate::support::{TestApp, expect_invalid, json_of};
 
 #[ignore = "needs python3 with tests/requirements.txt installed"]
 #[tokio::test(flavor = "multi_thread")]
@@ -86,24 +86,12 @@ async fn stats_count_async_work_by_its_outcome_not_its_acceptance() {
         c.jobs.poll_ms = 20;
     })
     .await;
-    let accepted = app
-        .post_json(
-            "/generate-image",
-            json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "image_size": "512", "async": true}),
-        )
+    let id = app
+        .queue(json!({"prompt": "a fox", "model": "gemini-3.1-flash-image", "image_size": "512", "async": true}))
         .await;
-    let (status, _, body) = json_of(accepted).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_owned();
 
-    let mut done = json!(null);
-    for _ in 0..300 {
-        done = json_of(app.get(&format!("/requests/{id}")).await).await.2;
-        if done["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let status = || async { json_of(app.get(&format!("/requests/{id}")).await).await.2 };
+    let done = crate::support::poll_within(6.0, status, |done| done["status"] == "succeeded").await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
     let (_, _, stats) = json_of(app.get("/stats").await).await;
@@ -123,7 +111,7 @@ async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() 
                 json!({"prompt": "a fox", "response_modalities": modalities}),
             )
             .await;
-        let body = crate::support::expect_error(response, 400, "invalid_request").await;
+        let body = expect_invalid(response).await;
         assert_eq!(body["details"]["field"], "response_modalities", "{body}");
         assert!(body["message"].as_str().unwrap().contains("Image"));
     }
@@ -134,12 +122,7 @@ async fn text_only_modalities_on_image_endpoints_are_refused_not_an_empty_200() 
         )
         .text("prompt", "make it blue")
         .text("response_modalities", "Text");
-    let body = crate::support::expect_error(
-        app.post_form("/edit-image", form).await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let body = expect_invalid(app.post_form("/edit-image", form).await).await;
     assert_eq!(body["details"]["field"], "response_modalities", "{body}");
     let (status, _, body) = json_of(
         app.post_json(

@@ -22,14 +22,10 @@ async fn gemini_app(base_url: String, key: &str, cache_secs: f64) -> TestApp {
 
 /// The listings made so far, once the registry's start-up listing has been made.
 async fn registry_listed(fake: &FakeGemini) -> usize {
-    for _ in 0..200 {
-        let listed = fake.list_requests().len();
-        if listed > 0 {
-            return listed;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the model registry never listed the models");
+    let listed = || std::future::ready(fake.list_requests().len());
+    let listed = crate::support::poll_within(2.0, listed, |listed| *listed > 0).await;
+    assert!(listed > 0, "the model registry never listed the models");
+    listed
 }
 
 #[tokio::test]

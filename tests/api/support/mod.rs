@@ -126,12 +126,9 @@ impl TestApp {
         fake: &fake_gemini::FakeGemini,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
-        let base_url = fake.base_url();
+        let gemini = on_gemini(fake, 30.0);
         Self::spawn(move |c| {
-            c.provider = ProviderChoice::Gemini;
-            c.google_api_key = Some(Secret::new(fake_gemini::FAKE_API_KEY));
-            c.gemini.base_url = base_url;
-            c.gemini.deadline_secs = 30.0;
+            gemini(c);
             c.gemini.initial_backoff_ms = 10;
             c.gemini.max_backoff_ms = 40;
             configure(c);
@@ -149,12 +146,18 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request sent")
+        self.post_json_as(&self.client, path, body).await
+    }
+
+    /// [`TestApp::post_json`] sent by `client` (another key's, or none).
+    pub async fn post_json_as(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        let request = client.post(self.url(path)).json(&body);
+        request.send().await.expect("request sent")
     }
 
     pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> reqwest::Response {
@@ -167,11 +170,42 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.get_as(&self.client, path).await
+    }
+
+    /// [`TestApp::get`] sent by `client` (another key's, or none).
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        let request = client.get(self.url(path));
+        request.send().await.expect("request sent")
+    }
+
+    /// Queues `body` with `POST /generate-image` (202); the request id.
+    pub async fn queue(&self, body: Value) -> String {
+        let response = self.post_json("/generate-image", body).await;
+        let (status, request_id, accepted) = json_of(response).await;
+        assert_eq!(status, 202, "{accepted}");
+        assert_eq!(accepted["request_id"], request_id.as_str());
+        request_id
+    }
+
+    /// `GET path` with no Authorization header at all.
+    pub async fn get_anonymously(&self, path: &str) -> reqwest::Response {
+        self.get_as(&client_with_key(None), path).await
+    }
+}
+
+/// The Gemini provider in front of `fake` with an upstream deadline of `deadline_secs`,
+/// as a configuration for [`TestApp::spawn`], [`TestApp::spawn_full`] and restarts.
+pub fn on_gemini(
+    fake: &fake_gemini::FakeGemini,
+    deadline_secs: f64,
+) -> impl Fn(&mut Config) + Clone + use<> {
+    let base_url = fake.base_url();
+    move |c: &mut Config| {
+        c.provider = ProviderChoice::Gemini;
+        c.google_api_key = Some(Secret::new(fake_gemini::FAKE_API_KEY));
+        c.gemini.base_url = base_url.clone();
+        c.gemini.deadline_secs = deadline_secs;
     }
 }
 
@@ -262,6 +296,49 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     );
     assert!(request_id.starts_with("req_"));
     body
+}
+
+/// Calls `fetch` every 25 ms until `done` holds for its answer or 30 s have passed; the
+/// last answer either way, for the caller to assert on.
+pub async fn poll<T, F: std::future::Future<Output = T>>(
+    fetch: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    poll_within(30.0, fetch, done).await
+}
+
+/// [`poll`] for at most `secs`: for a test whose promptness is part of the claim.
+pub async fn poll_within<T, F: std::future::Future<Output = T>>(
+    secs: f64,
+    mut fetch: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        let last = fetch().await;
+        if done(&last) || std::time::Instant::now() > deadline {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits (at most 30 s) until `check` holds, or fails the test naming `what`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    check: impl FnMut() -> F,
+) {
+    assert!(poll(check, |held| *held).await, "{what} never happened");
+}
+
+/// Whether an async request's status (`GET /requests/{id}`) is final.
+pub fn finished(status: &Value) -> bool {
+    status["status"] == "succeeded" || status["status"] == "failed"
+}
+
+/// [`expect_error`] for the commonest refusal: 400 `invalid_request`.
+pub async fn expect_invalid(response: reqwest::Response) -> Value {
+    expect_error(response, 400, "invalid_request").await
 }
 
 pub fn decode_image(b64: &Value) -> image::DynamicImage {

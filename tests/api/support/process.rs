@@ -56,6 +56,47 @@ pub fn serve_gemini(dir: &Path, fake: &str) -> Command {
     command
 }
 
+/// [`start`] on [`serve_gemini`]: the child and its base URL.
+pub async fn start_gemini(dir: &Path, fake: &str) -> (Child, String) {
+    let (child, base, _) = start(&mut serve_gemini(dir, fake)).await;
+    (child, base)
+}
+
+/// A client of a served binary: the fake's API key is a key there too.
+pub fn client() -> reqwest::Client {
+    super::client_with_key(Some(FAKE_API_KEY))
+}
+
+/// `GET {base}{path}` as [`client`], as JSON.
+pub async fn get_json(base: &str, path: &str) -> Value {
+    let response = client().get(format!("{base}{path}")).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
+/// Queues `body` with `POST {base}/generate-image` (202) as [`client`]; its request id.
+pub async fn submit_async(base: &str, body: Value) -> String {
+    let response = client()
+        .post(format!("{base}/generate-image"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    accepted["request_id"].as_str().unwrap().to_owned()
+}
+
+/// The status of async request `id` on `base` (`GET /requests/{id}`).
+pub async fn request_status(base: &str, id: &str) -> Value {
+    get_json(base, &format!("/requests/{id}")).await
+}
+
+/// Polls [`request_status`] until it is [`finished`](super::finished) (at most 30 s); its
+/// last status.
+pub async fn finished_on(base: &str, id: &str) -> Value {
+    super::poll(|| request_status(base, id), super::finished).await
+}
+
 /// Spawns `command` and waits for its start-up line: the child, its base URL and the
 /// line's fields.
 pub async fn start(command: &mut Command) -> (Child, String, Value) {

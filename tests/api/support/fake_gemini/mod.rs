@@ -197,6 +197,19 @@ impl FakeGemini {
             .filter(|r| r.last_user_text().contains(marker_substring))
             .collect()
     }
+
+    /// Waits (at most 30 s) until `count` calls carry `marker_substring`.
+    pub async fn wait_for_calls(&self, marker_substring: &str, count: usize) {
+        let calls = crate::support::poll(
+            || std::future::ready(self.calls_for(marker_substring).len()),
+            |calls| *calls >= count,
+        )
+        .await;
+        assert!(
+            calls >= count,
+            "{calls} of {count} upstream calls for {marker_substring}"
+        );
+    }
 }
 
 impl Drop for FakeGemini {
