@@ -55,6 +55,8 @@ pub enum Cancel {
     NotFound,
 }
 
+/// A trait, unlike the other stores, so that the worker's lease tests can wrap the real
+/// store and make chosen renewals fail (`jobs::tests`).
 #[async_trait]
 pub trait RequestStore: Send + Sync + 'static {
     async fn insert(&self, request: &RequestRecord) -> Result<(), StoreError>;

@@ -1,7 +1,7 @@
 //! Opens the configured storage once at start-up: the database named by `database_url`
 //! (embedded SQLite by default, or PostgreSQL) with its migrations applied, and the blob
 //! store named by `object_store_url` (files under the data directory by default, or
-//! S3). Everything else sees only the traits.
+//! S3). Everything else sees the stores' methods, never SQL.
 
 use std::sync::Arc;
 
