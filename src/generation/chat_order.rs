@@ -22,7 +22,7 @@ const HOLD: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
 
 pub struct ChatOrder {
-    requests: Arc<dyn RequestStore>,
+    requests: Arc<RequestStore>,
     clock: Arc<dyn Clock>,
     /// The longest a message waits for earlier ones (`sessions.order_wait_secs`).
     wait: Duration,
@@ -33,7 +33,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl ChatOrder {
-    pub fn new(requests: Arc<dyn RequestStore>, clock: Arc<dyn Clock>, wait: Duration) -> Self {
+    pub fn new(requests: Arc<RequestStore>, clock: Arc<dyn Clock>, wait: Duration) -> Self {
         Self {
             requests,
             clock,

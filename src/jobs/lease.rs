@@ -9,12 +9,31 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::clock::Clock;
+use crate::store::StoreError;
 use crate::store::requests::{RequestRecord, RequestStore};
 use crate::tasks::Tasks;
 
+/// What a lease needs of the store. A trait, so that the lease tests can make chosen
+/// renewals fail (`jobs::tests`).
+#[async_trait]
+pub trait Renew: Send + Sync {
+    /// Extends the lease of attempt `attempt` to `lease_until_ms`; `false` once another
+    /// worker took the request over.
+    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+impl Renew for RequestStore {
+    async fn renew(&self, id: &str, attempt: i64, lease_until_ms: i64) -> Result<bool, StoreError> {
+        RequestStore::renew(self, id, attempt, lease_until_ms).await
+    }
+}
+
 pub struct Lease<'a> {
-    pub store: &'a dyn RequestStore,
+    pub store: &'a dyn Renew,
     pub clock: &'a dyn Clock,
     pub length: Duration,
 }

@@ -47,7 +47,7 @@ pub trait LegacyWork: Send + Sync + 'static {
 }
 
 pub struct Jobs {
-    store: Arc<dyn RequestStore>,
+    store: Arc<RequestStore>,
     executor: Arc<Executor>,
     legacy: Arc<dyn LegacyWork>,
     /// Request bodies, in the blob store every instance shares: a request accepted by
@@ -79,7 +79,7 @@ fn not_found() -> GenerationError {
 
 impl Jobs {
     pub fn new(
-        store: Arc<dyn RequestStore>,
+        store: Arc<RequestStore>,
         blobs: Arc<ObjectBlobs>,
         clock: Arc<dyn Clock>,
         config: JobsConfig,

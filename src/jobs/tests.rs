@@ -1,6 +1,6 @@
-//! Leases held against the real SQLite store, wrapped so that renewals can be made to
-//! fail, around a stand-in for the upstream call that counts its calls and notes when
-//! one is canceled; a rival worker claims whenever the store lets it.
+//! Leases held against the real SQLite store, with renewals that can be made to fail,
+//! around a stand-in for the upstream call that counts its calls and notes when one is
+//! canceled; a rival worker claims whenever the store lets it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,39 +10,21 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::clock::SystemClock;
+use crate::jobs::lease::Renew;
 use crate::store::Storage;
 use crate::store::StoreError;
-use crate::store::requests::Delivery;
 
-/// The request store, with renewals of chosen attempts failing as a busy database would.
+/// Renewals through the real store, with those of attempt 1 failing as a busy database
+/// would.
 struct Flaky {
-    inner: Arc<dyn RequestStore>,
+    inner: Arc<RequestStore>,
     /// Renewals of attempt 1 that fail before they succeed again (`usize::MAX`: never).
     failing_renewals: AtomicUsize,
-    events: Arc<Mutex<Vec<String>>>,
-}
-
-impl Flaky {
-    fn note(&self, event: String) {
-        self.events.lock().unwrap().push(event);
-    }
+    events: Events,
 }
 
 #[async_trait]
-impl RequestStore for Flaky {
-    async fn insert(&self, r: &RequestRecord) -> Result<(), StoreError> {
-        self.inner.insert(r).await
-    }
-    async fn get(&self, id: &str, owner: &str) -> Result<Option<RequestRecord>, StoreError> {
-        self.inner.get(id, owner).await
-    }
-    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<RequestRecord>, StoreError> {
-        let claimed = self.inner.claim(now_ms, lease_ms).await?;
-        if let Some(job) = &claimed {
-            self.note(format!("claimed {}", job.attempts));
-        }
-        Ok(claimed)
-    }
+impl Renew for Flaky {
     async fn renew(&self, id: &str, attempt: i64, until: i64) -> Result<bool, StoreError> {
         if attempt == 1
             && self
@@ -52,97 +34,17 @@ impl RequestStore for Flaky {
                 })
                 .is_ok()
         {
-            self.note(format!("renewal failed {attempt}"));
+            note(&self.events, format!("renewal failed {attempt}"));
             return Err(StoreError::Query(sqlx::Error::Protocol(
                 "database is locked".into(),
             )));
         }
         self.inner.renew(id, attempt, until).await
     }
-    async fn release(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
-        self.inner.release(id, attempt).await
-    }
-    async fn insert_message(
-        &self,
-        r: &RequestRecord,
-        session_id: &str,
-        held_until_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .insert_message(r, session_id, held_until_ms)
-            .await
-    }
-    async fn hold_message(&self, id: &str, until: i64) -> Result<bool, StoreError> {
-        self.inner.hold_message(id, until).await
-    }
-    async fn leave_message(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.leave_message(id).await
-    }
-    async fn earlier_messages(&self, id: &str, now_ms: i64) -> Result<i64, StoreError> {
-        self.inner.earlier_messages(id, now_ms).await
-    }
-    async fn pending_messages(&self, session: &str, now_ms: i64) -> Result<i64, StoreError> {
-        self.inner.pending_messages(session, now_ms).await
-    }
-    async fn finish(
-        &self,
-        id: &str,
-        attempt: i64,
-        status: &str,
-        result: Option<&str>,
-        error: Option<&str>,
-        now_ms: i64,
-        delivery: Option<&NewDelivery>,
-    ) -> Result<bool, StoreError> {
-        let recorded = self
-            .inner
-            .finish(id, attempt, status, result, error, now_ms, delivery)
-            .await?;
-        self.note(format!("finished {attempt} {status} recorded={recorded}"));
-        Ok(recorded)
-    }
-    async fn cancel(
-        &self,
-        id: &str,
-        owner: &str,
-        now_ms: i64,
-        delivery: Option<&NewDelivery>,
-    ) -> Result<Cancel, StoreError> {
-        self.inner.cancel(id, owner, now_ms, delivery).await
-    }
-    async fn queue_depth(&self) -> Result<i64, StoreError> {
-        self.inner.queue_depth().await
-    }
-    async fn claim_delivery(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Option<Delivery>, StoreError> {
-        self.inner.claim_delivery(now_ms, lease_ms).await
-    }
-    async fn delivery_attempted(
-        &self,
-        id: &str,
-        http_status: Option<u16>,
-        status: &str,
-        next_attempt_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.note(format!("delivery {status}"));
-        self.inner
-            .delivery_attempted(id, http_status, status, next_attempt_ms)
-            .await
-    }
-    async fn pending_deliveries(&self) -> Result<i64, StoreError> {
-        self.inner.pending_deliveries().await
-    }
-    async fn webhook_secret(
-        &self,
-        owner: &str,
-        make: &(dyn Fn() -> String + Send + Sync),
-        now_ms: i64,
-    ) -> Result<String, StoreError> {
-        self.inner.webhook_secret(owner, make, now_ms).await
-    }
+}
+
+fn note(events: &Events, event: String) {
+    events.lock().unwrap().push(event);
 }
 
 type Events = Arc<Mutex<Vec<String>>>;
@@ -158,7 +60,8 @@ impl Drop for Canceled {
 }
 
 struct Bench {
-    store: Arc<Flaky>,
+    store: Arc<RequestStore>,
+    renewals: Flaky,
     calls: Arc<AtomicUsize>,
     events: Events,
     lease: Duration,
@@ -175,13 +78,14 @@ async fn bench(lease_secs: f64, failing_renewals: usize) -> Bench {
     };
     let storage = Storage::open(&config).await.unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::new(Flaky {
+    let renewals = Flaky {
         inner: storage.requests.clone(),
         failing_renewals: AtomicUsize::new(failing_renewals),
         events: events.clone(),
-    });
+    };
     Bench {
-        store,
+        store: storage.requests,
+        renewals,
         calls: Arc::new(AtomicUsize::new(0)),
         events,
         lease: Duration::from_secs_f64(lease_secs),
@@ -217,6 +121,7 @@ impl Bench {
         let now = SystemClock.now_ms();
         let lease_ms = self.lease.as_millis() as i64;
         let job = self.store.claim(now, lease_ms).await.unwrap()?;
+        note(&self.events, format!("claimed {}", job.attempts));
         Some((job, now + lease_ms))
     }
 
@@ -248,7 +153,7 @@ impl Bench {
     async fn work(&self, tasks: &Tasks, first: Duration) -> Option<Held<usize>> {
         let (job, held_until) = self.claim().await?;
         let lease = Lease {
-            store: self.store.as_ref(),
+            store: &self.renewals,
             clock: &SystemClock,
             length: self.lease,
         };
@@ -256,7 +161,8 @@ impl Bench {
         if let Held::Done(call) = held {
             let result = json!({ "call": call }).to_string();
             let now = SystemClock.now_ms();
-            self.store
+            let recorded = self
+                .store
                 .finish(
                     &job.id,
                     job.attempts,
@@ -268,6 +174,10 @@ impl Bench {
                 )
                 .await
                 .unwrap();
+            note(
+                &self.events,
+                format!("finished {} succeeded recorded={recorded}", job.attempts),
+            );
         }
         Some(held)
     }

@@ -1,8 +1,7 @@
 //! Durable state. One store per aggregate, each written once in SQL over one database
 //! (SQLite embedded, or PostgreSQL shared; see [`db`]), and a blob store (files or S3) for
 //! bytes; which ones serve is decided once at start-up, in [`Storage::open`]. The stores
-//! are structs: with one implementation, a trait would only repeat every signature
-//! (`RequestStore` is the exception, for the worker tests' wrapper).
+//! are structs: with one implementation, a trait would only repeat every signature.
 
 pub mod batches;
 pub mod blobs;

@@ -13,7 +13,7 @@ use crate::store::db::Db;
 use crate::store::idempotency::IdempotencyStore;
 use crate::store::images::{ImageIndex, ImageStore};
 use crate::store::keys::KeyStore;
-use crate::store::requests::{RequestStore, SqlRequestStore};
+use crate::store::requests::RequestStore;
 use crate::store::sessions::SessionStore;
 use crate::store::usage::UsageStore;
 
@@ -34,7 +34,7 @@ pub struct Storage {
     pub images: Arc<ImageStore>,
     pub usage: Arc<UsageStore>,
     pub idempotency: Arc<IdempotencyStore>,
-    pub requests: Arc<dyn RequestStore>,
+    pub requests: Arc<RequestStore>,
     pub batches: Arc<BatchStore>,
     pub blobs: Arc<ObjectBlobs>,
     pub database: Arc<Db>,
@@ -109,7 +109,7 @@ impl Storage {
             images: Arc::new(ImageStore::new(index, blobs.clone())),
             usage: Arc::new(UsageStore::new(db.clone())),
             idempotency: Arc::new(IdempotencyStore::new(db.clone())),
-            requests: Arc::new(SqlRequestStore::new(db.clone())),
+            requests: Arc::new(RequestStore::new(db.clone())),
             batches: Arc::new(BatchStore::new(db.clone())),
             blobs,
             database: Arc::new(db),

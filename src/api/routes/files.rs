@@ -34,7 +34,7 @@ pub struct UrlSigner {
 impl UrlSigner {
     /// The signer for a server-wide secret kept in the shared database (so every
     /// instance signs and verifies alike), made once on first start.
-    pub async fn shared(requests: &dyn RequestStore, now_ms: i64) -> Result<Self, StoreError> {
+    pub async fn shared(requests: &RequestStore, now_ms: i64) -> Result<Self, StoreError> {
         // The secrets table's get-or-create is one atomic statement on both backends, so
         // instances starting together still agree on one key.
         let secret = requests
