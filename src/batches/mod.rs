@@ -48,12 +48,74 @@ pub struct Batches {
     wake: tokio::sync::Notify,
 }
 
-/// What a submission asks for, after its items were checked one by one.
+/// What a submission asks for, as its body said it: [`Batches::submit`] checks the rest.
 pub struct Submission {
-    pub model: String,
+    /// The batch's one model (`None`: the default model).
+    pub model: Option<String>,
     pub display_name: Option<String>,
     pub webhook_url: Option<String>,
+    /// `/generate-image` bodies, or edits and compositions of stored images.
     pub items: Vec<Work>,
+}
+
+/// The longest display name, in characters.
+const MAX_DISPLAY_NAME_CHARS: usize = 128;
+
+/// An item as the batch runs it: on the batch's model, at the batch price, without what
+/// only a synchronous request can do; checked as the synchronous route checks it.
+fn batch_item(
+    index: usize,
+    mut work: Work,
+    model: &str,
+    env: &WorkEnv,
+) -> Result<Work, GenerationError> {
+    let (Work::Generate {
+        options, quality, ..
+    }
+    | Work::Edit {
+        options, quality, ..
+    }
+    | Work::Compose {
+        options, quality, ..
+    }) = &mut work
+    else {
+        return Err(GenerationError::internal(
+            "a batch item is not a generation",
+        ));
+    };
+    // The Batch API is a price class of its own (half the standard price, docs/batches.md):
+    // Google's service tiers are for online calls, and one batch runs one model, so
+    // neither a tier nor a fallback would mean anything for an item.
+    let refuse = |field: &str, message: String| {
+        Err(item_error(index, GenerationError::invalid(field, message)))
+    };
+    let routing = &options.routing;
+    let online = (routing.service_tier.as_ref().map(|_| "service_tier"))
+        .or(routing.fallback.map(|_| "fallback"));
+    if let Some(field) = online {
+        return refuse(
+            field,
+            format!(
+                "'{field}' does not apply to batch items: a batch runs at the batch price on the batch's model."
+            ),
+        );
+    }
+    let checked = (quality.include_quality.map(|_| "include_quality"))
+        .or(quality.min_quality_score.map(|_| "min_quality_score"));
+    if let Some(field) = checked {
+        let message = "Quality checks need a synchronous request, not a batch.";
+        return refuse(field, message.to_owned());
+    }
+    match options.model.as_deref() {
+        Some(m) if m != model => {
+            let message = "One batch runs one model; set it on the batch.";
+            let refusal = GenerationError::invalid("model", message).detail("batch_model", model);
+            return Err(item_error(index, refusal));
+        }
+        _ => options.model = Some(model.to_owned()),
+    }
+    work.plan(env).map_err(|e| item_error(index, e))?;
+    Ok(work)
 }
 
 fn not_found() -> GenerationError {
@@ -172,7 +234,13 @@ impl Batches {
         caller: &Caller,
         submission: Submission,
     ) -> Result<Value, GenerationError> {
-        let count = submission.items.len();
+        let Submission {
+            model,
+            display_name,
+            webhook_url,
+            items,
+        } = submission;
+        let count = items.len();
         if count == 0 {
             return Err(GenerationError::invalid(
                 "items",
@@ -187,11 +255,26 @@ impl Batches {
             .detail("max_items", self.config.max_items)
             .detail("count", count));
         }
-        self.check_images(caller, &submission.items).await?;
-        let reserved = self.hold(caller, &submission.items).await?;
+        if display_name
+            .as_ref()
+            .is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS)
+        {
+            return Err(GenerationError::invalid(
+                "display_name",
+                format!("A display name has at most {MAX_DISPLAY_NAME_CHARS} characters."),
+            ));
+        }
+        let model = model.unwrap_or_else(|| self.env.default_model.clone());
+        let model = self.env.models.resolve(&model)?.entry.name;
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, work)| batch_item(index, work, &model, &self.env))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_images(caller, &items).await?;
+        let reserved = self.hold(caller, &items).await?;
         let id = ids::new_id("batch");
-        let units: Vec<StoredWork> = submission
-            .items
+        let units: Vec<StoredWork> = items
             .into_iter()
             .map(|work| StoredWork {
                 version: WORK_VERSION,
@@ -206,9 +289,9 @@ impl Batches {
             id: id.clone(),
             owner: caller.key_id.clone(),
             tier: caller.tier.clone(),
-            model: submission.model,
-            display_name: submission.display_name,
-            webhook_url: submission.webhook_url,
+            model,
+            display_name,
+            webhook_url,
             state: "queued".into(),
             item_count: count as i64,
             upstream_name: None,

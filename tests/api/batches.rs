@@ -422,6 +422,21 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
             "include_quality",
         ),
         (
+            bad(json!([{"prompt": "a"}, {"prompt": "b", "min_quality_score": 0.5}])),
+            1,
+            "min_quality_score",
+        ),
+        (
+            bad(json!([{"prompt": "a", "service_tier": "flex"}])),
+            0,
+            "service_tier",
+        ),
+        (
+            bad(json!([{"prompt": "a", "fallback": true}])),
+            0,
+            "fallback",
+        ),
+        (
             bad(json!([{"prompt": "a", "image_id": "img_01KBJ1V6F0Q9J7D5Z0000000000"}])),
             0,
             "image_id",
@@ -472,6 +487,9 @@ async fn items_are_checked_one_by_one_before_anything_goes_upstream() {
         .await,
     )
     .await;
+    let long_name = json!({"items": [{"prompt": "a"}], "display_name": "n".repeat(129)});
+    let error = expect_invalid(app.post_json("/batches", long_name).await).await;
+    assert_eq!(error["details"]["field"], "display_name");
 
     let jsonl = |body: String| {
         app.client

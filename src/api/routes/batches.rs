@@ -69,8 +69,9 @@ struct BatchBody {
     webhook_url: Option<String>,
 }
 
-/// One item as a unit of work for the batch's `model`.
-fn item_work(index: usize, item: Value, model: &str) -> Result<Work, ApiError> {
+/// One item as a unit of work: a `/generate-image` body, an edit of one stored image or a
+/// composition of several (`Batches::submit` checks it against the batch).
+fn item_work(index: usize, item: Value) -> Result<Work, ApiError> {
     let Value::Object(mut fields) = item else {
         return Err(item_error(
             index,
@@ -95,28 +96,12 @@ fn item_work(index: usize, item: Value, model: &str) -> Result<Work, ApiError> {
             ));
         }
     }
-    // The Batch API is a price class of its own (half the standard price, docs/batches.md):
-    // Google's service tiers are for online calls, and one batch runs one model, so
-    // neither a tier nor a fallback would mean anything for an item.
-    for field in ["service_tier", "fallback"] {
-        if fields.contains_key(field) {
-            return Err(item_error(
-                index,
-                ApiError::invalid(
-                    field,
-                    format!(
-                        "'{field}' does not apply to batch items: a batch runs at the batch price on the batch's model."
-                    ),
-                ),
-            ));
-        }
-    }
     let bytes = serde_json::to_vec(&fields).map_err(ApiError::internal)?;
     let body: GenerateImageBody = json::parse(&bytes).map_err(|e| item_error(index, e))?;
     let work = body.into_work().map_err(|e| item_error(index, e))?.work;
     let Work::Generate {
         prompt,
-        mut options,
+        options,
         quality,
     } = work
     else {
@@ -124,30 +109,6 @@ fn item_work(index: usize, item: Value, model: &str) -> Result<Work, ApiError> {
             "a /generate-image body is not a generation",
         ));
     };
-    if quality.include_quality.is_some() || quality.min_quality_score.is_some() {
-        let field = if quality.include_quality.is_some() {
-            "include_quality"
-        } else {
-            "min_quality_score"
-        };
-        return Err(item_error(
-            index,
-            ApiError::invalid(
-                field,
-                "Quality checks need a synchronous request, not a batch.",
-            ),
-        ));
-    }
-    match options.model.as_deref() {
-        Some(m) if m != model => {
-            return Err(item_error(
-                index,
-                ApiError::invalid("model", "One batch runs one model; set it on the batch.")
-                    .detail("batch_model", model),
-            ));
-        }
-        _ => options.model = Some(model.to_owned()),
-    }
     let images = stored_images(index, &extra)?;
     let text = |f: &str| extra.get(f).and_then(Value::as_str).map(str::to_owned);
     let typed = |f: &str, ok: bool| -> Result<(), ApiError> {
@@ -282,28 +243,14 @@ pub async fn submit(
     if body.items.len() > config.max_items {
         return Err(too_many(config.max_items));
     }
-    if let Some(name) = &body.display_name
-        && name.chars().count() > 128
-    {
-        return Err(ApiError::invalid(
-            "display_name",
-            "A display name has at most 128 characters.",
-        ));
-    }
-    let model_name = body.model.unwrap_or_else(|| state.default_model.clone());
-    let model = state.models.resolve(&model_name)?.entry.name;
     if let Some(url) = &body.webhook_url {
         webhooks::check(url, state.jobs.config.webhooks.allow_private).await?;
     }
-    let env = state.batches.env();
-    let mut items = Vec::with_capacity(body.items.len());
-    for (index, item) in body.items.into_iter().enumerate() {
-        let work = item_work(index, item, &model)?;
-        work.plan(env).map_err(|e| item_error(index, e))?;
-        items.push(work);
-    }
+    let items = (body.items.into_iter().enumerate())
+        .map(|(index, item)| item_work(index, item))
+        .collect::<Result<_, _>>()?;
     let submission = Submission {
-        model,
+        model: body.model,
         display_name: body.display_name,
         webhook_url: body.webhook_url,
         items,
