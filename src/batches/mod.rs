@@ -158,10 +158,6 @@ impl Batches {
         }
     }
 
-    pub fn env(&self) -> &WorkEnv {
-        &self.env
-    }
-
     /// Checks that every image an item names is one of the caller's.
     async fn check_images(&self, caller: &Caller, items: &[Work]) -> Result<(), GenerationError> {
         for (index, work) in items.iter().enumerate() {
