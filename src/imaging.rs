@@ -29,15 +29,6 @@ impl ImageFormat {
         }
     }
 
-    pub fn from_mime(mime: &str) -> Option<Self> {
-        match mime.to_ascii_lowercase().as_str() {
-            "image/png" => Some(Self::Png),
-            "image/jpeg" | "image/jpg" => Some(Self::Jpeg),
-            "image/webp" => Some(Self::Webp),
-            _ => None,
-        }
-    }
-
     pub fn mime(self) -> &'static str {
         match self {
             Self::Png => "image/png",

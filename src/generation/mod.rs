@@ -172,10 +172,6 @@ impl Generator {
         self
     }
 
-    pub fn provider_name(&self) -> &'static str {
-        self.provider.name()
-    }
-
     /// Runs one generation to the end. The work runs in its own task, so a client that
     /// disconnects does not cancel an upstream call that is already being paid for.
     pub async fn run(
