@@ -16,9 +16,6 @@ use crate::store::db::{Db, Dialect};
 use crate::store::keys::{RESERVE, SETTLE, SpendPeriod};
 use crate::store::requests::{NewDelivery, insert_delivery};
 
-/// States that are not final: the batch still counts against the key's pending items.
-pub const OPEN_STATES: [&str; 2] = ["queued", "running"];
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRecord {
     pub id: String,
