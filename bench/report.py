@@ -76,6 +76,21 @@ def main(path: str) -> None:
                                "≥ 0.5", ratio >= 0.5))
     say("")
 
+    say("### OpenAI surface (`POST /v1/images/generations`, `b64_json`, PNG, upstream delay 0)")
+    say("")
+    openai = [(c, by_phase[f"openai-png-c{c}"][0]) for c in (1, 16, 64) if f"openai-png-c{c}" in by_phase]
+    if openai:
+        say("| conc. | req/s | p50 / p99 ms | gateway CPU ms/req | errors |")
+        say("|---|---|---|---|---|")
+        for c, run in openai:
+            w = run["wrk"]
+            cpu_ms = 1000 * run["cpu"]["gateway_s"] / max(w["requests"], 1)
+            say(f"| {c} | {w['rps']:.0f} | {ms(w['p50_ms'])} / {ms(w['p99_ms'])} | {cpu_ms:.2f} | "
+                f"{sum(w['errors'].values())} |")
+    else:
+        say("Not run (`BENCH_PHASES` left the `openai` phase out).")
+    say("")
+
     say("### Memory (resident set of the imagegate process)")
     say("")
     say("| measurement | RSS |")

@@ -14,7 +14,7 @@
 # BENCH_UPSTREAM_PORT (18080), BENCH_GATEWAY_PORT (18000), BENCH_WEBHOOK_PORT (18090),
 # BENCH_EXTRA_CONFIG (TOML appended to imagegate's configuration), BENCH_OUT (where the
 # raw results and report.md go; default target/bench/results), BENCH_PHASES (which phases
-# to run, of: throughput growth held async hostile imaging; default all of them).
+# to run, of: throughput openai growth held async hostile imaging; default all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,7 +30,7 @@ UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT
 GATEWAY=http://127.0.0.1:$GATEWAY_PORT
 
 say() { printf '== %s\n' "$*" >&2; }
-PHASES=" ${BENCH_PHASES:-throughput growth held async hostile imaging} "
+PHASES=" ${BENCH_PHASES:-throughput openai growth held async hostile imaging} "
 want() { [[ $PHASES == *" $1 "* ]]; }
 
 # ---- tools -------------------------------------------------------------------------------
@@ -157,6 +157,7 @@ drop_images() { find "$WORK/data/images" -type f -delete 2>/dev/null || true; }
 
 DIRECT_BODY='{"contents":[{"role":"user","parts":[{"text":"A watercolor lighthouse on a cliff at dusk"}]}],"generationConfig":{"responseModalities":["TEXT","IMAGE"]}}'
 GATEWAY_BODY='{"prompt":"A watercolor lighthouse on a cliff at dusk"}'
+OPENAI_BODY='{"prompt":"A watercolor lighthouse on a cliff at dusk","response_format":"b64_json"}'
 
 # load NAME TARGET(direct|gateway) CONNECTIONS [wrk options...]: one wrk run, one result
 # line. With BENCH_REQUESTS set, exactly that many requests, ended as soon as all have
@@ -169,6 +170,10 @@ load() {
   if [[ $target == direct ]]; then
     url="$UPSTREAM/v1beta/models/gemini-3.1-flash-image:generateContent"
     body=$DIRECT_BODY
+  elif [[ $target == openai ]]; then
+    url="$GATEWAY/v1/images/generations"
+    body=$OPENAI_BODY
+    key=$KEY
   else
     url="$GATEWAY/generate-image"
     body=$GATEWAY_BODY
@@ -211,6 +216,15 @@ for image in png jpeg; do
       load "$image-c$c" "$target" "$c" -d "${DURATION}s" --timeout 10s
     done
   done
+done
+fi
+
+# ---- the OpenAI surface: the same generation, answered in OpenAI's shape ----------------
+if want openai; then
+upstream image=png delay_ms=0
+load "warmup-openai" openai 4 -d 3s >/dev/null
+for c in 1 16 64; do
+  load "openai-png-c$c" openai "$c" -d "${DURATION}s" --timeout 10s
 done
 fi
 

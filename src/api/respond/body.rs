@@ -1,5 +1,5 @@
 //! The JSON body of every generation answer that carries images (a generation, a chat
-//! message, a story), written without copying them.
+//! message, a story, OpenAI's `b64_json` list), written without copying them.
 //!
 //! An answer is mostly base64: 2 MB of it for a 1.5 MB PNG. `axum::Json` would run serde
 //! over all of it, looking at every byte for characters to escape (base64 has none) and
@@ -50,39 +50,58 @@ const NO_IMAGES: &[u8] = br#""images":[]"#;
 
 pub fn json(mut response: impl WithImages) -> Response {
     let images = std::mem::take(response.images());
-    let rest = match serde_json::to_vec(&response) {
+    match spliced(&response, NO_IMAGES, images, b"", b"") {
+        Ok(written) => written,
+        Err(images) => {
+            // A response shaped otherwise than this module knows: the plain way, still right.
+            *response.images() = images;
+            axum::Json(response).into_response()
+        }
+    }
+}
+
+/// `rest` serialised, with `items` written into the empty list `empty` (`"key":[]`) that
+/// it holds: each item as a JSON string between `before` and `after`, its bytes moved
+/// rather than copied. `Err` gives the items back when `rest` has no such list.
+pub fn spliced(
+    rest: &impl Serialize,
+    empty: &'static [u8],
+    items: Vec<String>,
+    before: &'static [u8],
+    after: &'static [u8],
+) -> Result<Response, Vec<String>> {
+    let rest = match serde_json::to_vec(rest) {
         Ok(rest) => rest,
-        Err(e) => return ApiError::internal(e).into_response(),
+        Err(e) => return Ok(ApiError::internal(e).into_response()),
     };
-    let Some(at) = rest.windows(NO_IMAGES.len()).position(|w| w == NO_IMAGES) else {
-        // A response shaped otherwise than this module knows: the plain way, still right.
-        *response.images() = images;
-        return axum::Json(response).into_response();
+    let Some(at) = rest.windows(empty.len()).position(|w| w == empty) else {
+        return Err(items);
     };
     let rest = Bytes::from(rest);
-    let mut chunks = Vec::with_capacity(3 * images.len() + 3);
-    chunks.push(rest.slice(..at));
-    chunks.push(Bytes::from_static(br#""images":["#));
-    for (i, image) in images.into_iter().enumerate() {
+    let open = at + empty.len() - 1; // just past the list's `[`
+    let mut chunks = Vec::with_capacity(5 * items.len() + 2);
+    chunks.push(rest.slice(..open));
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             chunks.push(Bytes::from_static(b","));
         }
-        if needs_no_escaping(&image) {
+        chunks.push(Bytes::from_static(before));
+        if needs_no_escaping(&item) {
             chunks.push(Bytes::from_static(b"\""));
-            chunks.push(Bytes::from(image));
+            chunks.push(Bytes::from(item));
             chunks.push(Bytes::from_static(b"\""));
         } else {
             // Not base64 after all: serde escapes it (a String always serialises).
-            chunks.push(Bytes::from(serde_json::to_vec(&image).unwrap_or_default()));
+            chunks.push(Bytes::from(serde_json::to_vec(&item).unwrap_or_default()));
         }
+        chunks.push(Bytes::from_static(after));
     }
-    chunks.push(Bytes::from_static(b"]"));
-    chunks.push(rest.slice(at + NO_IMAGES.len()..));
+    chunks.push(rest.slice(open..));
     let length: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures_util::stream::iter(
         chunks.into_iter().map(Ok::<_, Infallible>),
     ));
-    (
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -92,7 +111,7 @@ pub fn json(mut response: impl WithImages) -> Response {
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// True when `s` can go between quotes as it is: no `"`, `\` or control character, as
@@ -178,6 +197,36 @@ mod tests {
             turn: 2,
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn an_openai_data_list_is_byte_for_byte_what_serde_writes() {
+        for images in IMAGE_LISTS {
+            let usage = serde_json::json!({"input_tokens": 1, "note": "\"data\":[] in a string"});
+            let expected = serde_json::to_vec(&serde_json::json!({
+                "created": 1,
+                "data": images.iter().map(|i| serde_json::json!({"b64_json": i, "revised_prompt": null})).collect::<Vec<_>>(),
+                "usage": usage,
+            }))
+            .unwrap();
+            let rest = serde_json::json!({"created": 1, "data": [], "usage": usage});
+            let items = images.iter().map(|s| s.to_string()).collect();
+            let written = spliced(
+                &rest,
+                br#""data":[]"#,
+                items,
+                br#"{"b64_json":"#,
+                br#","revised_prompt":null}"#,
+            );
+
+            let (length, written) = body_of(written.unwrap()).await;
+
+            assert_eq!(
+                std::str::from_utf8(&written).unwrap(),
+                std::str::from_utf8(&expected).unwrap()
+            );
+            assert_eq!(length, Some(expected.len().to_string()));
+        }
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
 //! The one writer of every generation answer: what a unit of work produced
 //! ([`Done`]), with the headers saying which model and service tier served, or the 202 of
 //! queued work. Bodies that carry base64 images go through the zero-copy writer
-//! ([`body::json`]); streamed answers are written while their work runs
-//! ([`story_events`], [`native_stream`]).
+//! ([`body::json`], and [`body::spliced`] for OpenAI's `b64_json` list); streamed answers
+//! are written while their work runs ([`story_events`], [`native_stream`]).
 
 pub mod body;
 pub mod native_stream;

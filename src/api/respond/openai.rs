@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
+use crate::api::respond::body;
 use crate::api::routes::files::url;
 use crate::generation::openai::Format;
 use crate::generation::{Outcome, Usage};
@@ -18,27 +19,30 @@ pub fn answer(state: &AppState, origin: &str, outcomes: Vec<Outcome>, format: Fo
         thought_tokens: 0,
         cost_usd: 0.0,
     };
-    let mut data = Vec::new();
-    for outcome in &outcomes {
-        let r = &outcome.response;
-        usage.input_tokens += r.usage.input_tokens;
-        usage.output_tokens += r.usage.output_tokens + r.usage.thought_tokens;
-        usage.image_tokens += r.usage.image_tokens;
-        usage.cost_usd += r.usage.cost_usd;
-        for (image, id) in r.images.iter().zip(&r.image_ids) {
-            data.push(match format {
-                Format::B64 => json!({"b64_json": image, "revised_prompt": Value::Null}),
-                Format::Url => json!({"url": format!("{origin}{}", url(&state.url_signer, id, state.clock.now_ms())), "revised_prompt": Value::Null}),
-            });
-        }
-    }
     let model = outcomes
         .first()
         .map(|o| o.response.model.clone())
         .unwrap_or_default();
-    let body = json!({
+    let (mut links, mut images) = (Vec::new(), Vec::new());
+    for outcome in outcomes {
+        let r = outcome.response;
+        usage.input_tokens += r.usage.input_tokens;
+        usage.output_tokens += r.usage.output_tokens + r.usage.thought_tokens;
+        usage.image_tokens += r.usage.image_tokens;
+        usage.cost_usd += r.usage.cost_usd;
+        let count = r.images.len().min(r.image_ids.len());
+        match format {
+            // Moved into the body as they are (`body::spliced`), not copied into a `Value`.
+            Format::B64 => images.extend(r.images.into_iter().take(count)),
+            Format::Url => links.extend(r.image_ids.iter().take(count).map(|id| {
+                let link = url(&state.url_signer, id, state.clock.now_ms());
+                json!({"url": format!("{origin}{link}"), "revised_prompt": Value::Null})
+            })),
+        }
+    }
+    let mut body = json!({
         "created": state.clock.now_ms() / 1000,
-        "data": data,
+        "data": links,
         "usage": {
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
@@ -47,7 +51,20 @@ pub fn answer(state: &AppState, origin: &str, outcomes: Vec<Outcome>, format: Fo
             "cost_usd": (usage.cost_usd * 1e6).round() / 1e6,
         },
     });
-    let mut response = Json(body).into_response();
+    let (before, after) = (br#"{"b64_json":"#, br#","revised_prompt":null}"#);
+    let mut response = match format {
+        Format::Url => Json(body).into_response(),
+        Format::B64 => match body::spliced(&body, br#""data":[]"#, images, before, after) {
+            Ok(written) => written,
+            // Not reached: `data` above is the empty list the splice looks for.
+            Err(images) => {
+                body["data"] = (images.into_iter())
+                    .map(|i| json!({"b64_json": i, "revised_prompt": Value::Null}))
+                    .collect();
+                Json(body).into_response()
+            }
+        },
+    };
     if let Ok(v) = model.parse() {
         response.headers_mut().insert("x-imagegate-model", v);
     }
