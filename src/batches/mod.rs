@@ -426,7 +426,7 @@ impl Batches {
                 let b = self.record(id, owner).await?;
                 Ok(Self::summary(&b))
             }
-            CancelBatch::Too(state) => Err(GenerationError::conflict(format!(
+            CancelBatch::Final(state) => Err(GenerationError::conflict(format!(
                 "The batch has already ended; it is {state}."
             ))
             .detail("state", state)),

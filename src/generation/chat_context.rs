@@ -35,7 +35,7 @@ pub async fn images_in_context(
         if kept.len() >= config.context_images as usize {
             break;
         }
-        let bytes = images.get_unchecked(image_id).await?.ok_or_else(|| {
+        let bytes = images.get_any_owner(image_id).await?.ok_or_else(|| {
             GenerationError::internal(format!("history image {image_id} is missing"))
         })?;
         used += bytes.len() as u64;

@@ -228,7 +228,7 @@ impl Jobs {
                 self.remove_body(id).await;
                 Ok(Self::status_body(&canceled))
             }
-            Cancel::Too(status) => Err(GenerationError::conflict(format!(
+            Cancel::TooLate(status) => Err(GenerationError::conflict(format!(
                 "Only queued requests can be canceled; this one is {status}."
             ))
             .detail("status", status)),

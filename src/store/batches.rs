@@ -64,7 +64,7 @@ pub enum CancelBatch {
     /// It is upstream: a worker cancels it there and records the outcome.
     Requested,
     /// Already final; its state.
-    Too(String),
+    Final(String),
     NotFound,
 }
 
@@ -384,7 +384,7 @@ impl BatchStore {
                 .bind(owner)
                 .fetch_optional(&mut *tx)
                 .await?;
-        Ok(state.map_or(CancelBatch::NotFound, CancelBatch::Too))
+        Ok(state.map_or(CancelBatch::NotFound, CancelBatch::Final))
     }
 
     /// Makes the open batch known upstream as `upstream_name` due now (the upstream said it

@@ -94,7 +94,7 @@ impl ImageStore {
 
     /// For history replay and signed links: the bytes regardless of owner (the caller
     /// checked the session or the signature). Missing bytes are an error, not `None`.
-    pub async fn get_unchecked(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
+    pub async fn get_any_owner(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
         // Callers hold an id the service handed out (a session's history, a signed link).
         self.read_known(id).await
     }

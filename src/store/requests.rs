@@ -49,8 +49,8 @@ pub struct Delivery {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cancel {
     Canceled,
-    /// Not queued any more; its current status.
-    Too(String),
+    /// Not queued any more (running or finished); its current status.
+    TooLate(String),
     NotFound,
 }
 
@@ -237,7 +237,7 @@ impl RequestStore {
         .bind(owner)
         .fetch_optional(&mut *tx)
         .await?;
-        Ok(status.map_or(Cancel::NotFound, Cancel::Too))
+        Ok(status.map_or(Cancel::NotFound, Cancel::TooLate))
     }
 
     pub async fn queue_depth(&self) -> Result<i64, StoreError> {

@@ -118,7 +118,7 @@ pub async fn get_file(
         .verify(&image_id, sig.expires, &sig.signature, state.clock.now_ms())?;
     let bytes = state
         .images
-        .get_unchecked(&image_id)
+        .get_any_owner(&image_id)
         .await?
         .ok_or_else(|| ApiError::not_found("The file"))?;
     let mime = ImageFormat::sniff(&bytes).map_or("application/octet-stream", ImageFormat::mime);

@@ -62,7 +62,7 @@ pub async fn the_queue_leases_fences_cancels_and_delivers(s: &Storage) {
     );
     assert_eq!(
         q.cancel(&first.id, "alice", NOW + 11, None).await.unwrap(),
-        Cancel::Too("running".into())
+        Cancel::TooLate("running".into())
     );
     assert_eq!(
         q.cancel(&first.id, "mallory", NOW + 11, None)
