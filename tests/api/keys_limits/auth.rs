@@ -129,9 +129,12 @@ async fn what_one_key_creates_another_key_cannot_fetch() {
 }
 
 /// Runs the real binary's `keys` subcommand against the server's data directory.
-fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+/// Runs `imagegate keys …` on the app's data directory while the app keeps serving: the
+/// wait is asynchronous, so the server's tasks on this test's runtime are not frozen
+/// halfway through a write the command would then wait for.
+async fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let dir = app.data_dir.as_ref().unwrap().path();
-    std::process::Command::new(env!("CARGO_BIN_EXE_imagegate"))
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_imagegate"))
         .arg("keys")
         .args(args)
         .arg("--data-dir")
@@ -142,13 +145,14 @@ fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         .env_remove("GEMINI_API_KEY")
         .env_remove("IMAGEGATE_CONFIG")
         .output()
+        .await
         .expect("the binary runs")
 }
 
 #[tokio::test]
 async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_it() {
     let app = TestApp::offline().await;
-    let created = keys_cli(&app, &["create", "--tier", "free", "--name", "laptop"]);
+    let created = keys_cli(&app, &["create", "--tier", "free", "--name", "laptop"]).await;
     assert!(
         created.status.success(),
         "{}",
@@ -179,7 +183,7 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
         (200, Some(key_id.as_str()))
     );
 
-    let listed = keys_cli(&app, &["list"]);
+    let listed = keys_cli(&app, &["list"]).await;
     let listing = String::from_utf8(listed.stdout).unwrap();
     assert!(
         listing.contains(&key_id) && listing.contains("laptop"),
@@ -187,7 +191,7 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
     );
     assert!(!listing.contains(&key), "the secret is never listed");
 
-    let revoked = keys_cli(&app, &["revoke", &key_id]);
+    let revoked = keys_cli(&app, &["revoke", &key_id]).await;
     assert!(
         revoked.status.success(),
         "{}",
@@ -196,11 +200,12 @@ async fn the_keys_cli_prints_a_key_once_lists_it_without_the_secret_and_revokes_
     let response = app.get_as(&client, "/usage").await;
     expect_error(response, 401, "unauthorized").await;
     assert!(
-        !keys_cli(&app, &["revoke", &key_id]).status.success(),
+        !keys_cli(&app, &["revoke", &key_id]).await.status.success(),
         "already revoked"
     );
     assert!(
         !keys_cli(&app, &["create", "--tier", "gold"])
+            .await
             .status
             .success(),
         "unknown tier"
