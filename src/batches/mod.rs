@@ -24,6 +24,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::error::error_chain;
 use crate::generation::GenerationError;
 use crate::generation::Generator;
+use crate::generation::params::Options;
 use crate::generation::work::Plan;
 use crate::generation::work::{StoredWork, WORK_VERSION, Work, WorkEnv};
 use crate::ids;
@@ -62,13 +63,14 @@ pub struct Submission {
 const MAX_DISPLAY_NAME_CHARS: usize = 128;
 
 /// An item as the batch runs it: on the batch's model, at the batch price, without what
-/// only a synchronous request can do; checked as the synchronous route checks it.
+/// only a synchronous request can do; checked as the synchronous route checks it, and
+/// returned with its checked options (what its worst case is priced from).
 fn batch_item(
     index: usize,
     mut work: Work,
     model: &str,
     env: &WorkEnv,
-) -> Result<Work, GenerationError> {
+) -> Result<(Work, Options), GenerationError> {
     let (Work::Generate {
         options, quality, ..
     }
@@ -114,8 +116,14 @@ fn batch_item(
         }
         _ => options.model = Some(model.to_owned()),
     }
-    work.plan(env).map_err(|e| item_error(index, e))?;
-    Ok(work)
+    match work.plan(env).map_err(|e| item_error(index, e))? {
+        Plan::Generate { options, .. }
+        | Plan::Edit { options, .. }
+        | Plan::Compose { options, .. } => Ok((work, options)),
+        _ => Err(GenerationError::internal(
+            "a batch item is not a generation",
+        )),
+    }
 }
 
 fn not_found() -> GenerationError {
@@ -183,7 +191,7 @@ impl Batches {
     async fn hold(
         &self,
         caller: &Caller,
-        items: &[Work],
+        items: &[Options],
     ) -> Result<Option<Reserved>, GenerationError> {
         let Some(spending) = self.generator.spending() else {
             return Ok(None);
@@ -192,17 +200,7 @@ impl Batches {
             return Ok(None);
         };
         let mut micro = 0i64;
-        for (index, work) in items.iter().enumerate() {
-            let options = match work.plan(&self.env)? {
-                Plan::Generate { options, .. }
-                | Plan::Edit { options, .. }
-                | Plan::Compose { options, .. } => options,
-                _ => {
-                    return Err(GenerationError::internal(
-                        "a batch item is not a generation",
-                    ));
-                }
-            };
+        for (index, options) in items.iter().enumerate() {
             let model = &options.model;
             let requested = model
                 .substituted
@@ -262,13 +260,13 @@ impl Batches {
         }
         let model = model.unwrap_or_else(|| self.env.default_model.clone());
         let model = self.env.models.resolve(&model)?.entry.name;
-        let items = items
-            .into_iter()
-            .enumerate()
+        let (items, options): (Vec<Work>, Vec<Options>) = (items.into_iter().enumerate())
             .map(|(index, work)| batch_item(index, work, &model, &self.env))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         self.check_images(caller, &items).await?;
-        let reserved = self.hold(caller, &items).await?;
+        let reserved = self.hold(caller, &options).await?;
         let id = ids::new_id("batch");
         let units: Vec<StoredWork> = items
             .into_iter()
