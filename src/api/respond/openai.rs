@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::api::respond::body;
 use crate::api::routes::files::url;
+use crate::error::ApiError;
 use crate::generation::openai::Format;
 use crate::generation::{Outcome, Usage};
 
@@ -40,7 +41,7 @@ pub fn answer(state: &AppState, origin: &str, outcomes: Vec<Outcome>, format: Fo
             })),
         }
     }
-    let mut body = json!({
+    let body = json!({
         "created": state.clock.now_ms() / 1000,
         "data": links,
         "usage": {
@@ -54,16 +55,9 @@ pub fn answer(state: &AppState, origin: &str, outcomes: Vec<Outcome>, format: Fo
     let (before, after) = (br#"{"b64_json":"#, br#","revised_prompt":null}"#);
     let mut response = match format {
         Format::Url => Json(body).into_response(),
-        Format::B64 => match body::spliced(&body, br#""data":[]"#, images, before, after) {
-            Ok(written) => written,
-            // Not reached: `data` above is the empty list the splice looks for.
-            Err(images) => {
-                body["data"] = (images.into_iter())
-                    .map(|i| json!({"b64_json": i, "revised_prompt": Value::Null}))
-                    .collect();
-                Json(body).into_response()
-            }
-        },
+        // `data` above is the empty list the splice fills.
+        Format::B64 => body::spliced(&body, br#""data":[]"#, images, before, after)
+            .unwrap_or_else(|_| ApiError::internal("no data list to fill").into_response()),
     };
     if let Ok(v) = model.parse() {
         response.headers_mut().insert("x-imagegate-model", v);
