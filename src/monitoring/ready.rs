@@ -28,7 +28,7 @@ use crate::store::{Db, ObjectBlobs};
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Readiness {
-    database: Arc<Db>,
+    database: Db,
     blobs: Arc<ObjectBlobs>,
     provider: &'static str,
     /// The Gemini client when that is the provider (the offline one has no upstream).
@@ -76,7 +76,7 @@ impl Report {
 
 impl Readiness {
     pub fn new(
-        database: Arc<Db>,
+        database: Db,
         blobs: Arc<ObjectBlobs>,
         provider: &'static str,
         upstream: Option<Arc<GeminiProvider>>,

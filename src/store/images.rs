@@ -29,12 +29,12 @@ pub fn blob_key(id: &str) -> Option<String> {
 
 /// Images as the API sees them: bytes in the blob store, owner in the database.
 pub struct ImageStore {
-    index: Arc<ImageIndex>,
+    index: ImageIndex,
     blobs: Arc<ObjectBlobs>,
 }
 
 impl ImageStore {
-    pub fn new(index: Arc<ImageIndex>, blobs: Arc<ObjectBlobs>) -> Self {
+    pub fn new(index: ImageIndex, blobs: Arc<ObjectBlobs>) -> Self {
         Self { index, blobs }
     }
 

@@ -37,7 +37,7 @@ pub struct Storage {
     pub requests: Arc<RequestStore>,
     pub batches: Arc<BatchStore>,
     pub blobs: Arc<ObjectBlobs>,
-    pub database: Arc<Db>,
+    pub database: Db,
     /// For the start-up log: where state and bytes are kept, without credentials.
     pub description: String,
 }
@@ -102,7 +102,7 @@ impl Storage {
 
     /// Every store over one database (SQLite or PostgreSQL, or one schema of it).
     pub fn over(db: Db, blobs: Arc<ObjectBlobs>) -> Self {
-        let index = Arc::new(ImageIndex::new(db.clone()));
+        let index = ImageIndex::new(db.clone());
         Self {
             keys: Arc::new(KeyStore::new(db.clone())),
             sessions: Arc::new(SessionStore::new(db.clone())),
@@ -112,7 +112,7 @@ impl Storage {
             requests: Arc::new(RequestStore::new(db.clone())),
             batches: Arc::new(BatchStore::new(db.clone())),
             blobs,
-            database: Arc::new(db),
+            database: db,
             description: String::new(),
         }
     }
