@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::async_jobs::Receiver;
 use crate::support::fake_gemini::{FAKE_API_KEY, FakeGemini};
-use crate::support::{TestApp, client_with_key, expect_error, expect_invalid, json_of, on_gemini};
+use crate::support::{
+    TestApp, client_with_key, expect_error, expect_invalid, json_of, on_gemini, poll,
+};
 
 /// The Gemini provider on `fake` with short backoffs; the tests run the batch worker
 /// themselves, and polls are due within milliseconds.
@@ -80,14 +82,9 @@ pub(crate) async fn drive_as(app: &TestApp, client: &reqwest::Client, id: &str) 
 
 /// Waits (the server's own workers run) until the batch has ended.
 async fn wait_ended(app: &TestApp, id: &str) -> Value {
-    for _ in 0..800 {
-        let body = batch(app, id, "").await;
-        if ended(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("batch {id} never ended");
+    let body = poll(|| batch(app, id, ""), ended).await;
+    assert!(ended(&body), "batch {id} never ended: {body}");
+    body
 }
 
 async fn results(app: &TestApp, id: &str) -> Vec<Value> {
