@@ -38,6 +38,13 @@ impl Shared {
     }
 
     /// An instance with a data directory of its own: nothing is shared through files.
+    /// Two instances on the shared setup, both in front of `fake`.
+    async fn gemini_pair(&self, fake: &FakeGemini) -> (TestApp, TestApp) {
+        let a = (self.instance(Arc::new(SystemClock), on_gemini(fake, 20.0))).await;
+        let b = (self.instance(Arc::new(SystemClock), on_gemini(fake, 20.0))).await;
+        (a, b)
+    }
+
     async fn instance(&self, clock: Arc<dyn Clock>, extra: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         TestApp::spawn_full(dir, clock, |c| {
@@ -59,12 +66,7 @@ async fn a_chat_session_created_on_one_instance_continues_on_the_other() {
         ..Default::default()
     })
     .await;
-    let a = shared
-        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
-        .await;
-    let b = shared
-        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
-        .await;
+    let (a, b) = shared.gemini_pair(&fake).await;
     assert_ne!(a.base, b.base);
     // One key, issued through A's database, used on both.
     let on_b = client_with_key(Some(&a.key));
@@ -255,12 +257,7 @@ async fn a_request_accepted_by_a_killed_instance_completes_on_the_other() {
 async fn two_instances_given_the_same_idempotency_key_and_body_at_once_run_it_once() {
     let shared = Shared::create().await;
     let fake = FakeGemini::start().await;
-    let a = shared
-        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
-        .await;
-    let b = shared
-        .instance(Arc::new(SystemClock), on_gemini(&fake, 20.0))
-        .await;
+    let (a, b) = shared.gemini_pair(&fake).await;
     let client = client_with_key(Some(&a.key));
     // Slow upstream: the second request arrives while the first is still running, which
     // is when two instances each missed the stored result and both called upstream.
